@@ -1,3 +1,58 @@
-//! aefm-loadgen: a wrk2-compatible constant-throughput HTTP load generator (crate docs to come).
+//! # aefm-loadgen
+//!
+//! A wrk2-compatible, coordinated-omission-correct HTTP load generator, as a library (this
+//! crate) and a binary (`aefm-load`, the same command line as wrk2).
+//!
+//! A run sends requests at a constant rate (`Spec::rate`) over `Spec::connections` keep-alive
+//! connections split across `Spec::threads` OS threads, each with its own current-thread tokio
+//! runtime. Latency is recorded twice: **corrected**, from the moment each request was *due*
+//! (so a stalled server shows its full stall, not just the few requests that were in flight),
+//! and **uncorrected**, from the moment it was actually written. The generator's own lateness is
+//! recorded separately (**send lag**), so an overloaded generator cannot pass for a slow server.
+//!
+//! Pacing uses a per-thread `timerfd` (sub-millisecond), not tokio's 1 ms timer wheel.
+//!
+//! Data flows one way: [`Spec`] → [`run`] (or [`Run::prepare`] / [`Run::execute`] /
+//! [`Run::finish`]) → [`Report`] → [`render_wrk2`] / JSON (serde) / [`write_interval_log`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use aefm_loadgen::{run, render_wrk2, ReportOptions, RunControl, Spec};
+//!
+//! let mut spec = Spec::new("http://127.0.0.1:8080/index.html", 2000.0);
+//! spec.threads = 2;
+//! spec.connections = 100;
+//! spec.duration = Duration::from_secs(60);
+//! let control = RunControl::new().with_progress(|p| eprintln!("{:?}: {:.0} req/s", p.elapsed, p.rate));
+//! let report = run(&spec, &control)?;
+//! print!("{}", render_wrk2(&report, &ReportOptions { latency: true, ..Default::default() }));
+//! println!("p99 corrected: {} us", report.corrected.stats.p99);
+//! // Reports of several processes merge exactly:
+//! let mut total = report.clone();
+//! total.merge(&report);
+//! # Ok::<(), aefm_loadgen::Error>(())
+//! ```
 
+pub mod cli;
+pub mod connection;
+pub mod hdrlog;
+pub mod histogram;
+pub mod parser;
+pub mod printer;
+pub mod report;
+pub mod request;
+pub mod run;
+pub mod script;
 pub mod source;
+pub mod spec;
+pub mod timer;
+pub mod units;
+mod worker;
+
+pub use hdrlog::write_interval_log;
+pub use printer::{render_banner, render_wrk2, ReportOptions};
+pub use report::{
+    Calibration, Errors, HistogramReport, Percentiles, Report, Second, StatusClasses, Summary,
+};
+pub use run::{run, CancelToken, Error, Progress, Run, RunControl};
+pub use spec::{Model, Spec, SpecError, Target};

@@ -1,1 +1,296 @@
-//! End-to-end tests: loadgen.
+//! End-to-end tests: loadgen. The library and the `aefm-load` binary against the test server of
+//! `aefm_tests::http_server`, started in each test. Bounds are generous: the box is shared.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aefm_loadgen::{run, Model, Report, RunControl, Spec};
+use aefm_tests::bins::bin;
+use aefm_tests::http_server::{HttpServer, ServerOptions};
+
+fn spec(url: &str, rate: f64, secs: f64, threads: usize, conns: usize) -> Spec {
+    let mut s = Spec::new(url, rate);
+    s.threads = threads;
+    s.connections = conns;
+    s.duration = Duration::from_secs_f64(secs);
+    s
+}
+
+#[test]
+fn achieved_rate_counts_and_wire_request() {
+    let server = HttpServer::start(ServerOptions::default());
+    let mut s = spec(&server.url("/a/b?x=1"), 400.0, 2.0, 2, 4);
+    s.headers.push(("X-Test".into(), "1".into()));
+    let report = run(&s, &RunControl::new()).unwrap();
+    let sum = &report.summary;
+    assert!(
+        (700..=820).contains(&sum.requests),
+        "requests {}",
+        sum.requests
+    );
+    assert!((sum.achieved_rate - 400.0).abs() < 40.0, "{}", sum.achieved_rate);
+    assert_eq!(sum.errors.total(), 0, "{:?}", sum.errors);
+    assert_eq!(sum.responses.success, sum.requests);
+    assert_eq!(report.corrected().len(), sum.requests);
+    assert_eq!(report.uncorrected().len(), sum.requests);
+    assert!(sum.sent >= sum.requests && sum.sent <= sum.requests + 4);
+    // 16-byte bodies plus headers, every byte counted.
+    assert!(sum.bytes > sum.requests * 40, "{}", sum.bytes);
+    assert!(report.per_second.len() == 2, "{:?}", report.per_second.len());
+    let per_sec: u64 = report.per_second.iter().map(|s| s.completed).sum();
+    assert_eq!(per_sec, sum.requests);
+    // The server saw exactly what wrk would send.
+    let reqs = server.requests();
+    assert!(reqs.len() as u64 >= sum.requests);
+    let r = &reqs[0];
+    assert_eq!((r.method.as_str(), r.target.as_str()), ("GET", "/a/b?x=1"));
+    assert_eq!(r.header("Host"), Some(server.addr().to_string().as_str()));
+    assert_eq!(r.header("X-Test"), Some("1"));
+    // Corrected latency is never below uncorrected.
+    assert!(report.corrected.stats.p50 >= report.uncorrected.stats.p50);
+}
+
+#[test]
+fn non_2xx_responses_are_counted() {
+    let server = HttpServer::start(ServerOptions {
+        status: 503,
+        chunked: true,
+        ..ServerOptions::default()
+    });
+    let report = run(&spec(&server.url("/"), 200.0, 1.0, 1, 2), &RunControl::new()).unwrap();
+    let sum = &report.summary;
+    assert!(sum.requests > 150, "{}", sum.requests);
+    assert_eq!(sum.errors.status, sum.requests);
+    assert_eq!(sum.responses.server_error, sum.requests);
+    let text = aefm_loadgen::render_wrk2(&report, &Default::default());
+    assert!(
+        text.contains(&format!("  Non-2xx or 3xx responses: {}\n", sum.requests)),
+        "{text}"
+    );
+}
+
+#[test]
+fn reconnects_after_connection_close() {
+    let server = HttpServer::start(ServerOptions {
+        close_every: Some(5),
+        ..ServerOptions::default()
+    });
+    let report = run(&spec(&server.url("/"), 300.0, 1.5, 1, 2), &RunControl::new()).unwrap();
+    let sum = &report.summary;
+    assert!(sum.requests > 380, "{}", sum.requests);
+    assert!(sum.reconnects >= sum.requests / 5 - 2, "{sum:?}");
+    assert_eq!(sum.errors.read + sum.errors.connect, 0, "{:?}", sum.errors);
+    // One test connect, two up front, then one per close.
+    assert!(server.connection_count() >= sum.reconnects, "{}", server.connection_count());
+}
+
+#[test]
+fn timeouts_count_late_requests_not_idle_connections() {
+    // Every response takes 300 ms against a 100 ms timeout: each request counts once, and its
+    // latency is still recorded.
+    let slow = HttpServer::start(ServerOptions {
+        delay: Duration::from_millis(300),
+        ..ServerOptions::default()
+    });
+    let mut s = spec(&slow.url("/"), 10.0, 1.5, 1, 2);
+    s.timeout = Duration::from_millis(100);
+    let report = run(&s, &RunControl::new()).unwrap();
+    let sum = &report.summary;
+    assert!(sum.requests >= 4, "{sum:?}");
+    assert!(
+        sum.errors.timeout >= sum.requests && sum.errors.timeout <= sum.requests + 2,
+        "{sum:?}"
+    );
+    assert!(report.uncorrected.stats.min >= 290_000, "{:?}", report.uncorrected.stats);
+    // Idle connections (one request every 5 s each) are not timeouts.
+    let fast = HttpServer::start(ServerOptions::default());
+    let mut s = spec(&fast.url("/"), 2.0, 1.5, 1, 10);
+    s.timeout = Duration::from_millis(100);
+    let report = run(&s, &RunControl::new()).unwrap();
+    assert_eq!(report.summary.errors.timeout, 0, "{:?}", report.summary);
+    assert!(report.summary.requests >= 2);
+}
+
+#[test]
+fn open_model_keeps_rate_with_slow_server() {
+    // 200 ms per response, one connection: wrk2's model could do 5 req/s; the open model opens
+    // connections as needed and keeps 50 req/s.
+    let server = HttpServer::start(ServerOptions {
+        delay: Duration::from_millis(200),
+        ..ServerOptions::default()
+    });
+    let mut s = spec(&server.url("/"), 50.0, 1.5, 1, 1);
+    s.model = Model::Open {
+        max_connections: 40,
+    };
+    let report = run(&s, &RunControl::new()).unwrap();
+    let sum = &report.summary;
+    assert!(sum.sent >= 70, "{sum:?}");
+    assert!(sum.requests >= 55, "{sum:?}");
+    assert!(server.connection_count() >= 8, "{}", server.connection_count());
+    assert!(report.corrected.stats.p50 < 400_000, "{:?}", report.corrected.stats);
+}
+
+#[test]
+fn wrk2_model_records_stall_from_intended_time() {
+    // Server stalls for ~600 ms in a 1.6 s run at 100 req/s: corrected max ~600 ms while the
+    // requests sent after the stall look fast uncorrected.
+    let server = HttpServer::start(ServerOptions::default());
+    let s = spec(&server.url("/"), 100.0, 1.6, 1, 2);
+    let handle = std::thread::spawn({
+        let s = s.clone();
+        move || run(&s, &RunControl::new())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    server.set_stalled(true);
+    std::thread::sleep(Duration::from_millis(600));
+    server.set_stalled(false);
+    let report = handle.join().unwrap().unwrap();
+    let c = &report.corrected.stats;
+    assert!(c.max >= 450_000 && c.max <= 900_000, "{c:?}");
+    // About 60 requests were due during the stall: well over 2% of ~160 are slow corrected...
+    assert!(c.p90 >= 100_000, "{c:?}");
+    // ...but uncorrected only the two stuck in flight.
+    let u = &report.uncorrected.stats;
+    assert!(u.p90 < 100_000, "{u:?}");
+    assert!(report.summary.requests >= 140, "{:?}", report.summary);
+}
+
+#[test]
+fn cancel_returns_partial_report_and_progress_ticks() {
+    let server = HttpServer::start(ServerOptions::default());
+    let s = spec(&server.url("/"), 100.0, 30.0, 1, 2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let control = RunControl::new().with_progress({
+        let seen = seen.clone();
+        move |p| seen.lock().unwrap().push((p.elapsed, p.completed, p.rate))
+    });
+    let token = control.cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2300));
+        token.cancel();
+    });
+    let t = Instant::now();
+    let report = run(&s, &control).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(report.summary.cancelled);
+    assert!(report.summary.duration_us < 4_000_000);
+    assert!(report.summary.requests > 150, "{:?}", report.summary);
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!((seen[1].2 - 100.0).abs() < 20.0, "{seen:?}");
+    assert!(seen[1].1 > seen[0].1);
+}
+
+#[test]
+fn binary_prints_wrk2_report_and_writes_json_and_hdr_log() {
+    let server = HttpServer::start(ServerOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let hlog = dir.path().join("r.hlog");
+    // AEFM's argument order: URL first, options after.
+    let out = Command::new(bin("aefm-load"))
+        .arg(server.url("/index.html"))
+        .args(["-t", "1", "-c", "4", "-d", "2s", "-R", "300", "-U"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--hdr-log")
+        .arg(&hlog)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("Running 2s test @ {}", server.url("/index.html"))
+    );
+    assert_eq!(lines[1], "  1 threads and 4 connections");
+    assert_eq!(lines[2], "  Thread Stats   Avg      Stdev     Max   +/- Stdev");
+    assert!(lines[3].starts_with("    Latency   "));
+    assert!(lines[4].starts_with("    Req/Sec   "));
+    assert_eq!(
+        lines[5],
+        "  Latency Distribution (HdrHistogram - Recorded Latency)"
+    );
+    assert!(lines[6].starts_with(" 50.000%"));
+    assert!(stdout.contains("\n\n  Detailed Percentile spectrum:\n       Value   Percentile   TotalCount 1/(1-Percentile)\n\n"));
+    assert!(stdout.contains("#[Buckets =           27, SubBuckets     =         2048]\n----------------------------------------------------------\n\n  Latency Distribution (HdrHistogram - Uncorrected Latency (measured without taking delayed starts into account))\n"));
+    let report = Report::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let n = report.summary.requests;
+    assert!((500..=640).contains(&n), "{n}");
+    assert!(stdout.contains(&format!("\n  {n} requests in 2.00s, ")), "{stdout}");
+    assert!(stdout.contains("\nRequests/sec: "));
+    assert!(stdout.contains("\nTransfer/sec: "));
+    // Footer total count agrees with the JSON histogram.
+    assert!(stdout.contains(&format!("Total count    = {:>12}]", report.corrected().len())));
+    // The interval log: one histogram per second, adding up to the whole corrected histogram.
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    assert!(log.contains("#[StartTime: "));
+    let mut total = 0;
+    let mut intervals = 0;
+    for line in log.lines().filter(|l| !l.starts_with('#') && !l.starts_with('"')) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        let h = aefm_loadgen::histogram::decode(fields[3]).unwrap();
+        total += h.len();
+        intervals += 1;
+    }
+    assert_eq!(intervals, 2, "{log}");
+    assert_eq!(total, n);
+}
+
+#[test]
+fn binary_json_on_stdout_replaces_text() {
+    let server = HttpServer::start(ServerOptions::default());
+    let out = Command::new(bin("aefm-load"))
+        .args(["-t1", "-c1", "-d1", "-R50", "--json", "-"])
+        .arg(server.url("/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report = Report::from_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert!(report.summary.requests >= 40);
+}
+
+#[test]
+fn binary_bad_input_one_line_exit_1_before_load() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    for (args, needle) in [
+        (vec!["-R", "10", "not-a-url"], "invalid URL"),
+        (vec!["-R", "0", "http://127.0.0.1:1/"], "rate"),
+        (vec!["-R", "10", "-c", "0", "http://127.0.0.1:1/"], "connections"),
+        (vec!["-R", "10", "-d", "-3", "http://127.0.0.1:1/"], "invalid duration"),
+        (vec!["http://127.0.0.1:1/"], "Throughput MUST"),
+        (vec!["-R", "10", closed_url.as_str()], "unable to connect"),
+        (vec!["-R", "10", "http://no-such-host.invalid/"], "unable to resolve"),
+    ] {
+        let t = Instant::now();
+        let out = Command::new(bin("aefm-load")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(first.starts_with("aefm-load: "), "{args:?}: {stderr}");
+        assert!(first.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("requests in"));
+        assert!(t.elapsed() < Duration::from_secs(10), "{args:?}");
+    }
+}
+
+#[test]
+fn binary_missing_script_fails_before_load() {
+    let server = HttpServer::start(ServerOptions::default());
+    let out = Command::new(bin("aefm-load"))
+        .args(["-R", "10", "-d", "1", "-s", "/no/such/script.lua"])
+        .arg(server.url("/"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("script.lua"), "{stderr}");
+    assert_eq!(server.request_count(), 0);
+}

@@ -1,1 +1,169 @@
-fn main() {}
+//! `aefm-stress`: run one stressor (cpu, memcap, membw, cache, net) with its intensity in physical
+//! units and report target vs achieved as JSON lines. Parses arguments and calls the library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aefm_interference::{units, CacheLevel, RunOptions, StopSignal, Stressor};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+const KINDS: &[&str] = &["cpu", "memcap", "membw", "cache", "net"];
+
+#[derive(Parser)]
+#[command(name = "aefm-stress", version, about = "Resource stressors with intensity in physical units; JSON report lines on stdout")]
+struct Cli {
+    #[command(subcommand)]
+    kind: Kind,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Wall-clock duration (10s, 500ms, 5m); default: until SIGTERM/SIGINT.
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Serve Prometheus text metrics on this address (e.g. 0.0.0.0:9100).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum Kind {
+    /// N workers, each held at a CPU utilisation by a 10 ms duty cycle, pinned to allowed CPUs.
+    Cpu {
+        /// Workers (default: one per CPU allowed by the cpuset and the CPU quota).
+        #[arg(long, short = 'w')]
+        workers: Option<usize>,
+        /// Target utilisation of each worker, 0-100 (a trailing % is accepted).
+        #[arg(long, short = 'l', value_parser = parse_pct)]
+        load: f64,
+        /// CPUs to pin to, e.g. 0,2-3 (must be allowed).
+        #[arg(long, value_parser = parse_cpus)]
+        cpus: Option<Vec<usize>>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Hold memory resident: bytes (1GiB, 512MiB, 1GB) or a percentage of the memory limit (50%).
+    Memcap {
+        /// Size: 1GiB, 512MiB, 2GB, 1073741824, or 50% (of the cgroup limit, else host memory).
+        #[arg(long, short = 's', value_parser = parse_size)]
+        size: units::Size,
+        /// Re-touch every page this many times per second (default: touch once, then hold).
+        #[arg(long)]
+        retouch: Option<f64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Stream memory (STREAM copy over >= 4x the LLC): max, or a total target such as 8GB/s.
+    Membw {
+        /// max, or GB/s (8GB/s, 500MB/s).
+        #[arg(long, short = 'r', value_parser = parse_rate)]
+        rate: units::Rate,
+        /// Workers (default: one per allowed CPU within the quota).
+        #[arg(long, short = 'w')]
+        workers: Option<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Keep a fraction of a cache level resident (sizes from sysfs).
+    Cache {
+        /// l1d, l2 or llc.
+        #[arg(long, value_parser = parse_level)]
+        level: CacheLevel,
+        /// Footprint as a fraction of the level's size (0 < F <= 16).
+        #[arg(long, short = 'f')]
+        fraction: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Network interference with iperf3: a server, or a client towards a server.
+    Net {
+        /// Run an iperf3 server.
+        #[arg(long, conflicts_with_all = ["target", "bandwidth", "streams"], required_unless_present = "target")]
+        server: bool,
+        /// Server to send to: HOST[:PORT].
+        #[arg(long, short = 't')]
+        target: Option<String>,
+        /// Port (server: listen; client: default when --target has none).
+        #[arg(long, short = 'p', default_value_t = 5201)]
+        port: u16,
+        /// Bandwidth per stream in bits/s (1G, 100M, 1Gbit/s).
+        #[arg(long, short = 'b', value_parser = parse_bandwidth, default_value = "1G")]
+        bandwidth: u64,
+        /// Parallel streams.
+        #[arg(long, short = 'P', default_value_t = 1)]
+        streams: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    units::parse_duration(s).map_err(|e| e.to_string())
+}
+fn parse_size(s: &str) -> Result<units::Size, String> {
+    units::parse_size(s).map_err(|e| e.to_string())
+}
+fn parse_rate(s: &str) -> Result<units::Rate, String> {
+    units::parse_rate(s).map_err(|e| e.to_string())
+}
+fn parse_bandwidth(s: &str) -> Result<u64, String> {
+    units::parse_bandwidth(s).map_err(|e| e.to_string())
+}
+fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    units::parse_cpu_list(s).map_err(|e| e.to_string())
+}
+fn parse_level(s: &str) -> Result<CacheLevel, String> {
+    CacheLevel::parse(s).map_err(|e| e.to_string())
+}
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches('%');
+    match t.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("invalid load {s:?}: expected a percentage 0-100")),
+    }
+}
+
+fn into_stressor(kind: Kind) -> Result<(Stressor, Common)> {
+    Ok(match kind {
+        Kind::Cpu { workers, load, cpus, common } => (Stressor::Cpu { workers: workers.unwrap_or(0), load_pct: load, cpus }, common),
+        Kind::Memcap { size, retouch, common } => (Stressor::MemCap { size, retouch_per_s: retouch }, common),
+        Kind::Membw { rate, workers, common } => (Stressor::MemBw { rate, workers: workers.unwrap_or(0) }, common),
+        Kind::Cache { level, fraction, common } => (Stressor::Cache { level, fraction }, common),
+        Kind::Net { server: true, port, common, .. } => (Stressor::NetServer { port }, common),
+        Kind::Net { target, port, bandwidth, streams, common, .. } => {
+            let t = target.context("--target HOST[:PORT] or --server is required")?;
+            let (host, port) = aefm_interference::stressors::net::split_target(&t, port)?;
+            (Stressor::NetClient { target: host, port, bandwidth_bps: bandwidth, streams }, common)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    // Unknown kinds: name the valid ones (clap alone only says "unrecognized subcommand").
+    if let Some(first) = std::env::args().nth(1) {
+        if !first.starts_with('-') && first != "help" && !KINDS.contains(&first.as_str()) {
+            eprintln!("error: unknown stressor kind {first:?}; valid kinds: {}", KINDS.join(", "));
+            return ExitCode::from(2);
+        }
+    }
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    let (stressor, common) = into_stressor(cli.kind)?;
+    let stop = StopSignal::install().context("installing the SIGTERM/SIGINT handlers")?;
+    let opts = RunOptions { duration: common.duration, metrics_addr: common.metrics_addr, ..Default::default() };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    aefm_interference::run(&stressor, &opts, &stop, &mut out).with_context(|| format!("{} stressor", stressor.kind()))?;
+    Ok(())
+}

@@ -1,1 +1,126 @@
-fn main() {}
+//! `aefm-load`: wrk2's command line on top of the aefm-loadgen library.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use aefm_loadgen::cli::{self, Command, USAGE};
+use aefm_loadgen::{render_banner, render_wrk2, write_interval_log, ReportOptions, Run, RunControl};
+
+/// Raises the soft open-files limit to the hard limit: 10 000 connections need it.
+fn raise_nofile_limit() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aefm-load: {e}");
+            eprint!("{USAGE}");
+            return ExitCode::from(1);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("{}", cli::version());
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            spec,
+            output,
+            warnings,
+        } => match run(&spec, &output, &warnings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("aefm-load: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> anyhow::Result<()> {
+    raise_nofile_limit();
+    for w in warnings {
+        eprintln!("aefm-load: warning: {w}");
+    }
+    let mut prepared = Run::prepare(spec)?;
+    for w in prepared.warnings() {
+        eprintln!("aefm-load: warning: {w}");
+    }
+    let text = !output.json_on_stdout();
+    let mut stdout = std::io::stdout();
+    if text {
+        print!(
+            "{}",
+            render_banner(
+                &spec.url,
+                spec.duration.as_secs_f64(),
+                spec.threads,
+                spec.connections
+            )
+        );
+        stdout.flush().ok();
+    }
+    // Ctrl-C ends the run early with the normal report and exit 0, like wrk2.
+    let control = RunControl::new();
+    let token = control.cancel.clone();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    token.cancel();
+                }
+            });
+        }
+    });
+    let report = prepared.execute(&control)?;
+    if text {
+        let opts = ReportOptions {
+            latency: output.latency,
+            u_latency: output.u_latency,
+            send_lag: output.latency,
+        };
+        print!("{}", render_wrk2(&report, &opts));
+        stdout.flush().ok();
+    }
+    for w in aefm_loadgen::report::diagnose(&report) {
+        eprintln!("aefm-load: warning: {w}");
+    }
+    if let Some(path) = &output.json {
+        let json = report.to_json();
+        if path == "-" {
+            println!("{json}");
+        } else {
+            std::fs::write(path, json + "\n").with_context(|| format!("writing {path}"))?;
+        }
+    }
+    if let Some(path) = &output.hdr_log {
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        write_interval_log(&report, &mut file)
+            .and_then(|()| file.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    prepared.finish(&report)?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Scripted-throughput benchmark for aefm-load's Lua runtime (issue 4).
+#
+# Against nginx (../shared/bench/nginx_small.sh, pinned to core 1), with the generator on core 0:
+#   (a) max rate, 1 thread, 50 connections: aefm-load without a script, aefm-load with a script
+#       whose request() builds a new ~600-byte form body per call, and Debian's wrk (LuaJIT too)
+#       with the same script. Prints requests/s and the ratios the issue asks for.
+#   (b) aefm-load with the script at -R20000: achieved rate vs target and CPU µs per request.
+# Every figure comes from the same invocation; the machine is shared, so compare ratios.
+#
+# Usage: bench/lua.sh            (env: DURATION=10s REPEAT=3 PORT=8080 AEFM_LOAD=path WRK=wrk)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${SHARED:-$root/../shared}
+port=${PORT:-8080}
+duration=${DURATION:-10s}
+repeat=${REPEAT:-3}
+wrk_bin=${WRK:-wrk}
+url="http://127.0.0.1:$port/index.html"
+
+if [ -z "${AEFM_LOAD:-}" ]; then
+  (cd "$root" && cargo build --release -q -p aefm-loadgen --bin aefm-load)
+  AEFM_LOAD="${CARGO_TARGET_DIR:-$root/target}/release/aefm-load"
+fi
+command -v "$wrk_bin" >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap '"$shared/bench/nginx_small.sh" stop "$port" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+# The benchmark script: a fresh ~600-byte form-encoded body on every call (random user, random
+# 400-character text), shaped like DeathStarBench's compose-post. It is sent with GET because
+# nginx's static handler answers POST with 405; with GET it reads the body and answers 200. The
+# generator's work (build, format, send ~750 bytes) is the same either way.
+cat > "$work/form600.lua" <<'LUA'
+math.randomseed(os.time())
+local chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+local function random_text(n)
+  local t = {}
+  for i = 1, n do
+    local k = math.random(62)
+    t[i] = chars:sub(k, k)
+  end
+  return table.concat(t)
+end
+local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+request = function()
+  local user = math.random(1, 100000)
+  local body = "username=username_" .. user .. "&user_id=" .. user ..
+    "&text=" .. random_text(400) ..
+    "&media_ids=%5B%22" .. math.random(100000000, 999999999) .. "%22%5D" ..
+    "&media_types=%5B%22png%22%5D&post_type=0&padding=" .. random_text(100)
+  return wrk.format("GET", nil, headers, body)
+end
+LUA
+
+"$shared/bench/nginx_small.sh" start "$port" 1 >/dev/null
+
+# Requests/sec and the request count of a report on stdin.
+parse() { python3 "$shared/bench/wrkparse.py" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("requests_per_sec") or 0, d.get("requests") or 0)'; }
+
+# run LABEL CMD...: runs on core 0 under GNU time, prints "rps requests cpu_seconds".
+run() {
+  local label=$1; shift
+  /usr/bin/time -f '%U %S' -o "$work/time" taskset -c 0 "$@" > "$work/out" 2> "$work/err" || {
+    echo "$label failed:" >&2; cat "$work/err" >&2; return 1; }
+  read -r rps reqs < <(parse < "$work/out")
+  read -r u s < "$work/time"
+  echo "$rps $reqs $(python3 -c "print($u+$s)")"
+}
+
+echo "# aefm-load: $AEFM_LOAD"
+echo "# wrk: $(command -v "$wrk_bin") ($("$wrk_bin" -v 2>&1 | head -1))"
+echo "# script: form600.lua, request() builds a ~625-byte form body per call"
+echo
+echo "## (a) max rate, -t1 -c50 -d$duration (R=1000000 for aefm-load = as fast as it can)"
+printf '%-4s %14s %14s %14s %10s %10s\n' run noscript_rps script_rps wrk_script_rps script/no wrk/script
+for i in $(seq 1 "$repeat"); do
+  read -r a _ _ < <(run noscript "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 "$url")
+  read -r b _ _ < <(run script "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 -s "$work/form600.lua" "$url")
+  read -r c _ _ < <(run wrk "$wrk_bin" -t1 -c50 -d"$duration" -s "$work/form600.lua" "$url")
+  python3 -c "a,b,c=$a,$b,$c; print(f'{$i:<4} {a:14.0f} {b:14.0f} {c:14.0f} {b/a:10.3f} {c/b:10.3f}')"
+done
+echo
+echo "## (b) aefm-load -t1 -c50 -d$duration -R20000 -s form600.lua"
+printf '%-4s %12s %10s %10s %12s\n' run achieved error% requests cpu_us/req
+for i in $(seq 1 "$repeat"); do
+  read -r rps reqs cpu < <(run rate20k "$AEFM_LOAD" -t1 -c50 -d"$duration" -R20000 -s "$work/form600.lua" "$url")
+  python3 -c "r,n,c=$rps,$reqs,$cpu; print(f'{$i:<4} {r:12.1f} {100*(r-20000)/20000:10.3f} {n:10d} {1e6*c/n:12.2f}')"
+done

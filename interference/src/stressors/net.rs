@@ -1,0 +1,357 @@
+//! Network stressor: drives iperf3. Server mode runs `iperf3 -s -p PORT`; client mode runs
+//! `iperf3 -c HOST -p PORT -b BW -P STREAMS -t T -J` (`-b` is per stream, as in iperf3 and the
+//! original AEFM, so the target is `BW x STREAMS`). A supervisor thread restarts iperf3 whenever it
+//! exits before the duration ends (server not up yet, connection reset, crash), with a 0.5 s pause.
+//!
+//! Per-second achieved bits/s come from the iperf3 process's `/proc/PID/io` byte counters (`wchar`
+//! for the client's socket writes, `rchar` for the server's reads): iperf3 3.12 has no streaming
+//! JSON output and its text intervals would need fragile parsing. The final figure for a client is
+//! iperf3's own `end.sum_sent` from its JSON, summed over runs.
+//! The child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with `aefm-stress` even on SIGKILL.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use super::{details, round, Active, Ctx};
+use crate::error::{Error, Result};
+use crate::stop::sleep_polling;
+
+/// What iperf3 is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Mode {
+    Server { port: u16 },
+    Client { target: String, port: u16, bandwidth_bps: u64, streams: u32 },
+}
+
+/// The iperf3 program: `$AEFM_IPERF3`, else `iperf3` on `$PATH`.
+pub fn find_iperf3() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AEFM_IPERF3") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|d| d.join("iperf3")).find(|p| p.is_file())
+    })
+}
+
+/// Splits `HOST[:PORT]` (also `[v6addr]:PORT`); the port defaults to `default_port`.
+pub fn split_target(text: &str, default_port: u16) -> Result<(String, u16)> {
+    let bad = |r: &str| Error::parse("target", text, r.to_string());
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad("empty host"));
+    }
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing ]"))?;
+        (h, after.strip_prefix(':'))
+    } else if t.matches(':').count() == 1 {
+        let (h, p) = t.split_once(':').unwrap_or((t, ""));
+        (h, Some(p))
+    } else {
+        (t, None)
+    };
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("port must be 1..65535"))?,
+        None => default_port,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// iperf3 arguments for one run of `secs` seconds.
+pub(crate) fn iperf_args(mode: &Mode, secs: u64) -> Vec<String> {
+    match mode {
+        Mode::Server { port } => vec!["-s".into(), "-p".into(), port.to_string()],
+        Mode::Client { target, port, bandwidth_bps, streams } => vec![
+            "-c".into(),
+            target.clone(),
+            "-p".into(),
+            port.to_string(),
+            "-b".into(),
+            bandwidth_bps.to_string(),
+            "-P".into(),
+            streams.to_string(),
+            "-t".into(),
+            secs.to_string(),
+            "-J".into(),
+        ],
+    }
+}
+
+/// (bytes sent, seconds, bits/s, error) from an iperf3 client's `-J` output.
+pub fn parse_client_json(text: &str) -> Option<(u64, f64, f64, Option<String>)> {
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    let err = v.get("error").and_then(|e| e.as_str()).map(str::to_string);
+    let sent = v.pointer("/end/sum_sent");
+    let bytes = sent.and_then(|s| s.get("bytes")).and_then(Value::as_u64).unwrap_or(0);
+    let secs = sent.and_then(|s| s.get("seconds")).and_then(Value::as_f64).unwrap_or(0.0);
+    let bps = sent.and_then(|s| s.get("bits_per_second")).and_then(Value::as_f64).unwrap_or(0.0);
+    Some((bytes, secs, bps, err))
+}
+
+/// `wchar` (written) or `rchar` (read) of a process.
+fn io_counter(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)?.trim_start_matches(':').trim().parse().ok())
+}
+
+#[derive(Default)]
+struct Totals {
+    json_bytes: u64,
+    json_secs: f64,
+    last_error: Option<String>,
+}
+
+struct Shared {
+    bytes: AtomicU64,
+    restarts: AtomicU32,
+    running: AtomicBool,
+    totals: Mutex<Totals>,
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+fn terminate(child: &mut Child) {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(300) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let counter = if matches!(mode, Mode::Server { .. }) { "rchar" } else { "wchar" };
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            break;
+        }
+        if !first {
+            shared.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        // iperf3 caps -t at 86400 s; runs without a duration restart after a day.
+        let secs = remaining.map(|r| r.as_secs_f64().ceil() as u64).unwrap_or(86400).clamp(1, 86400);
+        let mut cmd = Command::new(&exe);
+        cmd.args(iperf_args(&mode, secs)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe; runs in the forked child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                shared.totals.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(format!("cannot start {}: {e}", exe.display()));
+                if sleep_polling(&stop, Duration::from_millis(500)) {
+                    break;
+                }
+                continue;
+            }
+        };
+        shared.running.store(true, Ordering::Relaxed);
+        let out = child.stdout.take().map(read_all);
+        let err = child.stderr.take().map(read_all);
+        let pid = child.id();
+        let mut last = io_counter(pid, counter).unwrap_or(0);
+        let mut exited_by_itself = false;
+        let mut run_bytes = 0u64;
+        loop {
+            if let Some(now) = io_counter(pid, counter) {
+                shared.bytes.fetch_add(now.saturating_sub(last), Ordering::Relaxed);
+                run_bytes += now.saturating_sub(last);
+                last = now;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                exited_by_itself = true;
+                break;
+            }
+            if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                terminate(&mut child);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        shared.running.store(false, Ordering::Relaxed);
+        let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
+        let stderr = err.and_then(|h| h.join().ok()).unwrap_or_default();
+        // `wchar` also counted iperf3's own output (its JSON, error text): take it back out.
+        let printed = (stdout.len() + stderr.len()) as u64;
+        if counter == "wchar" {
+            let _ = shared.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(printed.min(run_bytes))));
+        }
+        let mut totals = shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((bytes, secs, _bps, error)) = parse_client_json(&stdout) {
+            totals.json_bytes += bytes;
+            totals.json_secs += secs;
+            if let Some(e) = error.filter(|_| exited_by_itself) {
+                totals.last_error = Some(e);
+            }
+        } else if exited_by_itself {
+            let line = stderr.lines().chain(stdout.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("exited");
+            totals.last_error = Some(line.trim().to_string());
+        }
+        drop(totals);
+        if exited_by_itself && sleep_polling(&stop, Duration::from_millis(500)) {
+            break;
+        }
+    }
+}
+
+/// A running network stressor.
+pub(crate) struct NetStress {
+    mode: Mode,
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<()>>,
+    start: Instant,
+    last: Instant,
+    last_bytes: u64,
+}
+
+/// Finds iperf3 and starts the supervisor.
+pub(crate) fn start(ctx: &Ctx, mode: Mode) -> Result<NetStress> {
+    if let Mode::Client { streams, bandwidth_bps, .. } = &mode {
+        if *streams == 0 || *streams > 128 {
+            return Err(Error::Invalid { what: "streams", reason: format!("{streams} is not within 1..128 (iperf3's limit)") });
+        }
+        if *bandwidth_bps == 0 {
+            return Err(Error::Invalid { what: "bandwidth", reason: "must be above 0 bit/s".into() });
+        }
+    }
+    let exe = find_iperf3().ok_or_else(|| Error::Spawn {
+        program: "iperf3".into(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found on PATH (install iperf3 or set AEFM_IPERF3)"),
+    })?;
+    let shared = Arc::new(Shared { bytes: AtomicU64::new(0), restarts: AtomicU32::new(0), running: AtomicBool::new(false), totals: Mutex::default() });
+    let start = Instant::now();
+    let deadline = ctx.duration.map(|d| start + d);
+    let (m, s, stop) = (mode.clone(), shared.clone(), ctx.stop.clone());
+    let exe2: PathBuf = Path::new(&exe).to_path_buf();
+    let handle = std::thread::Builder::new()
+        .name("iperf3".into())
+        .spawn(move || supervise(exe2, m, deadline, s, stop))
+        .map_err(|e| Error::Spawn { program: "iperf3 supervisor thread".into(), source: e })?;
+    Ok(NetStress { mode, shared, handle: Some(handle), start, last: start, last_bytes: 0 })
+}
+
+impl NetStress {
+    fn details(&self) -> Map<String, Value> {
+        let t = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = details([
+            ("restarts", json!(self.shared.restarts.load(Ordering::Relaxed))),
+            ("iperf3_running", json!(self.shared.running.load(Ordering::Relaxed))),
+            ("last_error", json!(t.last_error)),
+        ]);
+        match &self.mode {
+            Mode::Server { port } => {
+                d.insert("port".into(), json!(port));
+            }
+            Mode::Client { target, port, bandwidth_bps, streams } => {
+                d.insert("server".into(), json!(format!("{target}:{port}")));
+                d.insert("bandwidth_per_stream_bps".into(), json!(bandwidth_bps));
+                d.insert("streams".into(), json!(streams));
+            }
+        }
+        d
+    }
+}
+
+impl Active for NetStress {
+    fn kind(&self) -> &'static str {
+        match self.mode {
+            Mode::Server { .. } => "net-server",
+            Mode::Client { .. } => "net-client",
+        }
+    }
+    fn unit(&self) -> &'static str {
+        "bit/s"
+    }
+    fn target(&self) -> f64 {
+        match &self.mode {
+            Mode::Server { .. } => 0.0,
+            Mode::Client { bandwidth_bps, streams, .. } => *bandwidth_bps as f64 * *streams as f64,
+        }
+    }
+    fn sample(&mut self) -> (f64, Map<String, Value>) {
+        let now = Instant::now();
+        let b = self.shared.bytes.load(Ordering::Relaxed);
+        let bps = (b - self.last_bytes) as f64 * 8.0 / (now - self.last).as_secs_f64().max(1e-9);
+        self.last = now;
+        self.last_bytes = b;
+        (round(bps, 0), self.details())
+    }
+    fn finish(mut self: Box<Self>) -> (f64, Map<String, Value>) {
+        let elapsed = self.start.elapsed().as_secs_f64().max(1e-9);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let s = &self;
+        let counted = s.shared.bytes.load(Ordering::Relaxed) as f64 * 8.0 / elapsed;
+        let mut d = s.details();
+        d.insert("counted_bps".into(), json!(round(counted, 0)));
+        let t = s.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let achieved = if t.json_secs > 0.0 {
+            let bps = t.json_bytes as f64 * 8.0 / t.json_secs;
+            d.insert("iperf3_sent_bps".into(), json!(round(bps, 0)));
+            d.insert("iperf3_seconds".into(), json!(round(t.json_secs, 3)));
+            bps
+        } else {
+            counted
+        };
+        drop(t);
+        (round(achieved, 0), d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target("10.0.0.1", 5201).unwrap(), ("10.0.0.1".into(), 5201));
+        assert_eq!(split_target("srv:7000", 5201).unwrap(), ("srv".into(), 7000));
+        assert_eq!(split_target("[::1]:7000", 5201).unwrap(), ("::1".into(), 7000));
+        assert_eq!(split_target("::1", 5201).unwrap(), ("::1".into(), 5201));
+        assert!(split_target("srv:http", 5201).unwrap_err().to_string().contains("srv:http"));
+        assert!(split_target(":80", 5201).is_err());
+    }
+
+    #[test]
+    fn client_args_and_json() {
+        let m = Mode::Client { target: "h".into(), port: 9, bandwidth_bps: 1_000_000_000, streams: 2 };
+        assert_eq!(iperf_args(&m, 10).join(" "), "-c h -p 9 -b 1000000000 -P 2 -t 10 -J");
+        let json = r#"{"start":{},"end":{"sum_sent":{"start":0,"end":3.0,"seconds":3.0,"bytes":374996992,"bits_per_second":999924650.4,"retransmits":0,"sender":true}}}"#;
+        let (b, s, bps, e) = parse_client_json(json).unwrap();
+        assert_eq!((b, s, e), (374996992, 3.0, None));
+        assert!((bps - 999924650.4).abs() < 1.0);
+        let (b, _, _, e) = parse_client_json(r#"{"start":{},"intervals":[],"end":{},"error":"unable to connect to server: Connection refused"}"#).unwrap();
+        assert_eq!(b, 0);
+        assert!(e.unwrap().contains("unable to connect"));
+        assert!(parse_client_json("not json").is_none());
+    }
+}

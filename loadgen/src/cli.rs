@@ -1,0 +1,375 @@
+//! The `aefm-load` command line: wrk2's options (short and long, before or after the URL, `--`
+//! then script arguments, unit suffixes, `-U` implying `-L`), plus aefm-load's own (`--json`,
+//! `--hdr-log`, `--warmup`, `--model`, `--max-connections`, `--pin`). Parsing turns arguments
+//! into a [`Spec`] and output options; it never touches the network.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::source::Workload;
+use crate::spec::{Model, Spec};
+use crate::units::{parse_count, parse_metric, parse_time};
+
+/// The usage text, modelled on wrk2's.
+pub const USAGE: &str = "\
+Usage: aefm-load <options> <url> [-- script args]
+  Options:
+    -c, --connections <N>  Connections to keep open (default 10)
+    -d, --duration    <T>  Duration of test (default 10s)
+    -t, --threads     <N>  Number of threads to use (default 2)
+
+    -s, --script      <S>  Load Lua script file
+    -H, --header      <H>  Add header to request (\"Name: value\")
+    -L  --latency          Print latency statistics
+    -U  --u_latency        Print uncorrected latency statistics (implies -L)
+    -T, --timeout     <T>  Count a request as timed out after T (default 2s)
+    -B, --batch_latency    Measure latency of whole
+                           batches of pipelined ops
+                           (as opposed to each op)
+    -v, --version          Print version details
+    -R, --rate        <T>  work rate (throughput)
+                           in requests/sec (total)
+                           [Required Parameter]
+
+  aefm-load options:
+        --json        <F>  Write the JSON report to F ('-': stdout, instead of the text report)
+        --hdr-log     <F>  Write an HdrHistogram interval log (1 s, corrected latency) to F
+        --warmup      <T>  Discard latencies of the first T (default 0; '10s' is like wrk2)
+        --model       <M>  wrk2 (default: per-connection schedule) or open (open loop)
+        --max-connections <N>  Connection cap of the open model (default 10 x connections)
+        --pin         <L>  Pin threads to cores, round-robin (e.g. 0,1 or 0-3)
+
+  Numeric arguments may include a SI unit (1k, 1M, 1G) and fractions (1.5k)
+  Time arguments may include a time unit (500ms, 1.5s, 2m, 2h)
+";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aefm-load",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    allow_negative_numbers = true
+)]
+struct Args {
+    #[arg(short = 'c', long = "connections", value_parser = parse_count, default_value = "10")]
+    connections: u64,
+    #[arg(short = 'd', long = "duration", value_parser = parse_time, default_value = "10")]
+    duration: Duration,
+    #[arg(short = 't', long = "threads", value_parser = parse_count, default_value = "2")]
+    threads: u64,
+    #[arg(short = 's', long = "script")]
+    script: Option<PathBuf>,
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    #[arg(short = 'L', long = "latency")]
+    latency: bool,
+    #[arg(short = 'U', long = "u_latency", alias = "u-latency")]
+    u_latency: bool,
+    #[arg(short = 'B', long = "batch_latency", alias = "batch-latency")]
+    batch_latency: bool,
+    #[arg(short = 'T', long = "timeout", value_parser = parse_time, default_value = "2")]
+    timeout: Duration,
+    #[arg(short = 'R', long = "rate", value_parser = parse_metric)]
+    rate: Option<f64>,
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[arg(short = 'h', short_alias = '?', long = "help")]
+    help: bool,
+    #[arg(long = "json")]
+    json: Option<String>,
+    #[arg(long = "hdr-log")]
+    hdr_log: Option<PathBuf>,
+    #[arg(long = "warmup", value_parser = parse_time, default_value = "0")]
+    warmup: Duration,
+    #[arg(long = "model", value_parser = ["wrk2", "open"], default_value = "wrk2")]
+    model: String,
+    #[arg(long = "max-connections", value_parser = parse_count)]
+    max_connections: Option<u64>,
+    #[arg(long = "pin", value_parser = parse_cores)]
+    pin: Option<Cores>,
+    url: Option<String>,
+    args: Vec<String>,
+}
+
+/// A core list (a newtype so clap takes it as one value).
+#[derive(Clone, Debug)]
+struct Cores(Vec<usize>);
+
+/// `0,2,4` or `0-3` or a mix.
+fn parse_cores(text: &str) -> Result<Cores, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let bad = || format!("invalid core list '{text}' (expected e.g. 0,1 or 0-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(Cores(out))
+}
+
+/// Where and how to print the results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// `-L`/`-U`: the corrected distribution block.
+    pub latency: bool,
+    /// `-U`: the uncorrected block.
+    pub u_latency: bool,
+    /// `--json`: a file, or `-` for stdout.
+    pub json: Option<String>,
+    /// `--hdr-log`: interval log file.
+    pub hdr_log: Option<PathBuf>,
+}
+
+impl Output {
+    /// True when the JSON report replaces the text report on stdout.
+    pub fn json_on_stdout(&self) -> bool {
+        self.json.as_deref() == Some("-")
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a test.
+    Run {
+        /// The run.
+        spec: Box<Spec>,
+        /// Output options.
+        output: Output,
+        /// Things accepted but worth a warning (e.g. a header without `: `).
+        warnings: Vec<String>,
+    },
+    /// Print the usage (exit 0).
+    Help,
+    /// Print the version (exit 0).
+    Version,
+}
+
+/// Bad command-line input: one line for stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+/// The version line.
+pub fn version() -> String {
+    format!(
+        "aefm-load {} (wrk2-compatible, timerfd pacing, rustls)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Parses a full argument list (program name first).
+pub fn parse<I, T>(args: I) -> Result<Command, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let a = Args::try_parse_from(args).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid arguments");
+        CliError(first.trim_start_matches("error: ").to_string())
+    })?;
+    if a.help {
+        return Ok(Command::Help);
+    }
+    let Some(url) = a.url.clone() else {
+        if a.version {
+            return Ok(Command::Version);
+        }
+        return Err(CliError("missing URL".into()));
+    };
+    let Some(rate) = a.rate else {
+        return Err(CliError(
+            "Throughput MUST be specified with the --rate or -R option".into(),
+        ));
+    };
+    let mut warnings = Vec::new();
+    let mut headers = Vec::new();
+    for h in &a.headers {
+        if let Some((name, value)) = h.split_once(": ") {
+            headers.push((name.to_string(), value.to_string()));
+        } else if let Some((name, value)) = h.split_once(':') {
+            warnings.push(format!(
+                "header '{h}' has no space after ':' (wrk2 would ignore it); sending '{}: {}'",
+                name.trim(),
+                value.trim()
+            ));
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        } else {
+            return Err(CliError(format!(
+                "invalid header '{h}' (expected \"Name: value\")"
+            )));
+        }
+    }
+    let threads = a.threads as usize;
+    let connections = a.connections as usize;
+    let model = match a.model.as_str() {
+        "open" => Model::Open {
+            max_connections: a
+                .max_connections
+                .map(|m| m as usize)
+                .unwrap_or(connections.saturating_mul(10)),
+        },
+        _ => {
+            if a.max_connections.is_some() {
+                warnings.push("--max-connections only applies to --model open".into());
+            }
+            Model::Wrk2
+        }
+    };
+    let workload = match a.script {
+        Some(path) => Workload::Script {
+            path,
+            args: a.args.clone(),
+        },
+        None => Workload::Static,
+    };
+    let spec = Spec {
+        url,
+        threads,
+        connections,
+        duration: a.duration,
+        rate,
+        timeout: a.timeout,
+        headers,
+        workload,
+        model,
+        warmup: a.warmup,
+        pin: a.pin.map(|c| c.0),
+        batch_latency: a.batch_latency,
+    };
+    spec.validate().map_err(|e| CliError(e.to_string()))?;
+    Ok(Command::Run {
+        spec: Box::new(spec),
+        output: Output {
+            latency: a.latency || a.u_latency,
+            u_latency: a.u_latency,
+            json: a.json,
+            hdr_log: a.hdr_log,
+        },
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> (Spec, Output, Vec<String>) {
+        let mut full = vec!["aefm-load"];
+        full.extend_from_slice(args);
+        match parse(full).unwrap() {
+            Command::Run {
+                spec,
+                output,
+                warnings,
+            } => (*spec, output, warnings),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        let mut full = vec!["aefm-load"];
+        full.extend_from_slice(args);
+        parse(full).unwrap_err().0
+    }
+
+    #[test]
+    fn wrk2_style_attached_values_and_url_first() {
+        let (s, o, _) = run(&["-t2", "-c100", "-d60s", "-R2000", "--latency", "http://h:1/p"]);
+        assert_eq!((s.threads, s.connections, s.rate), (2, 100, 2000.0));
+        assert_eq!(s.duration, Duration::from_secs(60));
+        assert!(o.latency && !o.u_latency);
+        // AEFM's order: URL first, options after.
+        let (s, _, _) = run(&[
+            "http://h:1/p", "-t", "4", "-c", "8", "-d", "2m", "-s", "x.lua", "-R", "1.5k",
+        ]);
+        assert_eq!((s.threads, s.connections, s.rate), (4, 8, 1500.0));
+        assert_eq!(s.duration, Duration::from_secs(120));
+        assert!(matches!(s.workload, Workload::Script { .. }));
+    }
+
+    #[test]
+    fn long_options_script_args_and_u_implies_l() {
+        let (s, o, _) = run(&[
+            "--threads=1", "--connections", "1", "--duration", "500ms", "--rate", "0.5",
+            "--timeout", "1.5s", "-U", "-B", "-H", "A: b", "--header", "Host: x",
+            "http://h/", "--", "a", "-b",
+        ]);
+        assert!(o.latency && o.u_latency);
+        assert!(s.batch_latency);
+        assert_eq!(s.duration, Duration::from_millis(500));
+        assert_eq!(s.timeout, Duration::from_millis(1500));
+        assert_eq!(s.rate, 0.5);
+        assert_eq!(s.headers.len(), 2);
+        match s.workload {
+            Workload::Static => {}
+            _ => panic!("no script given"),
+        }
+        let (s, _, _) = run(&["-R1", "-s", "f.lua", "http://h/", "--", "a", "-b"]);
+        match s.workload {
+            Workload::Script { args, .. } => assert_eq!(args, vec!["a", "-b"]),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn extensions() {
+        let (s, o, _) = run(&[
+            "-R10", "--json", "-", "--hdr-log", "x.hlog", "--warmup", "5s", "--model", "open",
+            "--pin", "0-1,3", "http://h/",
+        ]);
+        assert!(o.json_on_stdout());
+        assert_eq!(s.warmup, Duration::from_secs(5));
+        assert_eq!(s.model, Model::Open { max_connections: 100 });
+        assert_eq!(s.pin, Some(vec![0, 1, 3]));
+    }
+
+    #[test]
+    fn bad_input_gives_one_line() {
+        for (args, needle) in [
+            (&["http://h/"][..], "Throughput MUST"),
+            (&["-R0", "http://h/"][..], "rate"),
+            (&["-R-5", "http://h/"][..], "invalid"),
+            (&["-R10", "-c0", "http://h/"][..], "connections"),
+            (&["-R10", "-t0", "http://h/"][..], "threads"),
+            (&["-R10", "-d0", "http://h/"][..], "duration"),
+            (&["-R10", "-t4", "-c2", "http://h/"][..], "connections"),
+            (&["-R10", "-d", "10sec", "http://h/"][..], "10sec"),
+            (&["-R10", "ftp://h/"][..], "invalid URL"),
+            (&["-R10", "nohost"][..], "invalid URL"),
+            (&["-R10"][..], "missing URL"),
+            (&["-R10", "-x", "http://h/"][..], "-x"),
+            (&["-R10", "-H", "novalue", "http://h/"][..], "invalid header"),
+        ] {
+            let e = err(args);
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "{args:?}: multi-line: {e}");
+        }
+    }
+
+    #[test]
+    fn header_without_space_is_accepted_with_warning() {
+        let (s, _, w) = run(&["-R1", "-H", "X:y", "http://h/"]);
+        assert_eq!(s.headers, vec![("X".to_string(), "y".to_string())]);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(parse(["aefm-load", "-h"]), Ok(Command::Help)));
+        assert!(matches!(parse(["aefm-load", "--help"]), Ok(Command::Help)));
+        assert!(matches!(parse(["aefm-load", "-v"]), Ok(Command::Version)));
+    }
+}

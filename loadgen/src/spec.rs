@@ -1,0 +1,317 @@
+//! What to run: the [`Spec`] (URL, threads, connections, rate, duration, model, ...), its
+//! validation, and the parsed [`Target`] (scheme, host, port, request path) derived from the URL.
+
+use std::time::Duration;
+
+use crate::source::Workload;
+
+/// How requests are paced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Model {
+    /// wrk2's model: every connection has its own fixed schedule (`t0 + k / r_c`) and at most one
+    /// batch in flight; a connection that falls behind sends its backlog back to back. Open loop in
+    /// aggregate, closed loop per connection.
+    #[default]
+    Wrk2,
+    /// Open loop (DeathStarBench's wrk2 fork): each thread sends on its schedule whether or not
+    /// earlier requests are outstanding, taking an idle connection or opening a new one, up to
+    /// `max_connections` in total. Past the cap, requests wait for a connection (their latency
+    /// still counts from their intended time).
+    Open {
+        /// Upper bound on open connections over all threads.
+        max_connections: usize,
+    },
+}
+
+/// Everything a run needs. Build with [`Spec::new`] and set fields; call [`Spec::validate`].
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// `http://` or `https://` URL; its path, query and fragment form the request target.
+    pub url: String,
+    /// Worker threads (one OS thread each). wrk2 default: 2.
+    pub threads: usize,
+    /// Total connections, split evenly over threads (the remainder is dropped, as in wrk2).
+    pub connections: usize,
+    /// Length of the run (wrk2 default: 10 s).
+    pub duration: Duration,
+    /// Target throughput, requests/s over all threads (fractions allowed).
+    pub rate: f64,
+    /// A request whose response has not completed this long after its send counts as a timeout
+    /// (once); the response is still awaited and its latency recorded. wrk2 default: 2 s.
+    pub timeout: Duration,
+    /// Extra request headers, name and value (`-H "Name: value"`).
+    pub headers: Vec<(String, String)>,
+    /// Where requests come from.
+    pub workload: Workload,
+    /// Pacing model.
+    pub model: Model,
+    /// Latencies of responses completing in the first `warmup` of each thread are discarded (and
+    /// a `Thread calibration` line is reported, as wrk2's hidden 10 s calibration does). Counts,
+    /// bytes, errors and the per-second series still cover the whole run. Default 0: record all.
+    pub warmup: Duration,
+    /// Cores to pin worker threads to, round-robin (`None`: no pinning).
+    pub pin: Option<Vec<usize>>,
+    /// With pipelining, record one latency per batch (the last response) instead of one per
+    /// response (`-B`).
+    pub batch_latency: bool,
+}
+
+impl Spec {
+    /// A spec with wrk2's defaults (2 threads, 10 connections, 10 s, 2 s timeout) for `url` at
+    /// `rate` requests/s.
+    pub fn new(url: impl Into<String>, rate: f64) -> Spec {
+        Spec {
+            url: url.into(),
+            threads: 2,
+            connections: 10,
+            duration: Duration::from_secs(10),
+            rate,
+            timeout: Duration::from_secs(2),
+            headers: Vec::new(),
+            workload: Workload::Static,
+            model: Model::Wrk2,
+            warmup: Duration::ZERO,
+            pin: None,
+            batch_latency: false,
+        }
+    }
+
+    /// Checks values and the URL; returns the first problem.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        Target::parse(&self.url)?;
+        if self.threads == 0 {
+            return Err(SpecError::Value("threads must be at least 1".into()));
+        }
+        if self.connections == 0 {
+            return Err(SpecError::Value("connections must be at least 1".into()));
+        }
+        if self.connections < self.threads {
+            return Err(SpecError::Value(format!(
+                "number of connections ({}) must be >= threads ({})",
+                self.connections, self.threads
+            )));
+        }
+        if self.duration.is_zero() {
+            return Err(SpecError::Value("duration must be greater than 0".into()));
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err(SpecError::Value(format!(
+                "rate must be a positive number of requests/s (got {})",
+                self.rate
+            )));
+        }
+        if self.timeout.is_zero() {
+            return Err(SpecError::Value("timeout must be greater than 0".into()));
+        }
+        if self.warmup >= self.duration {
+            return Err(SpecError::Value(format!(
+                "warmup ({:?}) must be shorter than the duration ({:?})",
+                self.warmup, self.duration
+            )));
+        }
+        if let Model::Open { max_connections } = self.model {
+            if max_connections < self.connections {
+                return Err(SpecError::Value(format!(
+                    "max connections ({max_connections}) must be >= connections ({})",
+                    self.connections
+                )));
+            }
+        }
+        if let Some(pin) = &self.pin {
+            if pin.is_empty() {
+                return Err(SpecError::Value("pin: empty core list".into()));
+            }
+        }
+        for (name, _) in &self.headers {
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
+                return Err(SpecError::Value(format!("invalid header name '{name}'")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Connections each thread opens (`floor(connections / threads)`, as wrk2).
+    pub fn connections_per_thread(&self) -> usize {
+        self.connections / self.threads.max(1)
+    }
+
+    /// Things wrk2 does silently that deserve a warning: dropped connections, connections that
+    /// would mostly idle, a rate below the thread count.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let per_thread = self.connections_per_thread();
+        if self.threads > 0 && self.connections % self.threads != 0 {
+            out.push(format!(
+                "{} connections are not divisible by {} threads: {} connections per thread, {} in total",
+                self.connections,
+                self.threads,
+                per_thread,
+                per_thread * self.threads
+            ));
+        }
+        if self.rate < self.threads as f64 {
+            out.push(format!(
+                "rate {} req/s is below the thread count {}: each thread sends less than 1 request/s",
+                self.rate, self.threads
+            ));
+        }
+        if self.model == Model::Wrk2 && per_thread > 0 && self.threads > 0 {
+            let per_conn = self.rate / self.threads as f64 / per_thread as f64;
+            if per_conn < 1.0 {
+                out.push(format!(
+                    "each connection sends one request every {:.1}s ({:.3} req/s); most connections will be idle",
+                    1.0 / per_conn,
+                    per_conn
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Why a spec is not runnable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The URL cannot be used.
+    #[error("invalid URL: {url}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Value(String),
+}
+
+/// The parts of the URL the client needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The URL as given.
+    pub url: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host name or address as written (IPv6 without brackets).
+    pub host: String,
+    /// The port if the URL names one, as text (wrk's `wrk.port`).
+    pub port: Option<String>,
+    /// The port to connect to (explicit, or 80/443).
+    pub port_number: u16,
+    /// Request target: path, query and fragment, `/` when empty (as wrk2 sends it).
+    pub path: String,
+    /// Value of the default Host header: host, or host:port when the URL has a port.
+    pub host_header: String,
+}
+
+impl Target {
+    /// Parses and checks an http(s) URL.
+    pub fn parse(url: &str) -> Result<Target, SpecError> {
+        let err = |reason: &str| SpecError::Url {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let parsed = url::Url::parse(url).map_err(|e| err(&e.to_string()))?;
+        let scheme = parsed.scheme().to_string();
+        if scheme != "http" && scheme != "https" {
+            return Err(err("scheme must be http or https"));
+        }
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err(err("missing host")),
+        };
+        if host.is_empty() {
+            return Err(err("missing host"));
+        }
+        // `url` drops a port equal to the scheme's default; wrk keeps whatever was written.
+        let port = explicit_port(url);
+        let port_number = parsed
+            .port_or_known_default()
+            .ok_or_else(|| err("no port"))?;
+        // wrk2 sends everything from the first '/' after the authority: path, query, fragment,
+        // as written (the `url` crate would normalise it, so take it from the original text).
+        let after_scheme = &url[url.find("://").map(|i| i + 3).unwrap_or(0)..];
+        let path = match after_scheme.find(['/', '?', '#']) {
+            Some(i) if after_scheme[i..].starts_with('/') => after_scheme[i..].to_string(),
+            Some(i) => format!("/{}", &after_scheme[i..]),
+            None => "/".to_string(),
+        };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let host_header = match &port {
+            Some(p) => format!("{bracketed}:{p}"),
+            None => bracketed,
+        };
+        Ok(Target {
+            url: url.to_string(),
+            scheme,
+            host,
+            port,
+            port_number,
+            path,
+            host_header,
+        })
+    }
+
+    /// True for https.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+}
+
+/// The port as written in the URL's authority, if any.
+fn explicit_port(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let authority = &authority[authority.rfind('@').map(|i| i + 1).unwrap_or(0)..];
+    let host_end = if authority.starts_with('[') {
+        authority.find(']')? + 1
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    let port = authority[host_end..].strip_prefix(':')?;
+    (!port.is_empty()).then(|| port.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_keeps_query_and_fragment() {
+        let t = Target::parse("http://h:8080/a/b?x=1#frag").unwrap();
+        assert_eq!(t.path, "/a/b?x=1#frag");
+        assert_eq!(t.host_header, "h:8080");
+        assert_eq!(t.port.as_deref(), Some("8080"));
+        let t = Target::parse("https://example.org").unwrap();
+        assert_eq!((t.path.as_str(), t.port_number), ("/", 443));
+        assert_eq!(t.host_header, "example.org");
+        let t = Target::parse("http://[::1]:80/").unwrap();
+        assert_eq!(t.host, "::1");
+        assert_eq!(t.host_header, "[::1]:80");
+        assert!(Target::parse("ftp://h/").is_err());
+        assert!(Target::parse("localhost:8080").is_err());
+        assert!(Target::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn validation_and_warnings() {
+        let mut s = Spec::new("http://127.0.0.1:1/", 100.0);
+        assert!(s.validate().is_ok());
+        s.rate = 0.0;
+        assert!(s.validate().is_err());
+        s.rate = 1.0;
+        s.threads = 3;
+        s.connections = 2;
+        assert!(s.validate().is_err());
+        s.connections = 10;
+        let w = s.warnings();
+        assert!(w.iter().any(|w| w.contains("not divisible")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("below the thread count")), "{w:?}");
+    }
+}

@@ -1,0 +1,203 @@
+//! The `aefm` command line. The binary (and every project made by `aefm init`) calls [`main`] or
+//! [`main_with`]; subcommands parse their arguments and call the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::experiment::{Experiment, RunOptions};
+
+/// Automated performance experiments on microservices.
+#[derive(Debug, Parser)]
+#[command(name = "aefm", version, about)]
+pub struct Cli {
+    /// Console log level (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run an experiment.
+    Run {
+        /// The config file.
+        config: PathBuf,
+        /// Resume an interrupted experiment (the newest of this config, or DIR), skipping finished cases.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+        resume: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check a config file; print nothing but errors (exit 1) or `ok`.
+    Validate {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Print the test cases in run order with estimated durations.
+    Plan {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Scaffold a Rust project that customises the experiment with handlers.
+    Init {
+        /// Target directory (created; must be empty or absent).
+        #[arg(short, long, default_value = "aefm-experiment")]
+        dir: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The built-in demo service.
+    Demo {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DemoCommand,
+    },
+    // Kubernetes subcommands (`clean`, `auto-config`) go here; their arms go in `dispatch`.
+    // `collect` (aefm-collector's CLI) goes here once `aefm_collector::cli` exists.
+}
+
+/// `aefm demo ...`.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Serve one demo process.
+    Serve {
+        /// front (calls the back ends) or back.
+        #[arg(long, value_enum)]
+        role: DemoRole,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Back-end base URL (repeat for several; front only).
+        #[arg(long)]
+        backend: Vec<String>,
+        /// CPU work per request, microseconds of CPU time.
+        #[arg(long, default_value_t = 100)]
+        work_us: u64,
+    },
+}
+
+/// Demo roles.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DemoRole {
+    /// Front end.
+    Front,
+    /// Back end.
+    Back,
+}
+
+/// Runs the `aefm` command line with the default workflow.
+pub fn main() -> ExitCode {
+    main_with(|_| {})
+}
+
+/// Runs the `aefm` command line; `customize` changes the experiment (handlers, components)
+/// before `run`. This is what a project made by `aefm init` calls.
+pub fn main_with(customize: impl FnOnce(&mut Experiment)) -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli, customize) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::ui::finish_progress();
+            eprintln!("aefm: error: {}", crate::events::error_chain(e.as_ref()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
+
+fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
+    match cli.command {
+        Commands::Validate { config } => {
+            let cfg = Config::load(&config)?;
+            let n = crate::sweep::expand(&cfg).len();
+            println!("ok: {} ({} test cases)", config.display(), n);
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Plan { config } => {
+            let cfg = Config::load(&config)?;
+            print!("{}", crate::experiment::plan_text(&cfg));
+            // The Kubernetes backend prints the manifests it would apply here.
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Run {
+            config,
+            resume,
+            no_progress,
+        } => {
+            crate::ui::init_logging(&cli.log_level);
+            let cfg = Config::load(&config)?;
+            let mut exp = Experiment::new(cfg);
+            customize(&mut exp);
+            let opts = RunOptions {
+                config_file: Some(config.clone()),
+                resume: resume.map(|p| if p.as_os_str().is_empty() { None } else { Some(p) }),
+                progress: !no_progress,
+                max_cases: 0,
+            };
+            let out = exp.run(opts)?;
+            println!("results: {}", out.dir.display());
+            println!("summary: {}", out.dir.join(crate::results::summary::FILE).display());
+            if !out.plots.is_empty() {
+                println!("plots:   {}", out.dir.join("plots").display());
+            }
+            println!(
+                "cases:   {} ok, {} failed, {} of {} done{}",
+                out.ok,
+                out.failed,
+                out.ok + out.failed,
+                out.total,
+                if out.skipped > 0 { format!(" ({} finished earlier)", out.skipped) } else { String::new() }
+            );
+            if out.interrupted {
+                eprintln!(
+                    "aefm: interrupted; finished cases are kept. Resume with: aefm run {} --resume {}",
+                    config.display(),
+                    out.dir.display()
+                );
+                return Ok(ExitCode::from(130));
+            }
+            if out.failed > 0 {
+                eprintln!("aefm: {} test case(s) failed; see summary.csv (column error) and aefm.log", out.failed);
+                return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Init { dir, force } => {
+            let files = crate::scaffold::init(&dir, force)?;
+            for f in &files {
+                println!("created {}", f.display());
+            }
+            println!("next: cd {} && cargo run -- run config.yaml", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Demo { cmd } => match cmd {
+            DemoCommand::Serve {
+                role,
+                listen,
+                backend,
+                work_us,
+            } => {
+                let server = crate::demo::DemoServer {
+                    role: match role {
+                        DemoRole::Front => crate::demo::Role::Front,
+                        DemoRole::Back => crate::demo::Role::Back,
+                    },
+                    listen,
+                    backends: backend,
+                    work_us,
+                };
+                server.serve()?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+    }
+}

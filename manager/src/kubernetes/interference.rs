@@ -1,0 +1,373 @@
+//! Interference on a cluster: aefm-stress pods pinned to the chosen nodes (N per node, requests
+//! equal to limits, labelled with experiment and test case), an iperf3 ring across nodes for
+//! network interference, waiting until they run, and removing them again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::wait::await_condition;
+use serde_json::{json, Value};
+
+use super::client::{Kube, ObjectRef};
+use super::error::{is_not_found, KubeError};
+use super::labels;
+use super::manifests::node_affinity;
+use super::readiness::pod_problem;
+use crate::config::kubernetes::KubernetesConfig;
+use crate::config::{StressKind, StressSpec};
+
+/// Who the pods belong to: written as labels so cleanup and analysis find them.
+#[derive(Debug, Clone)]
+pub struct Owner<'a> {
+    /// Experiment name.
+    pub experiment: &'a str,
+    /// Test case name.
+    pub test_case: &'a str,
+}
+
+/// The arguments of `aefm-stress` for one stressor (the container's args).
+pub fn stress_args(spec: &StressSpec) -> Vec<String> {
+    let mut args = vec![spec.kind.to_string()];
+    let mut opt = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            args.push(format!("--{k}"));
+            args.push(v);
+        }
+    };
+    opt("workers", spec.workers.map(|w| w.to_string()));
+    opt("load", spec.load.map(|l| l.to_string()));
+    opt("rate", spec.rate.clone());
+    opt("size", spec.size.clone());
+    opt("level", spec.level.clone());
+    opt("fraction", spec.fraction.map(|f| f.to_string()));
+    args
+}
+
+/// Common labels of an interference pod.
+fn pod_labels(owner: &Owner<'_>, kind: &str) -> Value {
+    json!({
+        labels::EXPERIMENT: labels::label_value(owner.experiment),
+        labels::TEST_CASE: labels::label_value(owner.test_case),
+        labels::COMPONENT: "interference",
+        labels::MANAGED_BY: labels::MANAGER,
+        "aefm.io/interference": kind,
+    })
+}
+
+/// Builds one stress pod pinned to `node`. The only place pods are built by hand (until
+/// aefm-interference offers `InterferenceSpec::to_pod`).
+#[allow(clippy::too_many_arguments)]
+pub fn stress_pod(cfg: &KubernetesConfig, owner: &Owner<'_>, spec: &StressSpec, node: &str, index: u32) -> Value {
+    let name = format!(
+        "aefm-{}-{}-{}-{index}",
+        labels::dns_fragment(owner.experiment, 20),
+        spec.kind,
+        labels::dns_fragment(node, 20)
+    );
+    let resources = json!({"cpu": cfg.interference.cpu, "memory": cfg.interference.memory});
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": cfg.interference.namespace, "labels": pod_labels(owner, &spec.kind.to_string())},
+        "spec": {
+            "restartPolicy": "Always",
+            "affinity": {"nodeAffinity": node_affinity(&[node.to_string()])},
+            "tolerations": [
+                {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+                {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+            "containers": [{
+                "name": "stress",
+                "image": cfg.interference.image,
+                "imagePullPolicy": cfg.image_pull_policy,
+                "command": ["aefm-stress"],
+                "args": stress_args(spec),
+                "resources": {"requests": resources, "limits": resources},
+            }],
+        },
+    });
+    stamp_hash(&mut pod);
+    pod
+}
+
+/// The iperf3 ring: on each node a pod with an iperf3 server on a hostPort and a client sending
+/// to the next node's IP (the last node sends to the first), `streams` streams at `bandwidth` each.
+pub fn iperf_ring(cfg: &KubernetesConfig, owner: &Owner<'_>, spec: &StressSpec, nodes: &[(String, String)]) -> Vec<Value> {
+    let port = cfg.interference.iperf_port;
+    let bandwidth = spec.bandwidth.clone().unwrap_or_else(|| "1G".into());
+    let streams = spec.streams.unwrap_or(1);
+    let resources = json!({"cpu": cfg.interference.cpu, "memory": cfg.interference.memory});
+    let mut out = Vec::new();
+    for (i, (node, _ip)) in nodes.iter().enumerate() {
+        let (_, next_ip) = &nodes[(i + 1) % nodes.len()];
+        let name = format!("aefm-{}-net-{}", labels::dns_fragment(owner.experiment, 20), labels::dns_fragment(node, 30));
+        // The client retries forever: the next node's server may start after this client.
+        let client = format!(
+            "while true; do iperf3 -c {next_ip} -p {port} -t 86400 -b {bandwidth} -P {streams}; sleep 1; done"
+        );
+        let mut pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": cfg.interference.namespace, "labels": pod_labels(owner, "net")},
+            "spec": {
+                "restartPolicy": "Always",
+                "affinity": {"nodeAffinity": node_affinity(std::slice::from_ref(node))},
+                "containers": [
+                    {
+                        "name": "server",
+                        "image": cfg.interference.iperf_image,
+                        "imagePullPolicy": cfg.image_pull_policy,
+                        "command": ["iperf3", "-s", "-p", port.to_string()],
+                        "ports": [{"containerPort": port, "hostPort": port, "protocol": "TCP"}],
+                        "resources": {"requests": resources, "limits": resources},
+                    },
+                    {
+                        "name": "client",
+                        "image": cfg.interference.iperf_image,
+                        "imagePullPolicy": cfg.image_pull_policy,
+                        "command": ["sh", "-c", client],
+                        "resources": {"requests": resources, "limits": resources},
+                    }
+                ],
+            },
+        });
+        stamp_hash(&mut pod);
+        out.push(pod);
+    }
+    out
+}
+
+/// Records a hash of the pod's spec, so a later case with the same level keeps the pod.
+fn stamp_hash(pod: &mut Value) {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pod["spec"].to_string().hash(&mut h);
+    pod["metadata"]["annotations"] = json!({ labels::SPEC_HASH: format!("{:016x}", h.finish()) });
+}
+
+/// InternalIP of each node: from the config when given, else from the Node object.
+pub async fn node_ips(kube: &Kube, cfg: &KubernetesConfig, nodes: &[String]) -> Result<Vec<(String, String)>, KubeError> {
+    let api: Api<Node> = Api::all(kube.client().clone());
+    let mut out = Vec::new();
+    for n in nodes {
+        if let Some(ip) = cfg.nodes.iter().find(|c| &c.name == n).and_then(|c| c.ip.clone()) {
+            out.push((n.clone(), ip));
+            continue;
+        }
+        let node = api.get(n).await.map_err(|e| KubeError::from_kube("get", format!("Node/{n}"), e))?;
+        let ip = super::autoconfig::internal_ip(&node).ok_or_else(|| KubeError::Failed {
+            object: format!("Node/{n}"),
+            message: "has no InternalIP address (needed for network interference)".into(),
+        })?;
+        out.push((n.clone(), ip));
+    }
+    Ok(out)
+}
+
+/// Every pod a case's levels need, across the interference nodes.
+pub async fn desired_pods(kube: &Kube, cfg: &KubernetesConfig, owner: &Owner<'_>, wanted: &[StressSpec]) -> Result<Vec<Value>, KubeError> {
+    let nodes = cfg.interference_nodes();
+    if nodes.is_empty() && !wanted.is_empty() {
+        return Err(KubeError::Config {
+            key: "kubernetes.interference.nodes".into(),
+            message: format!("no nodes for interference: list some or give nodes the role {}", cfg.interference.role),
+        });
+    }
+    let mut pods = Vec::new();
+    for spec in wanted {
+        if spec.kind == StressKind::Net {
+            if nodes.len() < 2 {
+                return Err(KubeError::Config {
+                    key: "kubernetes.interference.nodes".into(),
+                    message: "network interference needs at least two nodes for its iperf3 ring".into(),
+                });
+            }
+            let ips = node_ips(kube, cfg, &nodes).await?;
+            pods.extend(iperf_ring(cfg, owner, spec, &ips));
+        } else {
+            for node in &nodes {
+                for i in 0..cfg.interference.pods_per_node {
+                    pods.push(stress_pod(cfg, owner, spec, node, i));
+                }
+            }
+        }
+    }
+    Ok(pods)
+}
+
+/// Label selector for an experiment's interference pods.
+pub fn selector(experiment: &str) -> String {
+    format!("{}={},{}=interference", labels::EXPERIMENT, labels::label_value(experiment), labels::COMPONENT)
+}
+
+/// Makes the interference namespace hold exactly `pods`: pods with the same name and spec hash are
+/// kept (relabelled with the new test case), others deleted (and awaited), missing ones created;
+/// then waits until all run and are ready. On any error the caller must [`clear`].
+pub async fn place(kube: &Kube, cfg: &KubernetesConfig, experiment: &str, pods: &[Value], timeout: Duration) -> Result<Vec<ObjectRef>, KubeError> {
+    let ns = &cfg.interference.namespace;
+    kube.apply(&super::manifests::namespace_object(ns, experiment)).await?;
+    let api: Api<Pod> = Api::namespaced(kube.client().clone(), ns);
+    let existing = api
+        .list(&ListParams::default().labels(&selector(experiment)))
+        .await
+        .map_err(|e| KubeError::from_kube("list", format!("pods in {ns} ({})", selector(experiment)), e))?;
+    let wanted: BTreeMap<String, String> = pods
+        .iter()
+        .map(|p| (name_of(p), p["metadata"]["annotations"][labels::SPEC_HASH].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut stale = Vec::new();
+    for p in &existing.items {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let hash = p.metadata.annotations.as_ref().and_then(|a| a.get(labels::SPEC_HASH)).cloned().unwrap_or_default();
+        if wanted.get(&name) != Some(&hash) || p.metadata.deletion_timestamp.is_some() {
+            stale.push(ObjectRef { api_version: "v1".into(), kind: "Pod".into(), namespace: Some(ns.clone()), name });
+        }
+    }
+    for r in &stale {
+        kube.delete(r).await?;
+    }
+    kube.wait_deleted(&stale, timeout).await?;
+    let mut refs = Vec::new();
+    for p in pods {
+        refs.push(kube.apply(p).await?);
+    }
+    wait_running(kube, ns, &refs, timeout).await?;
+    Ok(refs)
+}
+
+fn name_of(p: &Value) -> String {
+    p["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits (with watches) until every pod runs with all containers ready; a pod that fails, or a
+/// timeout, is reported with each pod's reason.
+pub async fn wait_running(kube: &Kube, ns: &str, refs: &[ObjectRef], timeout: Duration) -> Result<(), KubeError> {
+    let api: Api<Pod> = Api::namespaced(kube.client().clone(), ns);
+    let futs = refs.iter().map(|r| {
+        let api = api.clone();
+        async move {
+            let cond = |p: Option<&Pod>| {
+                p.is_some_and(|p| {
+                    pod_problem(p).is_none()
+                        || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+                })
+            };
+            let pod = await_condition(api, &r.name, cond).await.map_err(|e| KubeError::Transport {
+                action: "watch".into(),
+                object: r.to_string(),
+                message: e.to_string(),
+            })?;
+            if let Some(why) = pod.as_ref().and_then(pod_problem) {
+                return Err(KubeError::Failed { object: r.to_string(), message: why });
+            }
+            Ok(())
+        }
+    });
+    match tokio::time::timeout(timeout, try_join_all(futs)).await {
+        Ok(r) => r.map(|_| ()),
+        Err(_) => {
+            let mut lines = Vec::new();
+            let mut names = Vec::new();
+            for r in refs {
+                if let Ok(Some(p)) = api.get_opt(&r.name).await {
+                    if let Some(why) = pod_problem(&p) {
+                        lines.push(format!("pod {ns}/{}: {why}", r.name));
+                        names.push(r.to_string());
+                    }
+                }
+            }
+            Err(KubeError::NotReady { secs: timeout.as_secs(), objects: names.join(", "), pods: lines })
+        }
+    }
+}
+
+/// Deletes every interference pod of the experiment and waits until they are gone.
+pub async fn clear(kube: &Kube, namespace: &str, experiment: &str, timeout: Duration) -> Result<usize, KubeError> {
+    let api: Api<Pod> = Api::namespaced(kube.client().clone(), namespace);
+    let list = match api.list(&ListParams::default().labels(&selector(experiment))).await {
+        Ok(l) => l,
+        Err(e) if is_not_found(&e) => return Ok(0),
+        Err(e) => return Err(KubeError::from_kube("list", format!("pods in {namespace}"), e)),
+    };
+    let mut refs = Vec::new();
+    for p in list.items {
+        let name = p.metadata.name.unwrap_or_default();
+        let r = ObjectRef { api_version: "v1".into(), kind: "Pod".into(), namespace: Some(namespace.into()), name };
+        match api.delete(&r.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(KubeError::from_kube("delete", r.to_string(), e)),
+        }
+        refs.push(r);
+    }
+    kube.wait_deleted(&refs, timeout).await?;
+    Ok(refs.len())
+}
+
+/// Nodes (by name) that hold at least one of the pods: for checks and messages.
+pub fn nodes_of(pods: &[Value]) -> BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| {
+            p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+                ["matchExpressions"][0]["values"][0]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> KubernetesConfig {
+        serde_yaml::from_str(
+            "namespace: app\nyaml_repo: r\nnodes:\n- {name: w1, roles: [testbed]}\n- {name: w2, roles: [testbed]}\n- {name: w3, roles: [infra]}\ninterference: {pods_per_node: 2, cpu: '2', memory: 1Gi}\n",
+        )
+        .unwrap()
+    }
+
+    fn cpu() -> StressSpec {
+        serde_yaml::from_str("{kind: cpu, load: 90, workers: 2}").unwrap()
+    }
+
+    #[test]
+    fn stress_pods_are_pinned_sized_and_labelled() {
+        let c = cfg();
+        let owner = Owner { experiment: "exp", test_case: "case-1" };
+        let p = stress_pod(&c, &owner, &cpu(), "w1", 1);
+        assert_eq!(p["metadata"]["namespace"], "aefm-interference");
+        assert_eq!(p["metadata"]["labels"][labels::EXPERIMENT], "exp");
+        assert_eq!(p["metadata"]["labels"][labels::TEST_CASE], "case-1");
+        let r = &p["spec"]["containers"][0]["resources"];
+        assert_eq!(r["requests"], r["limits"]);
+        assert_eq!(r["limits"]["cpu"], "2");
+        assert_eq!(p["spec"]["containers"][0]["args"], json!(["cpu", "--workers", "2", "--load", "90"]));
+        assert_eq!(nodes_of(&[p]), BTreeSet::from(["w1".to_string()]));
+    }
+
+    #[test]
+    fn ring_targets_the_next_node() {
+        let c = cfg();
+        let owner = Owner { experiment: "exp", test_case: "c" };
+        let net: StressSpec = serde_yaml::from_str("{kind: net, bandwidth: 2G, streams: 3}").unwrap();
+        let ips = vec![("w1".to_string(), "10.0.0.1".to_string()), ("w2".into(), "10.0.0.2".into()), ("w3".into(), "10.0.0.3".into())];
+        let pods = iperf_ring(&c, &owner, &net, &ips);
+        assert_eq!(pods.len(), 3);
+        let cmd = |i: usize| pods[i]["spec"]["containers"][1]["command"][2].as_str().unwrap().to_string();
+        assert!(cmd(0).contains("-c 10.0.0.2 -p 34567") && cmd(0).contains("-b 2G -P 3"), "{}", cmd(0));
+        assert!(cmd(2).contains("-c 10.0.0.1"));
+        assert_eq!(pods[0]["spec"]["containers"][0]["ports"][0]["hostPort"], 34567);
+    }
+
+    #[test]
+    fn same_spec_same_hash() {
+        let c = cfg();
+        let a = stress_pod(&c, &Owner { experiment: "e", test_case: "1" }, &cpu(), "w1", 0);
+        let b = stress_pod(&c, &Owner { experiment: "e", test_case: "2" }, &cpu(), "w1", 0);
+        assert_eq!(a["metadata"]["annotations"], b["metadata"]["annotations"]);
+    }
+}

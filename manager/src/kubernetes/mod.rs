@@ -1,0 +1,187 @@
+//! The Kubernetes backend: deploy an application from a YAML repository with server-side apply,
+//! wait for exactly what was applied, place interference pods on chosen nodes, run distributed
+//! load as Jobs, clean up by label, and propose a starter config from a live cluster.
+//!
+//! Data flows one way: config → [`manifests`] (load and rewrite) → [`client::Kube`] (apply) →
+//! [`readiness`] (watch) → results. [`Cluster`] wraps it all behind blocking calls with its own
+//! tokio runtime, for the manager's synchronous components and the CLI.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), aefm::kubernetes::KubeError> {
+//! let cfg: aefm::config::kubernetes::KubernetesConfig =
+//!     serde_yaml::from_str("namespace: social\nyaml_repo: examples/kubernetes/repo\n").unwrap();
+//! let cluster = aefm::kubernetes::Cluster::connect(&cfg, "exp1")?;
+//! let applied = cluster.deploy(aefm::kubernetes::DeployAction::Apply)?;
+//! println!("{} objects ready", applied.len());
+//! cluster.clean(Some("exp1"))?;
+//! # Ok(()) }
+//! ```
+
+pub mod autoconfig;
+pub mod cleanup;
+pub mod client;
+pub mod deploy;
+mod error;
+pub mod interference;
+pub mod labels;
+pub mod load;
+pub mod manifests;
+pub mod owners;
+pub mod quantity;
+pub mod readiness;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use client::{Kube, ObjectRef};
+pub use deploy::DeployAction;
+pub use error::KubeError;
+
+use crate::config::kubernetes::KubernetesConfig;
+use crate::config::{Config, StressSpec};
+
+/// The manifests `aefm plan` prints: the namespace, then infra, then the services under test,
+/// rewritten exactly as they would be applied. No cluster is contacted.
+pub fn plan_manifests(config: &Config) -> Result<String, KubeError> {
+    let cfg = config.kubernetes.as_ref().ok_or_else(|| KubeError::Config {
+        key: "kubernetes".into(),
+        message: "missing (required by `backend: kubernetes`)".into(),
+    })?;
+    let cfg = resolved(cfg, &config.base_dir);
+    let (infra, under_test) = manifests::prepare(&cfg, &config.name)?;
+    let mut out = String::from("---\n");
+    out.push_str(&serde_yaml::to_string(&manifests::namespace_object(&cfg.namespace, &config.name)).unwrap_or_default());
+    out.push_str(&manifests::render(&infra));
+    out.push_str(&manifests::render(&under_test));
+    Ok(out)
+}
+
+/// The section with relative paths (`yaml_repo`, `kubeconfig`) resolved against the config file's
+/// directory.
+pub fn resolved(cfg: &KubernetesConfig, base_dir: &std::path::Path) -> KubernetesConfig {
+    let mut c = cfg.clone();
+    if c.yaml_repo.is_relative() {
+        c.yaml_repo = base_dir.join(&c.yaml_repo);
+    }
+    if let Some(k) = &c.kubeconfig {
+        if k.is_relative() {
+            c.kubeconfig = Some(base_dir.join(k));
+        }
+    }
+    c
+}
+
+/// A connected cluster for one experiment, with blocking methods (each runs on an internal
+/// runtime). Not to be called from inside another tokio runtime.
+pub struct Cluster {
+    rt: tokio::runtime::Runtime,
+    kube: Kube,
+    cfg: KubernetesConfig,
+    experiment: String,
+}
+
+impl Cluster {
+    /// Connects with the section's kubeconfig and context.
+    pub fn connect(cfg: &KubernetesConfig, experiment: &str) -> Result<Cluster, KubeError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| KubeError::Io { path: "tokio runtime".into(), source: e })?;
+        let client = rt.block_on(client::connect(cfg))?;
+        Ok(Cluster { rt, kube: Kube::new(client, &cfg.field_manager), cfg: cfg.clone(), experiment: experiment.to_string() })
+    }
+
+    /// The section this cluster was connected with.
+    pub fn config(&self) -> &KubernetesConfig {
+        &self.cfg
+    }
+
+    /// The experiment name.
+    pub fn experiment(&self) -> &str {
+        &self.experiment
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.readiness_timeout_secs)
+    }
+
+    /// Deploys the application (see [`DeployAction`]) and waits until it is ready.
+    pub fn deploy(&self, action: DeployAction) -> Result<Vec<ObjectRef>, KubeError> {
+        self.rt.block_on(deploy::deploy(&self.kube, &self.cfg, &self.experiment, action))
+    }
+
+    /// Deletes the given application objects.
+    pub fn teardown(&self, refs: &[ObjectRef]) -> Result<(), KubeError> {
+        self.rt.block_on(deploy::teardown(&self.kube, refs))
+    }
+
+    /// Makes the interference pods match `wanted` for `test_case` and waits until they run.
+    /// On failure every interference pod of the experiment is removed before returning.
+    pub fn place_interference(&self, test_case: &str, wanted: &[StressSpec]) -> Result<Vec<ObjectRef>, KubeError> {
+        let owner = interference::Owner { experiment: &self.experiment, test_case };
+        let res = self.rt.block_on(async {
+            let pods = interference::desired_pods(&self.kube, &self.cfg, &owner, wanted).await?;
+            interference::place(&self.kube, &self.cfg, &self.experiment, &pods, self.timeout()).await
+        });
+        if res.is_err() {
+            let _ = self.clear_interference();
+        }
+        res
+    }
+
+    /// Removes every interference pod of the experiment and waits until they are gone.
+    pub fn clear_interference(&self) -> Result<usize, KubeError> {
+        self.rt.block_on(interference::clear(&self.kube, &self.cfg.interference.namespace, &self.experiment, self.timeout()))
+    }
+
+    /// Runs `aefm-load` Jobs (one per argument list) and returns their logs; see [`load::run_jobs`].
+    pub fn run_load_jobs(&self, test_case: &str, args: &[Vec<String>], timeout: Duration, cancelled: &(dyn Fn() -> bool + Sync)) -> Result<Vec<String>, KubeError> {
+        self.rt.block_on(load::run_jobs(&self.kube, &self.cfg, &self.experiment, test_case, args, timeout, cancelled))
+    }
+
+    /// Pod name → owning workload (service) name in the application namespace.
+    pub fn pod_services(&self) -> Result<BTreeMap<String, String>, KubeError> {
+        self.rt.block_on(owners::pod_services(self.kube.client(), &self.cfg.namespace, None))
+    }
+
+    /// Deletes everything labelled with `experiment` (or everything AEFM manages with `None`).
+    pub fn clean(&self, experiment: Option<&str>) -> Result<cleanup::Cleaned, KubeError> {
+        self.rt.block_on(cleanup::clean(self.kube.client(), experiment))
+    }
+}
+
+/// `aefm clean`: connects with `kubeconfig`/`context` and deletes what `experiment` left behind.
+pub fn clean(kubeconfig: Option<&std::path::Path>, context: Option<&str>, experiment: Option<&str>) -> Result<cleanup::Cleaned, KubeError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KubeError::Io { path: "tokio runtime".into(), source: e })?;
+    rt.block_on(async {
+        let c = client::connect_with(kubeconfig, context).await?;
+        cleanup::clean(&c, experiment).await
+    })
+}
+
+/// `aefm auto-config`: inspects the cluster and returns the proposal (asking on `input`/`output`
+/// for missing answers when `interactive`).
+pub fn auto_config(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+    answers: autoconfig::Answers,
+    interactive: Option<(&mut dyn std::io::BufRead, &mut dyn std::io::Write)>,
+) -> Result<(autoconfig::ClusterInfo, autoconfig::Proposal), KubeError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KubeError::Io { path: "tokio runtime".into(), source: e })?;
+    let info = rt.block_on(async {
+        let c = client::connect_with(kubeconfig, context).await?;
+        autoconfig::inspect(&c).await
+    })?;
+    let proposal = match interactive {
+        Some((input, output)) => autoconfig::ask(&info, answers, input, output)?,
+        None => autoconfig::propose(&info, &answers)?,
+    };
+    Ok((info, proposal))
+}

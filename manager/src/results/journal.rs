@@ -1,0 +1,153 @@
+//! journal.jsonl: one JSON line per finished case (ok or failed), appended and flushed as each
+//! case ends, so `aefm run --resume` knows which cases to skip after a crash or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{io, ResultsError};
+use crate::load::Percentiles;
+
+/// The journal's file name in the experiment directory.
+pub const FILE: &str = "journal.jsonl";
+
+/// Outcome of a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Ran to the end; its files are complete.
+    Ok,
+    /// A handler failed; the error is recorded. Rerun on `--resume`.
+    Failed,
+}
+
+/// One journal line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// Case name (its directory under `cases/`).
+    pub case: String,
+    /// Position in run order.
+    pub index: usize,
+    /// Outcome.
+    pub status: Status,
+    /// Error message when failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Dimension values (display form), in order.
+    pub values: Vec<(String, String)>,
+    /// Offered rate, req/s.
+    pub offered: f64,
+    /// Achieved rate, req/s.
+    #[serde(default)]
+    pub achieved: Option<f64>,
+    /// Completed requests in the window.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Errors in the window.
+    #[serde(default)]
+    pub errors: Option<u64>,
+    /// Corrected latency.
+    #[serde(default)]
+    pub latency: Option<Percentiles>,
+    /// Mean app CPU over the window, percent of one core.
+    #[serde(default)]
+    pub app_cpu_percent: Option<f64>,
+    /// Case start (RFC 3339).
+    pub started: String,
+    /// Case end (RFC 3339).
+    pub ended: String,
+    /// Measured window start (RFC 3339), when load ran.
+    #[serde(default)]
+    pub window_start: Option<String>,
+    /// Measured window end (RFC 3339), when load ran.
+    #[serde(default)]
+    pub window_end: Option<String>,
+}
+
+/// Appends an entry and syncs it to disk.
+pub fn append(dir: &Path, entry: &Entry) -> Result<(), ResultsError> {
+    let p = dir.join(FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(io(&p))?;
+    let mut line = serde_json::to_string(entry).unwrap_or_default();
+    line.push('\n');
+    f.write_all(line.as_bytes()).map_err(io(&p))?;
+    f.sync_data().map_err(io(&p))?;
+    Ok(())
+}
+
+/// Reads the journal: the last entry per case. A torn last line (crash mid-write) is ignored.
+pub fn read(dir: &Path) -> Result<BTreeMap<String, Entry>, ResultsError> {
+    let p = dir.join(FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(io(&p)(e)),
+    };
+    let mut out = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => {
+                out.insert(e.case.clone(), e);
+            }
+            Err(_) if i + 1 == lines.len() => {
+                tracing::warn!(file = %p.display(), line = i + 1, "ignoring torn last journal line");
+            }
+            Err(e) => {
+                return Err(ResultsError::Format {
+                    path: p.clone(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(case: &str, status: Status) -> Entry {
+        Entry {
+            case: case.into(),
+            index: 0,
+            status,
+            error: None,
+            values: vec![("rate".into(), "10".into())],
+            offered: 10.0,
+            achieved: None,
+            requests: None,
+            errors: None,
+            latency: None,
+            app_cpu_percent: None,
+            started: "x".into(),
+            ended: "y".into(),
+            window_start: None,
+            window_end: None,
+        }
+    }
+
+    #[test]
+    fn last_entry_wins_and_torn_line_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        append(d.path(), &entry("a", Status::Failed)).unwrap();
+        append(d.path(), &entry("a", Status::Ok)).unwrap();
+        append(d.path(), &entry("b", Status::Ok)).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(d.path().join(FILE)).unwrap();
+        f.write_all(b"{\"case\": \"c\", \"ind").unwrap();
+        let j = read(d.path()).unwrap();
+        assert_eq!(j.len(), 2);
+        assert_eq!(j["a"].status, Status::Ok);
+    }
+}

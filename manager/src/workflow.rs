@@ -1,0 +1,176 @@
+//! The default handlers: the standard workflow of an experiment, registered per event by
+//! [`defaults`]. Users replace or extend them through [`crate::events::Handlers`].
+//!
+//! | event | default handler |
+//! |---|---|
+//! | start_experiment | `default:preflight`: Prometheus/Jaeger answer, before anything starts |
+//! | init_environment | `default:deploy`: start the app, wait until ready |
+//! | start_<interference dim> | `default:apply_interference`: running stressors = the case's levels, then settle |
+//! | start_single_test_case | `default:run_load`: warm-up + measured load, host sampling |
+//! | start_data_collection | `default:collect`: wait the grace period, collect into the case dir |
+//! | error | `default:log_error` |
+//! | cleanup | `default:teardown`: stop interference, stop the app |
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::components::{ComponentError, Components, Window};
+use crate::context::Context;
+use crate::events::{Event, HandlerError, Handlers};
+use crate::load::LoadSpec;
+
+/// The default handler lists for a config (without hooks).
+pub fn defaults(cfg: &crate::config::Config) -> Handlers {
+    let mut h = Handlers::empty();
+    h.append(Event::StartExperiment, "default:preflight", preflight);
+    h.append(Event::InitEnvironment, "default:deploy", deploy);
+    for dim in cfg.sweep.interference.keys() {
+        h.append(Event::StartDimension(dim.clone()), "default:apply_interference", apply_interference);
+    }
+    h.append(Event::StartSingleTestCase, "default:run_load", run_load);
+    h.append(Event::StartDataCollection, "default:collect", collect);
+    h.append(Event::Error, "default:log_error", log_error);
+    h.append(Event::Cleanup, "default:teardown", teardown);
+    h
+}
+
+/// Sleeps `d`, returning early with `Cancelled` when the context's cancel token fires.
+pub fn sleep(ctx: &Context, d: Duration) -> Result<(), ComponentError> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if ctx.cancel.is_cancelled() {
+            return Err(ComponentError::Cancelled);
+        }
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
+
+/// `default:preflight`: external sources answer before any load is sent.
+pub fn preflight(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
+    c.collector.preflight(ctx)?;
+    Ok(())
+}
+
+/// `default:deploy`: the app is up and ready.
+pub fn deploy(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
+    c.deployer.deploy(ctx)?;
+    if let Some(u) = c.deployer.endpoint() {
+        tracing::info!(endpoint = %u, "app ready");
+    }
+    Ok(())
+}
+
+/// Marker: the case index interference was last applied for (several interference dimensions
+/// may change at once; apply once per case).
+struct AppliedFor(usize);
+
+/// `default:apply_interference`: running stressors = the case's levels; then wait `settle`.
+pub fn apply_interference(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
+    let Some(case) = ctx.case.clone() else { return Ok(()) };
+    if ctx.get::<AppliedFor>().is_some_and(|a| a.0 == case.index) {
+        return Ok(());
+    }
+    let wanted = case.interference();
+    c.interference.apply(ctx, &wanted)?;
+    ctx.insert(AppliedFor(case.index));
+    if !wanted.is_empty() {
+        sleep(ctx, ctx.config.settle)?;
+    }
+    Ok(())
+}
+
+/// The load spec of the current case.
+pub fn load_spec(ctx: &Context, c: &Components) -> Result<LoadSpec, ComponentError> {
+    let cfg = &ctx.config;
+    let case = ctx.case.as_ref().ok_or_else(|| ComponentError::other("no current test case"))?;
+    let url = cfg
+        .load
+        .url
+        .clone()
+        .or_else(|| c.deployer.endpoint())
+        .ok_or_else(|| ComponentError::other("load.url is not set and the deployer knows no endpoint"))?;
+    let cores = cfg.load.cores.clone().or_else(|| {
+        let n = crate::config::available_cores();
+        let free: Vec<usize> = (0..n).filter(|i| !cfg.app.cores.contains(i)).collect();
+        (!free.is_empty()).then_some(free)
+    });
+    let headers = cfg
+        .load
+        .headers
+        .iter()
+        .filter_map(|h| h.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    Ok(LoadSpec {
+        url,
+        rate: case.rate(),
+        duration: cfg.duration,
+        warmup: cfg.warmup,
+        threads: cfg.load.threads,
+        connections: cfg.load.connections,
+        timeout: cfg.load.timeout,
+        headers,
+        script: cfg.load.script.as_ref().map(|s| cfg.resolve(s)),
+        script_args: cfg.load.script_args.clone(),
+        cores,
+    })
+}
+
+/// `default:run_load`: sample the host, send warm-up and measured load, keep the report.
+pub fn run_load(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
+    c.deployer.check()?;
+    let spec = load_spec(ctx, c)?;
+    let mut units = c.deployer.units();
+    units.extend(c.interference.units());
+    c.collector.begin(ctx, &units)?;
+    let cancel = ctx.cancel.clone();
+    let report = c.workload.run(ctx, &spec, &cancel)?;
+    if report.cancelled || cancel.is_cancelled() {
+        return Err(Box::new(ComponentError::Cancelled));
+    }
+    let end = report.started + Duration::from_secs_f64(report.window_s);
+    ctx.window = Some(Window {
+        start: report.started,
+        end: end.min(SystemTime::now()),
+    });
+    tracing::info!(
+        offered = report.offered,
+        achieved = format!("{:.1}", report.achieved),
+        p50_ms = format!("{:.2}", report.latency.p50_us / 1000.0),
+        p99_ms = format!("{:.2}", report.latency.p99_us / 1000.0),
+        errors = report.errors,
+        "load done"
+    );
+    ctx.report = Some(report);
+    Ok(())
+}
+
+/// `default:collect`: wait for late data, then collect into the case directory.
+pub fn collect(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
+    let (Some(dir), Some(window)) = (ctx.case_dir.clone(), ctx.window) else {
+        return Ok(());
+    };
+    sleep(ctx, crate::sweep::grace(&ctx.config))?;
+    let summary = c.collector.collect(ctx, &dir, &window, ctx.report.as_ref())?;
+    for e in &summary.errors {
+        tracing::warn!(error = %e, "collection source failed");
+    }
+    ctx.collected = Some(summary);
+    Ok(())
+}
+
+/// `default:log_error`.
+pub fn log_error(ctx: &mut Context, _c: &mut Components) -> Result<(), HandlerError> {
+    if let Some(e) = ctx.data.get("last_error") {
+        tracing::error!(case = ctx.case.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), error = %e, "test case failed");
+    }
+    Ok(())
+}
+
+/// `default:teardown`: stop interference, then the app.
+pub fn teardown(_ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
+    let a = c.interference.clear();
+    let b = c.deployer.teardown();
+    a?;
+    b?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+-- Syntax error on line 3.
+function request()
+  return wrk.format(nil, "/" ..)
+end
