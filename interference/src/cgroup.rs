@@ -42,7 +42,9 @@ pub struct CpuQuota {
 /// The process's cgroup paths from `/proc/self/cgroup`: (controllers, path) per line.
 fn self_cgroups(root: &Path) -> Vec<(String, String)> {
     let p = root.join("proc/self/cgroup");
-    let Ok(text) = std::fs::read_to_string(&p) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
@@ -70,21 +72,30 @@ fn v1_mount(root: &Path, controller: &str) -> Option<PathBuf> {
     if direct.is_dir() {
         return Some(direct);
     }
-    std::fs::read_dir(&base).ok()?.flatten().map(|e| e.path()).find(|p| {
-        p.is_dir()
-            && p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.split(',').any(|c| c == controller))
-    })
+    std::fs::read_dir(&base)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.split(',').any(|c| c == controller))
+        })
 }
 
 /// The contents of `file` from the process's cgroup directory up to the mount root, nearest first.
 fn walk(mount: &Path, cg_path: &str, file: &str) -> Vec<(PathBuf, String)> {
-    let comps: Vec<&str> = cg_path.split('/').filter(|c| !c.is_empty() && *c != "..").collect();
+    let comps: Vec<&str> = cg_path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != "..")
+        .collect();
     // Find the deepest existing directory for this path (strip leading components: namespaces).
     let mut start = mount.to_path_buf();
     for skip in 0..=comps.len() {
-        let candidate = comps[skip..].iter().fold(mount.to_path_buf(), |p, c| p.join(c));
+        let candidate = comps[skip..]
+            .iter()
+            .fold(mount.to_path_buf(), |p, c| p.join(c));
         if candidate.is_dir() {
             start = candidate;
             break;
@@ -111,7 +122,13 @@ fn walk(mount: &Path, cg_path: &str, file: &str) -> Vec<(PathBuf, String)> {
 fn path_for(cgroups: &[(String, String)], v2: bool, controller: &str) -> String {
     cgroups
         .iter()
-        .find(|(ctrls, _)| if v2 { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) })
+        .find(|(ctrls, _)| {
+            if v2 {
+                ctrls.is_empty()
+            } else {
+                ctrls.split(',').any(|c| c == controller)
+            }
+        })
         .map(|(_, p)| p.clone())
         .unwrap_or_else(|| "/".into())
 }
@@ -122,7 +139,13 @@ pub fn mem_total(root: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(&p).map_err(|e| Error::file(&p, e))?;
     text.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kb| kb * 1024)
         .ok_or_else(|| Error::file(&p, "no parsable MemTotal line"))
 }
@@ -145,19 +168,28 @@ pub fn memory_limit(root: &Path) -> Result<MemoryLimit> {
         if text == "max" {
             continue;
         }
-        let bytes: u64 =
-            text.parse().map_err(|_| Error::file(&file, format!("cannot parse limit {text:?}")))?;
+        let bytes: u64 = text
+            .parse()
+            .map_err(|_| Error::file(&file, format!("cannot parse limit {text:?}")))?;
         if bytes >= V1_UNLIMITED {
             continue;
         }
         if best.as_ref().is_none_or(|b| bytes < b.bytes) {
-            best = Some(MemoryLimit { bytes, source: file.display().to_string(), cgroup: true });
+            best = Some(MemoryLimit {
+                bytes,
+                source: file.display().to_string(),
+                cgroup: true,
+            });
         }
     }
     let host = mem_total(root)?;
     Ok(match best {
         Some(b) if b.bytes <= host => b,
-        _ => MemoryLimit { bytes: host, source: "/proc/meminfo MemTotal".into(), cgroup: false },
+        _ => MemoryLimit {
+            bytes: host,
+            source: "/proc/meminfo MemTotal".into(),
+            cgroup: false,
+        },
     })
 }
 
@@ -167,14 +199,19 @@ pub fn cpu_quota(root: &Path) -> Option<CpuQuota> {
     let mut best: Option<CpuQuota> = None;
     let mut consider = |cores: f64, source: &Path| {
         if cores > 0.0 && best.as_ref().is_none_or(|b| cores < b.cores) {
-            best = Some(CpuQuota { cores, source: source.display().to_string() });
+            best = Some(CpuQuota {
+                cores,
+                source: source.display().to_string(),
+            });
         }
     };
     if is_v2(root) {
         let path = path_for(&cgroups, true, "cpu");
         for (file, text) in walk(&cgroup_mount(root), &path, "cpu.max") {
             let mut it = text.split_whitespace();
-            let (Some(q), Some(p)) = (it.next(), it.next()) else { continue };
+            let (Some(q), Some(p)) = (it.next(), it.next()) else {
+                continue;
+            };
             if let (Ok(q), Ok(p)) = (q.parse::<f64>(), p.parse::<f64>()) {
                 consider(q / p, &file);
             }
@@ -205,7 +242,9 @@ pub fn allowed_cpus() -> Result<Vec<usize>> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return Err(Error::sys("sched_getaffinity"));
         }
-        Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect())
     }
 }
 
@@ -242,7 +281,11 @@ pub fn cpu_budget(root: &Path) -> Result<CpuBudget> {
     if let Some(q) = &quota {
         effective = effective.min(q.cores.ceil().max(1.0) as usize);
     }
-    Ok(CpuBudget { allowed, quota, effective })
+    Ok(CpuBudget {
+        allowed,
+        quota,
+        effective,
+    })
 }
 
 /// Resident set size of this process in bytes (`/proc/self/statm`).
@@ -250,7 +293,11 @@ pub fn self_rss() -> u64 {
     let page = page_size();
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map(|p| p * page)
         .unwrap_or(0)
 }
@@ -277,7 +324,11 @@ mod tests {
     }
 
     fn meminfo(root: &Path) {
-        write(root, "proc/meminfo", "MemTotal:       24684084 kB\nMemFree:  1000 kB\n");
+        write(
+            root,
+            "proc/meminfo",
+            "MemTotal:       24684084 kB\nMemFree:  1000 kB\n",
+        );
     }
 
     #[test]
@@ -290,11 +341,18 @@ mod tests {
         write(r, "sys/fs/cgroup/kubepods/memory.max", "max\n");
         write(r, "sys/fs/cgroup/kubepods/pod1/memory.max", "2147483648\n");
         write(r, "sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "max\n");
-        write(r, "sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "50000 100000\n");
+        write(
+            r,
+            "sys/fs/cgroup/kubepods/pod1/ctr/cpu.max",
+            "50000 100000\n",
+        );
         write(r, "sys/fs/cgroup/kubepods/cpu.max", "max 100000\n");
         let m = memory_limit(r).unwrap();
         assert_eq!(m.bytes, 2 << 30);
-        assert!(m.cgroup && m.source.ends_with("kubepods/pod1/memory.max"), "{m:?}");
+        assert!(
+            m.cgroup && m.source.ends_with("kubepods/pod1/memory.max"),
+            "{m:?}"
+        );
         let q = cpu_quota(r).unwrap();
         assert!((q.cores - 0.5).abs() < 1e-9);
     }
@@ -321,8 +379,16 @@ mod tests {
         let r = t.path();
         meminfo(r);
         // Docker on cgroup v1: the path names the host's cgroup, the mount shows the container's.
-        write(r, "proc/self/cgroup", "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n");
-        write(r, "sys/fs/cgroup/memory/memory.limit_in_bytes", "536870912\n");
+        write(
+            r,
+            "proc/self/cgroup",
+            "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n",
+        );
+        write(
+            r,
+            "sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "536870912\n",
+        );
         write(r, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "150000\n");
         write(r, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
         let m = memory_limit(r).unwrap();
@@ -337,8 +403,16 @@ mod tests {
         let r = t.path();
         meminfo(r);
         write(r, "proc/self/cgroup", "4:memory:/process_api/x\n");
-        write(r, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
-        write(r, "sys/fs/cgroup/memory/process_api/x/memory.limit_in_bytes", "9223372036854771712\n");
+        write(
+            r,
+            "sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        write(
+            r,
+            "sys/fs/cgroup/memory/process_api/x/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
         write(r, "sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n");
         write(r, "sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n");
         let m = memory_limit(r).unwrap();
@@ -358,7 +432,10 @@ mod tests {
         let e = memory_limit(r).unwrap_err().to_string();
         assert!(e.contains("memory.max") && e.contains("lots"), "{e}");
         let t2 = tempfile::tempdir().unwrap();
-        assert!(memory_limit(t2.path()).unwrap_err().to_string().contains("meminfo"));
+        assert!(memory_limit(t2.path())
+            .unwrap_err()
+            .to_string()
+            .contains("meminfo"));
     }
 
     #[test]

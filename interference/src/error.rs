@@ -93,15 +93,25 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn parse(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
-        Error::Parse { what, value: value.to_string(), reason: reason.into() }
+        Error::Parse {
+            what,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn sys(call: impl Into<String>) -> Self {
-        Error::Sys { call: call.into(), source: std::io::Error::last_os_error() }
+        Error::Sys {
+            call: call.into(),
+            source: std::io::Error::last_os_error(),
+        }
     }
 
     pub(crate) fn file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::File { path: path.into(), reason: reason.to_string() }
+        Error::File {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -65,7 +65,11 @@ impl CacheLevel {
             "l1d" | "l1" => Ok(CacheLevel::L1d),
             "l2" => Ok(CacheLevel::L2),
             "llc" | "l3" => Ok(CacheLevel::Llc),
-            _ => Err(Error::parse("cache level", text, "valid levels: l1d, l2, llc")),
+            _ => Err(Error::parse(
+                "cache level",
+                text,
+                "valid levels: l1d, l2, llc",
+            )),
         }
     }
 }
@@ -83,7 +87,9 @@ pub fn parse_sysfs_size(text: &str) -> Option<u64> {
 }
 
 fn read_trim(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| Error::file(path, e))
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::file(path, e))
 }
 
 /// Directory of the caches of `cpu` under a sysfs root (`/` in production, a fixture tree in tests).
@@ -112,7 +118,12 @@ pub fn read_caches(root: &Path, cpu: usize) -> Result<Vec<CacheInfo>> {
             "Data" => CacheType::Data,
             "Instruction" => CacheType::Instruction,
             "Unified" => CacheType::Unified,
-            other => return Err(Error::file(&type_path, format!("unknown cache type {other:?}"))),
+            other => {
+                return Err(Error::file(
+                    &type_path,
+                    format!("unknown cache type {other:?}"),
+                ))
+            }
         };
         let size_path = p.join("size");
         let size_text = read_trim(&size_path)?;
@@ -124,9 +135,19 @@ pub fn read_caches(root: &Path, cpu: usize) -> Result<Vec<CacheInfo>> {
             .and_then(|s| s.parse().ok())
             .filter(|l: &u64| *l > 0 && l.is_power_of_two())
             .unwrap_or(64);
-        let ways = read_trim(&p.join("ways_of_associativity")).ok().and_then(|s| s.parse().ok());
+        let ways = read_trim(&p.join("ways_of_associativity"))
+            .ok()
+            .and_then(|s| s.parse().ok());
         let shared_cpu_list = read_trim(&p.join("shared_cpu_list")).ok();
-        caches.push(CacheInfo { index: name, level, kind, size, line_size, ways, shared_cpu_list });
+        caches.push(CacheInfo {
+            index: name,
+            level,
+            kind,
+            size,
+            line_size,
+            ways,
+            shared_cpu_list,
+        });
     }
     if caches.is_empty() {
         return Err(Error::file(&dir, "no index* cache entries"));
@@ -240,6 +261,9 @@ pub(crate) mod tests {
     fn levels_parse() {
         assert_eq!(CacheLevel::parse("L1d").unwrap(), CacheLevel::L1d);
         assert_eq!(CacheLevel::parse("l3").unwrap(), CacheLevel::Llc);
-        assert!(CacheLevel::parse("l4").unwrap_err().to_string().contains("l1d, l2, llc"));
+        assert!(CacheLevel::parse("l4")
+            .unwrap_err()
+            .to_string()
+            .contains("l1d, l2, llc"));
     }
 }

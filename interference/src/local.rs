@@ -34,7 +34,11 @@ impl InterferenceSpec {
     /// arguments as a child in its own process group, restricted to `placement.cpus` if set.
     pub fn spawn_local(&self, exe: &Path) -> Result<LocalStressor> {
         let mut cmd = Command::new(exe);
-        cmd.args(self.to_args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        cmd.args(self.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
         if let Some(cpus) = self.placement.cpus.clone().filter(|c| !c.is_empty()) {
             // SAFETY: only sched_setaffinity (async-signal-safe) between fork and exec.
             unsafe {
@@ -43,14 +47,18 @@ impl InterferenceSpec {
                     for &c in &cpus {
                         libc::CPU_SET(c, &mut set);
                     }
-                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
                 });
             }
         }
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn { program: exe.display().to_string(), source })?;
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            program: exe.display().to_string(),
+            source,
+        })?;
         let pid = child.id();
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -86,7 +94,13 @@ impl InterferenceSpec {
                 }
             }));
         }
-        Ok(LocalStressor { child: Some(child), pid, state, stderr, readers })
+        Ok(LocalStressor {
+            child: Some(child),
+            pid,
+            state,
+            stderr,
+            readers,
+        })
     }
 }
 
@@ -98,7 +112,10 @@ impl LocalStressor {
 
     /// What the child wrote on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn exited_error(&mut self, what: &str) -> Error {
@@ -111,7 +128,9 @@ impl LocalStressor {
             pid: self.pid,
             reason: format!(
                 "{what} ({}): {}",
-                status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()),
+                status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "status unknown".into()),
                 self.stderr().trim()
             ),
         }
@@ -133,20 +152,33 @@ impl LocalStressor {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Stressor { pid: self.pid, reason: format!("no report within {timeout:?}") });
+                return Err(Error::Stressor {
+                    pid: self.pid,
+                    reason: format!("no report within {timeout:?}"),
+                });
             }
-            st = cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// Report lines seen so far.
     pub fn reports(&self) -> Vec<ReportLine> {
-        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).lines.clone()
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines
+            .clone()
     }
 
     /// True once the child has exited (reaps it).
     pub fn has_exited(&mut self) -> bool {
-        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// Waits for the child to end by itself (its duration), up to `timeout`; returns the final line.
@@ -154,7 +186,10 @@ impl LocalStressor {
         let deadline = Instant::now() + timeout;
         while !self.has_exited() {
             if Instant::now() >= deadline {
-                return Err(Error::Stressor { pid: self.pid, reason: format!("still running after {timeout:?}") });
+                return Err(Error::Stressor {
+                    pid: self.pid,
+                    reason: format!("still running after {timeout:?}"),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -17,7 +17,9 @@ use crate::report::ReportLine;
 pub type Latest = Arc<Mutex<Option<ReportLine>>>;
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders a report line in the Prometheus text format (version 0.0.4).
@@ -27,11 +29,25 @@ pub fn render(line: Option<&ReportLine>) -> String {
     if let Some(l) = line {
         let labels = format!("kind=\"{}\",unit=\"{}\"", escape(&l.kind), escape(&l.unit));
         for (name, help, value) in [
-            ("aefm_stress_target", "Requested intensity in the unit label.", l.target),
-            ("aefm_stress_achieved", "Intensity achieved over the last report interval.", l.achieved),
-            ("aefm_stress_elapsed_seconds", "Seconds since the stressor started.", l.elapsed_s),
+            (
+                "aefm_stress_target",
+                "Requested intensity in the unit label.",
+                l.target,
+            ),
+            (
+                "aefm_stress_achieved",
+                "Intensity achieved over the last report interval.",
+                l.achieved,
+            ),
+            (
+                "aefm_stress_elapsed_seconds",
+                "Seconds since the stressor started.",
+                l.elapsed_s,
+            ),
         ] {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}\n"));
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}\n"
+            ));
         }
     }
     s
@@ -40,11 +56,14 @@ pub fn render(line: Option<&ReportLine>) -> String {
 /// Binds `addr` and serves `GET /metrics` (any path) from a background thread until the process
 /// exits. Returns the bound address (useful with port 0).
 pub fn serve(addr: SocketAddr, latest: Latest) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|source| Error::Io { context: format!("binding the metrics endpoint {addr}"), source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Io { context: "metrics endpoint address".into(), source })?;
+    let listener = TcpListener::bind(addr).map_err(|source| Error::Io {
+        context: format!("binding the metrics endpoint {addr}"),
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(|source| Error::Io {
+        context: "metrics endpoint address".into(),
+        source,
+    })?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -93,11 +112,15 @@ mod tests {
             details: Default::default(),
         });
         let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut text = String::new();
         c.read_to_string(&mut text).unwrap();
         assert!(text.starts_with("HTTP/1.1 200"));
-        assert!(text.contains("aefm_stress_achieved{kind=\"cpu\",unit=\"%\"} 49.5"), "{text}");
+        assert!(
+            text.contains("aefm_stress_achieved{kind=\"cpu\",unit=\"%\"} 49.5"),
+            "{text}"
+        );
         assert!(text.contains("aefm_stress_target{kind=\"cpu\",unit=\"%\"} 50"));
     }
 }

@@ -42,7 +42,10 @@ pub fn write_line(out: &mut dyn Write, line: &ReportLine) -> Result<()> {
         context: "serialising a report line".into(),
         source: std::io::Error::other(e),
     })?;
-    let io = |source| Error::Io { context: "writing the report".into(), source };
+    let io = |source| Error::Io {
+        context: "writing the report".into(),
+        source,
+    };
     writeln!(out, "{text}").map_err(io)?;
     out.flush().map_err(io)
 }

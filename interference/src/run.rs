@@ -30,25 +30,65 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { duration: None, metrics_addr: None, interval: Duration::from_secs(1), root: PathBuf::from("/") }
+        RunOptions {
+            duration: None,
+            metrics_addr: None,
+            interval: Duration::from_secs(1),
+            root: PathBuf::from("/"),
+        }
     }
 }
 
 fn start(stressor: &Stressor, ctx: &Ctx) -> Result<Box<dyn Active>> {
     Ok(match stressor {
-        Stressor::Cpu { workers, load_pct, cpus } => Box::new(stressors::cpu::start(ctx, *workers, *load_pct, cpus.as_deref())?),
-        Stressor::MemCap { size, retouch_per_s } => Box::new(stressors::memcap::start(ctx, *size, *retouch_per_s)?),
-        Stressor::MemBw { rate, workers } => Box::new(stressors::membw::start(ctx, *rate, *workers, None)?),
-        Stressor::Cache { level, fraction } => Box::new(stressors::cache::start(ctx, *level, *fraction)?),
-        Stressor::NetServer { port } => Box::new(stressors::net::start(ctx, stressors::net::Mode::Server { port: *port })?),
-        Stressor::NetClient { target, port, bandwidth_bps, streams } => Box::new(stressors::net::start(
+        Stressor::Cpu {
+            workers,
+            load_pct,
+            cpus,
+        } => Box::new(stressors::cpu::start(
             ctx,
-            stressors::net::Mode::Client { target: target.clone(), port: *port, bandwidth_bps: *bandwidth_bps, streams: *streams },
+            *workers,
+            *load_pct,
+            cpus.as_deref(),
+        )?),
+        Stressor::MemCap {
+            size,
+            retouch_per_s,
+        } => Box::new(stressors::memcap::start(ctx, *size, *retouch_per_s)?),
+        Stressor::MemBw { rate, workers } => {
+            Box::new(stressors::membw::start(ctx, *rate, *workers, None)?)
+        }
+        Stressor::Cache { level, fraction } => {
+            Box::new(stressors::cache::start(ctx, *level, *fraction)?)
+        }
+        Stressor::NetServer { port } => Box::new(stressors::net::start(
+            ctx,
+            stressors::net::Mode::Server { port: *port },
+        )?),
+        Stressor::NetClient {
+            target,
+            port,
+            bandwidth_bps,
+            streams,
+        } => Box::new(stressors::net::start(
+            ctx,
+            stressors::net::Mode::Client {
+                target: target.clone(),
+                port: *port,
+                bandwidth_bps: *bandwidth_bps,
+                streams: *streams,
+            },
         )?),
     })
 }
 
-fn line(a: &dyn Active, elapsed: Duration, achieved: f64, details: serde_json::Map<String, serde_json::Value>, last: bool) -> ReportLine {
+fn line(
+    a: &dyn Active,
+    elapsed: Duration,
+    achieved: f64,
+    details: serde_json::Map<String, serde_json::Value>,
+    last: bool,
+) -> ReportLine {
     ReportLine {
         kind: a.kind().to_string(),
         elapsed_s: round(elapsed.as_secs_f64(), 3),
@@ -64,13 +104,22 @@ fn line(a: &dyn Active, elapsed: Duration, achieved: f64, details: serde_json::M
 /// stressor cannot start (bad request, above the limit, no iperf3, ...): then nothing was
 /// allocated and nothing is written. Write errors on `out` are ignored (the stressor keeps its
 /// duration even if nobody reads the report).
-pub fn run(stressor: &Stressor, opts: &RunOptions, stop: &StopSignal, out: &mut dyn Write) -> Result<ReportLine> {
+pub fn run(
+    stressor: &Stressor,
+    opts: &RunOptions,
+    stop: &StopSignal,
+    out: &mut dyn Write,
+) -> Result<ReportLine> {
     let latest: metrics::Latest = Arc::new(Mutex::new(None));
     if let Some(addr) = opts.metrics_addr {
         metrics::serve(addr, latest.clone())?;
     }
     let begin = Instant::now();
-    let ctx = Ctx { root: opts.root.clone(), stop: stop.flag(), duration: opts.duration };
+    let ctx = Ctx {
+        root: opts.root.clone(),
+        stop: stop.flag(),
+        duration: opts.duration,
+    };
     let mut active = start(stressor, &ctx)?;
     let deadline = opts.duration.map(|d| begin + d);
     let interval = opts.interval.max(Duration::from_millis(10));
@@ -87,8 +136,9 @@ pub fn run(stressor: &Stressor, opts: &RunOptions, stop: &StopSignal, out: &mut 
         if now >= next {
             let (achieved, details) = active.sample();
             let l = line(active.as_ref(), now - begin, achieved, details, false);
+            // Publish before printing: a reader that saw the line can scrape it.
+            *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.clone());
             let _ = write_line(out, &l);
-            *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
             while next <= now {
                 next += interval;
             }
@@ -111,8 +161,8 @@ pub fn run(stressor: &Stressor, opts: &RunOptions, stop: &StopSignal, out: &mut 
         r#final: true,
         details,
     };
-    let _ = write_line(out, &l);
     *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.clone());
+    let _ = write_line(out, &l);
     Ok(l)
 }
 
@@ -123,13 +173,34 @@ mod tests {
     #[test]
     fn cpu_run_reports_each_interval_and_a_final_line() {
         let stop = StopSignal::new().unwrap();
-        let opts = RunOptions { duration: Some(Duration::from_millis(700)), interval: Duration::from_millis(200), ..Default::default() };
+        let opts = RunOptions {
+            duration: Some(Duration::from_millis(700)),
+            interval: Duration::from_millis(200),
+            ..Default::default()
+        };
         let mut out = Vec::new();
         let t0 = Instant::now();
-        let fin = run(&Stressor::Cpu { workers: 1, load_pct: 20.0, cpus: None }, &opts, &stop, &mut out).unwrap();
+        let fin = run(
+            &Stressor::Cpu {
+                workers: 1,
+                load_pct: 20.0,
+                cpus: None,
+            },
+            &opts,
+            &stop,
+            &mut out,
+        )
+        .unwrap();
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(5), "{took:?}");
-        let lines: Vec<ReportLine> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        let lines: Vec<ReportLine> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert!(lines.len() >= 3, "{lines:?}");
         assert!(lines.last().unwrap().r#final && lines.iter().filter(|l| l.r#final).count() == 1);
         assert_eq!(fin.kind, "cpu");
@@ -148,7 +219,17 @@ mod tests {
         });
         let mut out = Vec::new();
         let t0 = Instant::now();
-        let fin = run(&Stressor::Cpu { workers: 1, load_pct: 5.0, cpus: None }, &RunOptions::default(), &stop, &mut out).unwrap();
+        let fin = run(
+            &Stressor::Cpu {
+                workers: 1,
+                load_pct: 5.0,
+                cpus: None,
+            },
+            &RunOptions::default(),
+            &stop,
+            &mut out,
+        )
+        .unwrap();
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert!(fin.r#final);
         t.join().unwrap();
@@ -158,8 +239,16 @@ mod tests {
     fn refusal_writes_nothing() {
         let stop = StopSignal::new().unwrap();
         let mut out = Vec::new();
-        let e = run(&Stressor::MemCap { size: crate::units::Size::Bytes(1 << 62), retouch_per_s: None }, &RunOptions::default(), &stop, &mut out)
-            .unwrap_err();
+        let e = run(
+            &Stressor::MemCap {
+                size: crate::units::Size::Bytes(1 << 62),
+                retouch_per_s: None,
+            },
+            &RunOptions::default(),
+            &stop,
+            &mut out,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("exceeds the memory limit"));
         assert!(out.is_empty());
     }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, ResourceRequirements,
+    Affinity, Container, ContainerPort, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, Pod, PodSpec, ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -121,7 +121,13 @@ pub const KIND_LABEL: &str = "aefm.io/interference-kind";
 impl InterferenceSpec {
     /// A spec with no duration, placement, metrics or labels.
     pub fn new(stressor: Stressor) -> Self {
-        InterferenceSpec { stressor, duration: None, metrics_addr: None, placement: Placement::default(), labels: BTreeMap::new() }
+        InterferenceSpec {
+            stressor,
+            duration: None,
+            metrics_addr: None,
+            placement: Placement::default(),
+            labels: BTreeMap::new(),
+        }
     }
 
     /// `aefm-stress` arguments (without the program name).
@@ -132,7 +138,11 @@ impl InterferenceSpec {
             a.push(v);
         }
         let sub = match &self.stressor {
-            Stressor::Cpu { workers, load_pct, cpus } => {
+            Stressor::Cpu {
+                workers,
+                load_pct,
+                cpus,
+            } => {
                 if *workers > 0 {
                     push(&mut a, "--workers", workers.to_string());
                 }
@@ -142,7 +152,10 @@ impl InterferenceSpec {
                 }
                 "cpu"
             }
-            Stressor::MemCap { size, retouch_per_s } => {
+            Stressor::MemCap {
+                size,
+                retouch_per_s,
+            } => {
                 push(&mut a, "--size", size.to_string());
                 if let Some(r) = retouch_per_s {
                     push(&mut a, "--retouch", r.to_string());
@@ -166,8 +179,17 @@ impl InterferenceSpec {
                 push(&mut a, "--port", port.to_string());
                 "net"
             }
-            Stressor::NetClient { target, port, bandwidth_bps, streams } => {
-                let host = if target.contains(':') { format!("[{target}]") } else { target.clone() };
+            Stressor::NetClient {
+                target,
+                port,
+                bandwidth_bps,
+                streams,
+            } => {
+                let host = if target.contains(':') {
+                    format!("[{target}]")
+                } else {
+                    target.clone()
+                };
                 push(&mut a, "--target", format!("{host}:{port}"));
                 push(&mut a, "--bandwidth", bandwidth_bps.to_string());
                 push(&mut a, "--streams", streams.to_string());
@@ -213,11 +235,19 @@ impl InterferenceSpec {
         });
         let mut ports = Vec::new();
         if let Stressor::NetServer { port } = self.stressor {
-            ports.push(ContainerPort { name: Some("iperf3".into()), container_port: port.into(), ..Default::default() });
+            ports.push(ContainerPort {
+                name: Some("iperf3".into()),
+                container_port: port.into(),
+                ..Default::default()
+            });
         }
         let mut annotations = BTreeMap::new();
         if let Some(m) = self.metrics_addr {
-            ports.push(ContainerPort { name: Some("metrics".into()), container_port: m.port().into(), ..Default::default() });
+            ports.push(ContainerPort {
+                name: Some("metrics".into()),
+                container_port: m.port().into(),
+                ..Default::default()
+            });
             annotations.insert("prometheus.io/scrape".to_string(), "true".to_string());
             annotations.insert("prometheus.io/port".to_string(), m.port().to_string());
         }
@@ -281,7 +311,9 @@ pub fn find_stress_binary() -> Option<PathBuf> {
         }
     }
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|d: PathBuf| d.join(name)).find(|p: &PathBuf| Path::new(p).is_file())
+    std::env::split_paths(&paths)
+        .map(|d: PathBuf| d.join(name))
+        .find(|p: &PathBuf| Path::new(p).is_file())
 }
 
 #[cfg(test)]
@@ -297,27 +329,89 @@ mod tests {
     #[test]
     fn args_for_every_kind() {
         let a = |s| spec(s).to_args().join(" ");
-        assert_eq!(a(Stressor::Cpu { workers: 2, load_pct: 50.0, cpus: Some(vec![0, 1]) }), "cpu --workers 2 --load 50 --cpus 0,1 --duration 30s");
-        assert_eq!(a(Stressor::MemCap { size: Size::PercentOfLimit(50.0), retouch_per_s: None }), "memcap --size 50% --duration 30s");
-        assert_eq!(a(Stressor::MemCap { size: Size::Bytes(1 << 30), retouch_per_s: Some(0.5) }), "memcap --size 1073741824 --retouch 0.5 --duration 30s");
-        assert_eq!(a(Stressor::MemBw { rate: Rate::GBps(8.0), workers: 1 }), "membw --rate 8GB/s --workers 1 --duration 30s");
-        assert_eq!(a(Stressor::MemBw { rate: Rate::Max, workers: 0 }), "membw --rate max --duration 30s");
-        assert_eq!(a(Stressor::Cache { level: CacheLevel::L2, fraction: 0.5 }), "cache --level l2 --fraction 0.5 --duration 30s");
-        assert_eq!(a(Stressor::NetServer { port: 5201 }), "net --server --port 5201 --duration 30s");
         assert_eq!(
-            a(Stressor::NetClient { target: "10.0.0.2".into(), port: 5201, bandwidth_bps: 1_000_000_000, streams: 2 }),
+            a(Stressor::Cpu {
+                workers: 2,
+                load_pct: 50.0,
+                cpus: Some(vec![0, 1])
+            }),
+            "cpu --workers 2 --load 50 --cpus 0,1 --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::MemCap {
+                size: Size::PercentOfLimit(50.0),
+                retouch_per_s: None
+            }),
+            "memcap --size 50% --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::MemCap {
+                size: Size::Bytes(1 << 30),
+                retouch_per_s: Some(0.5)
+            }),
+            "memcap --size 1073741824 --retouch 0.5 --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::MemBw {
+                rate: Rate::GBps(8.0),
+                workers: 1
+            }),
+            "membw --rate 8GB/s --workers 1 --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::MemBw {
+                rate: Rate::Max,
+                workers: 0
+            }),
+            "membw --rate max --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::Cache {
+                level: CacheLevel::L2,
+                fraction: 0.5
+            }),
+            "cache --level l2 --fraction 0.5 --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::NetServer { port: 5201 }),
+            "net --server --port 5201 --duration 30s"
+        );
+        assert_eq!(
+            a(Stressor::NetClient {
+                target: "10.0.0.2".into(),
+                port: 5201,
+                bandwidth_bps: 1_000_000_000,
+                streams: 2
+            }),
             "net --target 10.0.0.2:5201 --bandwidth 1000000000 --streams 2 --duration 30s"
         );
-        assert!(a(Stressor::NetClient { target: "::1".into(), port: 7, bandwidth_bps: 1, streams: 1 }).contains("--target [::1]:7"));
+        assert!(a(Stressor::NetClient {
+            target: "::1".into(),
+            port: 7,
+            bandwidth_bps: 1,
+            streams: 1
+        })
+        .contains("--target [::1]:7"));
         let mut s = InterferenceSpec::new(Stressor::NetServer { port: 1 });
         s.metrics_addr = Some("0.0.0.0:9100".parse().unwrap());
-        assert_eq!(s.to_args().join(" "), "net --server --port 1 --metrics-addr 0.0.0.0:9100");
+        assert_eq!(
+            s.to_args().join(" "),
+            "net --server --port 1 --metrics-addr 0.0.0.0:9100"
+        );
     }
 
     #[test]
     fn pod_manifest() {
-        let mut s = spec(Stressor::MemCap { size: Size::PercentOfLimit(90.0), retouch_per_s: None });
-        s.placement = Placement { node: Some("node-2".into()), cpus: None, cpu_limit: Some("100m".into()), memory_limit: Some("4Gi".into()) };
+        let mut s = spec(Stressor::MemCap {
+            size: Size::PercentOfLimit(90.0),
+            retouch_per_s: None,
+        });
+        s.placement = Placement {
+            node: Some("node-2".into()),
+            cpus: None,
+            cpu_limit: Some("100m".into()),
+            memory_limit: Some("4Gi".into()),
+        };
         s.labels.insert("aefm.io/experiment".into(), "exp-1".into());
         s.metrics_addr = Some("0.0.0.0:9100".parse().unwrap());
         let pod = s.to_pod("memcap-node-2-0", "interference", "aefm-stress:dev");
@@ -337,14 +431,16 @@ mod tests {
         assert_eq!(c["resources"]["limits"]["memory"], "4Gi");
         assert_eq!(c["resources"]["limits"]["cpu"], "100m");
         assert_eq!(c["ports"][0]["containerPort"], 9100);
-        let term = &v["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
+        let term = &v["spec"]["affinity"]["nodeAffinity"]
+            ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
         assert_eq!(term["matchExpressions"][0]["key"], "kubernetes.io/hostname");
         assert_eq!(term["matchExpressions"][0]["values"][0], "node-2");
     }
 
     #[test]
     fn pod_without_placement_has_no_resources_or_affinity() {
-        let pod = InterferenceSpec::new(Stressor::NetServer { port: 5201 }).to_pod("s", "ns", "img");
+        let pod =
+            InterferenceSpec::new(Stressor::NetServer { port: 5201 }).to_pod("s", "ns", "img");
         let v = serde_json::to_value(&pod).unwrap();
         let c = &v["spec"]["containers"][0];
         assert!(c.get("resources").is_none());

@@ -41,7 +41,12 @@ impl StopSignal {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(Error::sys("pipe2"));
         }
-        Ok(StopSignal { flag: Arc::new(AtomicBool::new(false)), read_fd: fds[0], write_fd: fds[1], signals: false })
+        Ok(StopSignal {
+            flag: Arc::new(AtomicBool::new(false)),
+            read_fd: fds[0],
+            write_fd: fds[1],
+            signals: false,
+        })
     }
 
     /// A stop signal that SIGTERM and SIGINT also trigger (the `aefm-stress` binary). Call once.
@@ -97,13 +102,23 @@ impl StopSignal {
                 return false;
             }
             let ms = (until - now).as_millis().clamp(1, 1000) as i32;
-            let mut pfd = libc::pollfd { fd: self.read_fd, events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: self.read_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             let n = unsafe { libc::poll(&mut pfd, 1, ms) };
             if n > 0 {
                 let mut buf = [0u8; 16];
                 // SAFETY: drain into a local buffer; non-blocking.
-                unsafe { libc::read(self.read_fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                unsafe {
+                    libc::read(
+                        self.read_fd,
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                    )
+                };
                 if self.signals && SIGNALLED.load(Ordering::SeqCst) {
                     self.flag.store(true, Ordering::SeqCst);
                 }

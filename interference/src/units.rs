@@ -56,7 +56,9 @@ fn split_number<'a>(what: &'static str, text: &'a str) -> Result<(f64, &'a str)>
     if end == 0 {
         return Err(Error::parse(what, text, "expected a number first"));
     }
-    let n: f64 = t[..end].parse().map_err(|_| Error::parse(what, text, "not a number"))?;
+    let n: f64 = t[..end]
+        .parse()
+        .map_err(|_| Error::parse(what, text, "not a number"))?;
     if !n.is_finite() {
         return Err(Error::parse(what, text, "not a finite number"));
     }
@@ -67,33 +69,40 @@ fn split_number<'a>(what: &'static str, text: &'a str) -> Result<(f64, &'a str)>
 /// bytes, or `50%` of the memory limit.
 pub fn parse_size(text: &str) -> Result<Size> {
     let (n, unit) = split_number("size", text)?;
-    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
-        "%" => {
-            if n <= 0.0 || n > 100.0 {
-                return Err(Error::parse("size", text, "a percentage must be in (0, 100]"));
+    let mult: f64 =
+        match unit.to_ascii_lowercase().as_str() {
+            "%" => {
+                if n <= 0.0 || n > 100.0 {
+                    return Err(Error::parse(
+                        "size",
+                        text,
+                        "a percentage must be in (0, 100]",
+                    ));
+                }
+                return Ok(Size::PercentOfLimit(n));
             }
-            return Ok(Size::PercentOfLimit(n));
-        }
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "ki" | "kib" => 1024.0,
-        "mi" | "mib" => 1024.0 * 1024.0,
-        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "ti" | "tib" => 1024.0f64.powi(4),
-        _ => {
-            return Err(Error::parse(
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "m" | "mb" => 1e6,
+            "g" | "gb" => 1e9,
+            "t" | "tb" => 1e12,
+            "ki" | "kib" => 1024.0,
+            "mi" | "mib" => 1024.0 * 1024.0,
+            "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+            "ti" | "tib" => 1024.0f64.powi(4),
+            _ => return Err(Error::parse(
                 "size",
                 text,
                 "unknown unit; use B, KiB, MiB, GiB, TiB (binary), kB, MB, GB, TB (decimal) or %",
-            ))
-        }
-    };
+            )),
+        };
     let bytes = n * mult;
     if bytes < 1.0 || bytes > u64::MAX as f64 / 2.0 {
-        return Err(Error::parse("size", text, "must be at least 1 byte and below 2^63"));
+        return Err(Error::parse(
+            "size",
+            text,
+            "must be at least 1 byte and below 2^63",
+        ));
     }
     Ok(Size::Bytes(bytes.round() as u64))
 }
@@ -110,7 +119,13 @@ pub fn parse_rate(text: &str) -> Result<Rate> {
         "gb" | "g" | "" => n,
         "mb" | "m" => n / 1e3,
         "tb" | "t" => n * 1e3,
-        _ => return Err(Error::parse("rate", text, "use max, or GB/s, MB/s (e.g. 8GB/s)")),
+        _ => {
+            return Err(Error::parse(
+                "rate",
+                text,
+                "use max, or GB/s, MB/s (e.g. 8GB/s)",
+            ))
+        }
     };
     if gb <= 0.0 {
         return Err(Error::parse("rate", text, "must be above zero (or max)"));
@@ -124,7 +139,10 @@ pub fn parse_bandwidth(text: &str) -> Result<u64> {
     let (n, unit) = split_number("bandwidth", text)?;
     let unit = unit.to_ascii_lowercase();
     let unit = unit.strip_suffix("/s").unwrap_or(&unit);
-    let unit = unit.strip_suffix("bps").or_else(|| unit.strip_suffix("bit")).unwrap_or(unit);
+    let unit = unit
+        .strip_suffix("bps")
+        .or_else(|| unit.strip_suffix("bit"))
+        .unwrap_or(unit);
     let mult = match unit {
         "" => 1.0,
         "k" => 1e3,
@@ -156,7 +174,13 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        _ => return Err(Error::parse("duration", text, "use a number with ms, s, m, h or d (e.g. 10s)")),
+        _ => {
+            return Err(Error::parse(
+                "duration",
+                text,
+                "use a number with ms, s, m, h or d (e.g. 10s)",
+            ))
+        }
     };
     if secs <= 0.0 || secs > 1e9 {
         return Err(Error::parse("duration", text, "must be above zero"));
@@ -182,7 +206,13 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>> {
     }
     for part in t.split(',') {
         let part = part.trim();
-        let bad = || Error::parse("CPU list", text, format!("bad item {part:?}; expected e.g. 0,2-3"));
+        let bad = || {
+            Error::parse(
+                "CPU list",
+                text,
+                format!("bad item {part:?}; expected e.g. 0,2-3"),
+            )
+        };
         if let Some((a, b)) = part.split_once('-') {
             let a: usize = a.trim().parse().map_err(|_| bad())?;
             let b: usize = b.trim().parse().map_err(|_| bad())?;
@@ -201,7 +231,10 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>> {
 
 /// Formats a CPU list as comma-separated ids.
 pub fn format_cpu_list(cpus: &[usize]) -> String {
-    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -255,7 +288,10 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         for bad in ["ten", "10x", "0s", ""] {
-            assert!(parse_duration(bad).unwrap_err().to_string().contains(&format!("{bad:?}")));
+            assert!(parse_duration(bad)
+                .unwrap_err()
+                .to_string()
+                .contains(&format!("{bad:?}")));
         }
         for d in [Duration::from_secs(3), Duration::from_millis(1500)] {
             assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);

@@ -4,11 +4,12 @@
 //! Everything the manager knows about `aefm-loadgen` goes through this module, so a change of
 //! names there is a one-place fix here. Latency is CO-corrected: measured from each request's
 //! intended send time on the constant-rate schedule, not from when it was actually sent.
+//! A case's run lasts warm-up + duration; the figures here cover the window after the warm-up.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -133,18 +134,11 @@ pub struct LoadReport {
     /// Corrected latency histogram (µs).
     #[serde(skip)]
     pub histogram: Histogram<u64>,
-    /// Corrected latency per second of the window (µs), for the interval log.
-    #[serde(skip)]
-    pub per_second_hist: Vec<Histogram<u64>>,
     /// The load generator's own report (its `--json` format), when it produced one.
     #[serde(skip)]
-    pub raw_json: Option<serde_json::Value>,
+    pub raw: Option<aefm_loadgen::Report>,
 }
 
-fn new_hist() -> Histogram<u64> {
-    // 1 µs .. 1 h, 3 significant digits: the range wrk2 and aefm-load record.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds")
-}
 
 /// The local workload generator: load from this process, pinned to the configured cores.
 #[derive(Debug, Default)]
@@ -161,178 +155,103 @@ impl WorkloadGenerator for LocalWorkload {
     }
 }
 
-/// Runs load in this process (blocking) and returns the report.
-///
-/// An open-loop constant-rate schedule on a small tokio runtime, with at most `connections`
-/// requests in flight; a request waiting for a free connection keeps accumulating latency from
-/// its intended start, so stalls are not hidden (coordinated omission corrected).
+/// Runs load in this process with `aefm-loadgen` (blocking) and returns the report.
 pub fn run_local(spec: &LoadSpec, cancel: &CancelToken) -> Result<LoadReport, ComponentError> {
-    if spec.script.is_some() {
-        return Err(ComponentError::other(
-            "load.script: Lua scripts need the aefm-loadgen engine, which this build does not have yet",
-        ));
-    }
-    let uri: hyper::Uri = spec.url.parse().map_err(|e| ComponentError::Start {
+    let lg = to_loadgen_spec(spec);
+    lg.validate().map_err(|e| ComponentError::Start {
         what: "load generator".into(),
-        reason: format!("bad URL {:?}: {e}", spec.url),
+        reason: e.to_string(),
     })?;
-    let cores = spec.cores.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(spec.threads.max(1))
-        .enable_all()
-        .on_thread_start(move || {
-            if let Some(c) = &cores {
-                crate::local::pin_current_thread(c);
+    let control = aefm_loadgen::RunControl::new();
+    // Bridge the manager's token to the generator's: a watcher thread copies the flag.
+    let lg_cancel = control.cancel.clone();
+    let mine = cancel.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let done2 = done.clone();
+    let bridge = std::thread::spawn(move || {
+        while !done2.load(Ordering::SeqCst) {
+            if mine.is_cancelled() {
+                lg_cancel.cancel();
+                break;
             }
-        })
-        .build()
-        .map_err(|e| ComponentError::other(format!("load generator runtime: {e}")))?;
-    rt.block_on(run_async(spec.clone(), uri, cancel.clone()))
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let result = aefm_loadgen::run(&lg, &control);
+    done.store(true, Ordering::SeqCst);
+    let _ = bridge.join();
+    let report = result.map_err(|e| match e {
+        aefm_loadgen::Error::Connect { .. } | aefm_loadgen::Error::Resolve { .. } => {
+            ComponentError::Unreachable {
+                what: "load target".into(),
+                url: spec.url.clone(),
+                reason: e.to_string(),
+            }
+        }
+        other => ComponentError::other(format!("load generator: {other}")),
+    })?;
+    Ok(from_loadgen(&report, spec))
 }
 
-struct Shared {
-    total: Histogram<u64>,
-    seconds: Vec<(u64, u64, Histogram<u64>)>,
-    requests: u64,
-    errors: u64,
+/// The `aefm-loadgen` spec for a case: the run lasts warm-up + duration; warm-up latencies are
+/// discarded by the generator.
+pub fn to_loadgen_spec(spec: &LoadSpec) -> aefm_loadgen::Spec {
+    let mut lg = aefm_loadgen::Spec::new(spec.url.clone(), spec.rate);
+    lg.threads = spec.threads.max(1);
+    lg.connections = spec.connections.max(lg.threads);
+    lg.duration = spec.warmup + spec.duration;
+    lg.warmup = spec.warmup;
+    lg.timeout = spec.timeout;
+    lg.headers = spec.headers.clone();
+    lg.pin = spec.cores.clone();
+    if let Some(path) = &spec.script {
+        lg.workload = aefm_loadgen::source::Workload::Script {
+            path: path.clone(),
+            args: spec.script_args.clone(),
+        };
+    }
+    lg
 }
 
-async fn run_async(
-    spec: LoadSpec,
-    uri: hyper::Uri,
-    cancel: CancelToken,
-) -> Result<LoadReport, ComponentError> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(spec.connections)
-        .build_http();
-    let secs = spec.duration.as_secs_f64().ceil() as usize + 1;
-    let shared = Arc::new(std::sync::Mutex::new(Shared {
-        total: new_hist(),
-        seconds: (0..secs).map(|_| (0, 0, new_hist())).collect(),
-        requests: 0,
-        errors: 0,
-    }));
-    let permits = Arc::new(tokio::sync::Semaphore::new(spec.connections.max(1)));
-    let interval = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
-    let start = Instant::now();
-    let measure_start = start + spec.warmup;
-    let end = measure_start + spec.duration;
-    let started_wall = SystemTime::now() + spec.warmup;
-    let headers = spec.headers.clone();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut i: u64 = 0;
-    let mut cancelled = false;
-    loop {
-        let intended = start + interval.mul_f64(i as f64);
-        if intended >= end {
-            break;
-        }
-        if cancel.is_cancelled() {
-            cancelled = true;
-            break;
-        }
-        tokio::time::sleep_until(intended.into()).await;
-        i += 1;
-        let record = intended >= measure_start;
-        let client = client.clone();
-        let permits = permits.clone();
-        let shared = shared.clone();
-        let uri = uri.clone();
-        let headers = headers.clone();
-        let timeout = spec.timeout;
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let mut req = hyper::Request::get(uri);
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let Ok(req) = req.body(Empty::new()) else { return };
-            let ok = match tokio::time::timeout(timeout, async {
-                let resp = client.request(req).await?;
-                let status = resp.status();
-                resp.into_body().collect().await.map_err(|e| {
-                    // Body errors count like transport errors.
-                    let _ = e;
-                    ()
-                }).ok();
-                Ok::<bool, hyper_util::client::legacy::Error>(status.is_success())
-            })
-            .await
-            {
-                Ok(Ok(success)) => success,
-                _ => false,
-            };
-            if !record {
-                return;
-            }
-            let done = Instant::now();
-            let lat = done.saturating_duration_since(intended).as_micros().max(1) as u64;
-            let sec = done.saturating_duration_since(measure_start).as_secs() as usize;
-            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-            if ok {
-                s.requests += 1;
-                let _ = s.total.record(lat);
-            } else {
-                s.errors += 1;
-            }
-            let n = s.seconds.len();
-            let slot = &mut s.seconds[sec.min(n - 1)];
-            if ok {
-                slot.0 += 1;
-                let _ = slot.2.record(lat);
-            } else {
-                slot.1 += 1;
-            }
-        });
-        // Reap finished tasks now and then so the set does not grow without bound.
-        while let Some(r) = tasks.try_join_next() {
-            let _ = r;
-        }
-    }
-    // Wait for requests in flight (bounded by the timeout), unless cancelled.
-    if cancelled {
-        tasks.abort_all();
-    }
-    while tasks.join_next().await.is_some() {}
-    let window_end = Instant::now().min(end).max(measure_start);
-    let window_s = window_end.duration_since(measure_start).as_secs_f64();
-    let s = shared.lock().unwrap_or_else(|e| e.into_inner());
-    let full_secs = window_s.ceil() as usize;
-    let per_second = s
-        .seconds
+/// The manager's view of a loadgen report: figures over the measured window (after warm-up).
+pub fn from_loadgen(r: &aefm_loadgen::Report, spec: &LoadSpec) -> LoadReport {
+    let warm_s = spec.warmup.as_secs_f64();
+    let start_unix = r.start_time + warm_s;
+    // The corrected histogram holds exactly the responses after the warm-up; the per-second
+    // series is whole seconds, so the window's seconds start at the first whole second after it
+    // (the per-second error count is approximate when the warm-up is not whole seconds).
+    let first = warm_s.floor() as u64;
+    let window: Vec<&aefm_loadgen::Second> = r.per_second.iter().filter(|s| s.t >= first).collect();
+    let per_second: Vec<Second> = window
         .iter()
-        .take(full_secs.max(1))
         .enumerate()
-        .map(|(t, (c, e, h))| Second {
-            t: t as u64,
-            completed: *c,
-            errors: *e,
-            latency: Percentiles::of(h),
+        .map(|(i, s)| Second {
+            t: i as u64,
+            completed: s.completed,
+            errors: s.errors,
+            latency: Percentiles::of(&s.histogram),
         })
         .collect();
-    Ok(LoadReport {
+    let window_s = (r.summary.duration_us as f64 / 1e6 - warm_s).max(0.0);
+    let requests = r.corrected().len();
+    let errors = if window.is_empty() {
+        r.summary.errors.total()
+    } else {
+        window.iter().map(|s| s.errors).sum()
+    };
+    LoadReport {
         offered: spec.rate,
-        achieved: if window_s > 0.0 { s.requests as f64 / window_s } else { 0.0 },
-        requests: s.requests,
-        errors: s.errors,
+        achieved: if window_s > 0.0 { requests as f64 / window_s } else { 0.0 },
+        requests,
+        errors,
         window_s,
-        latency: Percentiles::of(&s.total),
+        latency: Percentiles::of(r.corrected()),
         per_second,
-        started: started_wall,
-        cancelled,
-        histogram: s.total.clone(),
-        per_second_hist: s
-            .seconds
-            .iter()
-            .take(full_secs.max(1))
-            .map(|(_, _, h)| h.clone())
-            .collect(),
-        raw_json: None,
-    })
+        started: SystemTime::UNIX_EPOCH + Duration::from_secs_f64(start_unix.max(0.0)),
+        cancelled: r.summary.cancelled,
+        histogram: r.corrected().clone(),
+        raw: Some(r.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -341,7 +260,7 @@ mod tests {
 
     #[test]
     fn percentiles_of_known_histogram() {
-        let mut h = new_hist();
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
         for v in 1..=1000u64 {
             h.record(v).unwrap();
         }

@@ -1,1 +1,259 @@
-//! End-to-end tests: kubernetes.
+//! End-to-end tests: the Kubernetes backend against the fake API server (real REST/JSON, real
+//! kube client, an ordinary kubeconfig): deploy, idempotent re-apply, manifest rewrites,
+//! readiness failures, interference placement, faults, cleanup and auto-config.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aefm::config::kubernetes::KubernetesConfig;
+use aefm::config::StressSpec;
+use aefm::kubernetes::{Cluster, DeployAction, KubeError};
+use aefm_tests::fake_kube::{FakeKube, PodFailure};
+use serde_json::json;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes/repo")
+}
+
+fn section(fake: &FakeKube, extra: &str) -> KubernetesConfig {
+    let yaml = format!(
+        "kubeconfig: {}\nnamespace: hotel\nyaml_repo: {}\napp_image: repo/hotel:1\nimage_pull_policy: Always\npod_resources: {{cpu: '0.5', memory: 256Mi}}\nreplicas: {{frontend: 3}}\nnodes:\n- {{name: w1, roles: [infra]}}\n- {{name: w2, roles: [testbed]}}\n- {{name: w3, roles: [testbed, loadgen]}}\nreadiness_timeout_secs: 20\n{extra}",
+        fake.kubeconfig().display(),
+        repo().display()
+    );
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+fn cpu(workers: usize) -> StressSpec {
+    serde_yaml::from_str(&format!("{{kind: cpu, workers: {workers}, load: 100}}")).unwrap()
+}
+
+fn pod_node(p: &serde_json::Value) -> String {
+    p["spec"]["nodeName"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn deploy_creates_namespace_rewrites_and_waits() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
+    let refs = cluster.deploy(DeployAction::Apply).unwrap();
+    assert!(refs.len() >= 8, "{refs:?}");
+    assert!(fake.get("namespaces", "", "hotel").is_some(), "namespace created");
+    let d = fake.get("deployments", "hotel", "frontend").unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "repo/hotel:1");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["resources"]["limits"], json!({"cpu": "0.5", "memory": "256Mi"}));
+    assert_eq!(d["metadata"]["labels"]["aefm.io/experiment"], "exp1");
+    assert_eq!(d["metadata"]["managedFields"][0]["manager"], "aefm");
+    // Placement by role: under-test pods on testbed nodes, infra pods on infra nodes.
+    let pods = fake.objects("pods");
+    for p in &pods {
+        let set = p["metadata"]["labels"]["aefm.io/set"].as_str().unwrap_or_default();
+        let node = pod_node(p);
+        match set {
+            "under_test" => assert!(node == "w2" || node == "w3", "{node}"),
+            "infra" => assert_eq!(node, "w1"),
+            other => panic!("unlabelled pod {other}"),
+        }
+    }
+    assert_eq!(fake.labelled("pods", "app", "frontend").len(), 3);
+    // The StatefulSet (infra, not resized) keeps its own resources.
+    let s = fake.get("statefulsets", "hotel", "mongodb").unwrap();
+    assert!(s["spec"]["template"]["spec"]["containers"][0].get("resources").is_none());
+    // Pod → service through owner references (Pod → ReplicaSet → Deployment).
+    let map = cluster.pod_services().unwrap();
+    let fe: Vec<_> = map.iter().filter(|(_, s)| *s == "frontend").collect();
+    assert_eq!(fe.len(), 3, "{map:?}");
+    assert!(map.iter().any(|(p, s)| p == "mongodb-0" && s == "mongodb"));
+}
+
+#[test]
+fn reapply_is_idempotent_and_reload_changes_replicas() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let cfg = section(&fake, "");
+    let cluster = Cluster::connect(&cfg, "exp1").unwrap();
+    cluster.deploy(DeployAction::Apply).unwrap();
+    let before = fake.get("deployments", "hotel", "frontend").unwrap();
+    // The original crashed here with 409 AlreadyExists.
+    cluster.deploy(DeployAction::Apply).unwrap();
+    let after = fake.get("deployments", "hotel", "frontend").unwrap();
+    assert_eq!(before["metadata"]["generation"], after["metadata"]["generation"]);
+    assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
+    let mut cfg2 = cfg.clone();
+    cfg2.replicas.insert("frontend".into(), 1);
+    let c2 = Cluster::connect(&cfg2, "exp1").unwrap();
+    c2.deploy(DeployAction::Reload).unwrap();
+    let d = fake.get("deployments", "hotel", "frontend").unwrap();
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert!(fake.wait_for(Duration::from_secs(5), |f| f.labelled("pods", "app", "frontend").len() == 1));
+    // Restart recreates the stateful backend (a new uid).
+    let old_uid = fake.get("statefulsets", "hotel", "mongodb").unwrap()["metadata"]["uid"].clone();
+    c2.deploy(DeployAction::Restart).unwrap();
+    let new_uid = fake.get("statefulsets", "hotel", "mongodb").unwrap()["metadata"]["uid"].clone();
+    assert_ne!(old_uid, new_uid);
+}
+
+#[test]
+fn plan_prints_rewritten_manifests_without_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: planexp\nbackend: kubernetes\nsweep: {{rate: [10]}}\nkubernetes:\n  namespace: hotel\n  yaml_repo: {}\n  app_image: repo/hotel:2\n  nodes: [{{name: w2, roles: [testbed]}}]\n",
+        repo().display()
+    );
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = aefm::config::Config::load(&path).unwrap();
+    let text = aefm::kubernetes::plan_manifests(&config).unwrap();
+    assert!(text.contains("kind: Namespace"));
+    assert!(text.contains("image: repo/hotel:2") && !text.contains("APP_IMG"), "{text}");
+    assert!(text.contains("- w2"));
+    assert!(text.contains("Deployment/hotel/frontend"));
+}
+
+#[test]
+fn readiness_failures_name_pods_and_reasons() {
+    for (failure, expect) in [
+        (PodFailure::ImagePull, "ImagePullBackOff"),
+        (PodFailure::CrashLoop, "CrashLoopBackOff"),
+        (PodFailure::Unschedulable, "Unschedulable"),
+    ] {
+        let fake = FakeKube::start().with_standard_nodes();
+        fake.faults(|f| f.images.push(("mongo".into(), failure)));
+        let cluster = Cluster::connect(&section(&fake, "readiness_timeout_secs: 2\n"), "exp1").unwrap();
+        let err = cluster.deploy(DeployAction::Apply).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, KubeError::NotReady { .. }), "{msg}");
+        assert!(msg.contains("StatefulSet/hotel/mongodb"), "{msg}");
+        assert!(msg.contains("pod hotel/mongodb-0") && msg.contains(expect), "{msg}");
+        assert!(!msg.contains("Deployment/hotel/jaeger"), "only unready objects are named: {msg}");
+    }
+}
+
+#[test]
+fn interference_pods_on_the_right_nodes_then_cleared() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let cluster = Cluster::connect(&section(&fake, "interference: {pods_per_node: 2, cpu: '2', memory: 1Gi}\n"), "exp1").unwrap();
+    let refs = cluster.place_interference("case-1", &[cpu(2)]).unwrap();
+    assert_eq!(refs.len(), 4);
+    let pods = fake.labelled("pods", "aefm.io/component", "interference");
+    assert_eq!(pods.len(), 4);
+    for p in &pods {
+        assert!(["w2", "w3"].contains(&pod_node(p).as_str()), "testbed only");
+        assert_eq!(p["metadata"]["namespace"], "aefm-interference");
+        assert_eq!(p["metadata"]["labels"]["aefm.io/test-case"], "case-1");
+        let r = &p["spec"]["containers"][0]["resources"];
+        assert_eq!(r["requests"], r["limits"]);
+        assert_eq!(p["status"]["phase"], "Running");
+    }
+    // Same level in the next case: the same pods are kept, relabelled.
+    let uids: Vec<_> = pods.iter().map(|p| p["metadata"]["uid"].clone()).collect();
+    cluster.place_interference("case-2", &[cpu(2)]).unwrap();
+    let again = fake.labelled("pods", "aefm.io/component", "interference");
+    assert!(again.iter().all(|p| uids.contains(&p["metadata"]["uid"]) && p["metadata"]["labels"]["aefm.io/test-case"] == "case-2"));
+    // A new level replaces them.
+    cluster.place_interference("case-3", &[cpu(4)]).unwrap();
+    let third = fake.labelled("pods", "aefm.io/component", "interference");
+    assert_eq!(third.len(), 4);
+    assert!(third.iter().all(|p| !uids.contains(&p["metadata"]["uid"])));
+    assert_eq!(cluster.clear_interference().unwrap(), 4);
+    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty());
+}
+
+#[test]
+fn network_interference_is_an_iperf_ring() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
+    let net: StressSpec = serde_yaml::from_str("{kind: net, bandwidth: 500M, streams: 2}").unwrap();
+    cluster.place_interference("c", &[net]).unwrap();
+    let pods = fake.labelled("pods", "aefm.io/interference", "net");
+    assert_eq!(pods.len(), 2);
+    let on = |n: &str| pods.iter().find(|p| pod_node(p) == n).unwrap()["spec"]["containers"][1]["command"][2].as_str().unwrap().to_string();
+    // IPs come from the Node objects (InternalIP), w2 → w3 → w2.
+    assert!(on("w2").contains("-c 10.0.0.13") && on("w2").contains("-b 500M -P 2"), "{}", on("w2"));
+    assert!(on("w3").contains("-c 10.0.0.12"));
+    cluster.clear_interference().unwrap();
+}
+
+#[test]
+fn faults_name_object_and_answer_and_leave_nothing_running() {
+    // Quota: the third pod is refused; the ones created are removed.
+    let fake = FakeKube::start().with_standard_nodes();
+    fake.faults(|f| f.pod_quota = Some(2));
+    let cluster = Cluster::connect(&section(&fake, "interference: {pods_per_node: 2}\n"), "exp1").unwrap();
+    let msg = cluster.place_interference("c", &[cpu(1)]).unwrap_err().to_string();
+    assert!(msg.contains("403") && msg.contains("exceeded quota") && msg.contains("Pod/aefm-interference/"), "{msg}");
+    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty());
+
+    // RBAC refusal on deployments.
+    let fake = FakeKube::start().with_standard_nodes();
+    fake.faults(|f| f.forbidden.push(("patch".into(), "deployments".into())));
+    let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
+    let msg = cluster.deploy(DeployAction::Apply).unwrap_err().to_string();
+    assert!(msg.contains("apply Deployment/hotel/") && msg.contains("403 Forbidden") && msg.contains("cannot patch"), "{msg}");
+
+    // API server answering errors.
+    fake.faults(|f| f.unavailable = true);
+    let msg = cluster.clear_interference().unwrap_err().to_string();
+    assert!(msg.contains("503"), "{msg}");
+
+    // API server unreachable.
+    let cfg = section(&fake, "");
+    drop(fake);
+    let err = Cluster::connect(&cfg, "exp1").and_then(|c| c.deploy(DeployAction::Apply)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1") || msg.to_lowercase().contains("connect"), "{msg}");
+}
+
+#[test]
+fn a_node_that_disappears_fails_readiness_with_the_reason() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let cluster = Cluster::connect(&section(&fake, "readiness_timeout_secs: 2\n"), "exp1").unwrap();
+    cluster.deploy(DeployAction::Apply).unwrap();
+    fake.remove_node("w1");
+    let msg = cluster.deploy(DeployAction::Apply).unwrap_err().to_string();
+    assert!(msg.contains("Unschedulable") && msg.contains("didn't match"), "{msg}");
+}
+
+#[test]
+fn clean_removes_everything_of_one_experiment() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
+    cluster.deploy(DeployAction::Apply).unwrap();
+    cluster.place_interference("c", &[cpu(1)]).unwrap();
+    // Another experiment's object must survive.
+    fake.insert("configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other", "namespace": "hotel", "labels": {"aefm.io/experiment": "exp2"}}}));
+    let kc = fake.kubeconfig();
+    let cleaned = aefm::kubernetes::clean(Some(&kc), None, Some("exp1")).unwrap();
+    assert!(cleaned.deleted.iter().any(|o| o == "Deployment/hotel/frontend"), "{:?}", cleaned.deleted);
+    assert!(fake.wait_for(Duration::from_secs(5), |f| f.objects("pods").is_empty()), "{:?}", fake.objects("pods").len());
+    assert!(fake.objects("deployments").is_empty() && fake.objects("statefulsets").is_empty());
+    assert!(fake.get("configmaps", "hotel", "other").is_some());
+}
+
+#[test]
+fn auto_config_proposes_roles_and_levels_for_one_master_three_workers() {
+    let fake = FakeKube::start().with_standard_nodes();
+    fake.insert("services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "monitor-kube-prometheus-st-prometheus", "namespace": "monitor", "labels": {"app": "kube-prometheus-stack-prometheus"}},
+        "spec": {"type": "NodePort", "ports": [{"name": "http-web", "port": 9090, "nodePort": 30090}]}}));
+    fake.insert("services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "jaeger", "namespace": "hotel"},
+        "spec": {"type": "NodePort", "ports": [{"port": 16686, "nodePort": 30095}]}}));
+    let kc = fake.kubeconfig();
+    let answers = aefm::kubernetes::autoconfig::Answers { name: Some("exp".into()), ..Default::default() };
+    let (info, p) = aefm::kubernetes::auto_config(Some(&kc), None, answers, None).unwrap();
+    assert_eq!(info.workers().len(), 3, "the legacy master label excludes the master");
+    assert_eq!(p.roles["infra"], vec!["w1"]);
+    assert_eq!(p.roles["testbed"], vec!["w2", "w3"]);
+    assert!(p.homogeneous);
+    assert_eq!(p.cpu_levels, vec![3, 4, 5, 6]);
+    assert_eq!(p.memcap_levels, vec![4, 11, 17, 24]);
+    assert_eq!(p.prometheus.as_deref(), Some("http://10.0.0.11:30090"));
+    assert_eq!(p.jaeger.as_deref(), Some("http://10.0.0.11:30095"));
+    // The starter config loads as an aefm config.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exp.yaml");
+    std::fs::write(&path, aefm::kubernetes::autoconfig::render_config(&p)).unwrap();
+    let cfg = aefm::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&path).unwrap()));
+    assert_eq!(cfg.kubernetes.unwrap().nodes.len(), 3);
+}

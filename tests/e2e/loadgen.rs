@@ -260,6 +260,7 @@ fn binary_bad_input_one_line_exit_1_before_load() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
+    let exe = bin("aefm-load");
     for (args, needle) in [
         (vec!["-R", "10", "not-a-url"], "invalid URL"),
         (vec!["-R", "0", "http://127.0.0.1:1/"], "rate"),
@@ -270,7 +271,7 @@ fn binary_bad_input_one_line_exit_1_before_load() {
         (vec!["-R", "10", "http://no-such-host.invalid/"], "unable to resolve"),
     ] {
         let t = Instant::now();
-        let out = Command::new(bin("aefm-load")).args(&args).output().unwrap();
+        let out = Command::new(&exe).args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         let first = stderr.lines().next().unwrap_or("");

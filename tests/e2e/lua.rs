@@ -295,7 +295,11 @@ fn static_script_and_pipelining() {
         );
         assert_eq!(r.body_text(), "a=1&b=2");
         assert_eq!(r.header("Content-Length"), Some("7"));
-        assert_eq!(r.header("X-Cli"), Some("from-cli"), "-H headers are in wrk.headers");
+        assert_eq!(
+            r.header("X-Cli"),
+            Some("from-cli"),
+            "-H headers are in wrk.headers"
+        );
         assert_eq!(
             r.header("Content-Type"),
             Some("application/x-www-form-urlencoded")
@@ -534,4 +538,99 @@ fn delay_is_ignored_with_a_warning() {
         server.requests().len() >= 10,
         "delay() must not slow the schedule"
     );
+}
+
+/// A Rust request generator (item 5): numbered GETs naming the thread.
+struct Numbered {
+    thread: usize,
+    n: u64,
+}
+
+impl aefm_loadgen::source::RequestSource for Numbered {
+    fn next_batch(
+        &mut self,
+    ) -> Result<aefm_loadgen::source::Batch, aefm_loadgen::source::SourceError> {
+        self.n += 1;
+        let req = format!(
+            "GET /gen/{}/{} HTTP/1.1\r\nHost: test\r\n\r\n",
+            self.thread, self.n
+        );
+        Ok(aefm_loadgen::source::Batch {
+            bytes: req.into(),
+            depth: 1,
+        })
+    }
+}
+
+fn spec(url: &str, workload: aefm_loadgen::source::Workload) -> aefm_loadgen::Spec {
+    let mut spec = aefm_loadgen::Spec::new(url, 100.0);
+    spec.threads = 2;
+    spec.connections = 2;
+    spec.duration = Duration::from_secs(1);
+    spec.workload = workload;
+    spec
+}
+
+#[test]
+fn library_runs_a_script_and_a_rust_generator() {
+    use aefm_loadgen::source::{ThreadContext, Workload};
+    use std::sync::Arc;
+
+    let server = RecordingServer::start();
+    let workload = Workload::Script {
+        path: script("threads.lua"),
+        args: vec!["lib".into()],
+    };
+    let report = aefm_loadgen::run(
+        &spec(&server.url("/"), workload),
+        &aefm_loadgen::RunControl::new(),
+    )
+    .expect("scripted run");
+    assert!(report.summary.requests >= 20, "{:?}", report.summary);
+    let reqs = server.requests();
+    assert!(reqs.iter().all(|r| r.header("X-Label") == Some("lib")));
+    assert!(reqs.iter().any(|r| r.target.starts_with("/thread/2/")));
+
+    let server = RecordingServer::start();
+    let generator = Workload::Generator(Arc::new(|ctx: &ThreadContext| {
+        Ok(Box::new(Numbered {
+            thread: ctx.index,
+            n: 0,
+        }) as Box<dyn aefm_loadgen::source::RequestSource>)
+    }));
+    let report = aefm_loadgen::run(
+        &spec(&server.url("/"), generator),
+        &aefm_loadgen::RunControl::new(),
+    )
+    .expect("generator run");
+    assert!(report.summary.requests >= 20, "{:?}", report.summary);
+    let reqs = server.requests();
+    for t in 0..2 {
+        let mine: Vec<u64> = reqs
+            .iter()
+            .filter_map(|r| r.target.strip_prefix(&format!("/gen/{t}/")))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(mine.len() >= 10, "thread {t}: {} requests", mine.len());
+        assert!(mine.contains(&1), "thread {t} starts at 1");
+    }
+}
+
+#[test]
+fn library_reports_script_errors_with_file_and_line() {
+    use aefm_loadgen::source::Workload;
+    let server = RecordingServer::start();
+    let workload = Workload::Script {
+        path: script("err_init.lua"),
+        args: vec!["zzz".into()],
+    };
+    let err = aefm_loadgen::run(
+        &spec(&server.url("/"), workload),
+        &aefm_loadgen::RunControl::new(),
+    )
+    .expect_err("init error");
+    assert!(matches!(err, aefm_loadgen::Error::Source(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("err_init.lua:3: init refuses: zzz"), "{msg}");
+    assert!(server.requests().is_empty());
 }

@@ -4,3 +4,5 @@ pub mod bins;
 pub mod recording_server;
 pub mod http_server;
 pub mod fake_kube;
+pub mod jaeger;
+pub mod prometheus;

@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand};
 const KINDS: &[&str] = &["cpu", "memcap", "membw", "cache", "net"];
 
 #[derive(Parser)]
-#[command(name = "aefm-stress", version, about = "Resource stressors with intensity in physical units; JSON report lines on stdout")]
+#[command(
+    name = "aefm-stress",
+    version,
+    about = "Resource stressors with intensity in physical units; JSON report lines on stdout"
+)]
 struct Cli {
     #[command(subcommand)]
     kind: Kind,
@@ -40,7 +44,7 @@ enum Kind {
         load: f64,
         /// CPUs to pin to, e.g. 0,2-3 (must be allowed).
         #[arg(long, value_parser = parse_cpus)]
-        cpus: Option<Vec<usize>>,
+        cpus: Option<CpuList>,
         #[command(flatten)]
         common: Common,
     },
@@ -111,8 +115,14 @@ fn parse_rate(s: &str) -> Result<units::Rate, String> {
 fn parse_bandwidth(s: &str) -> Result<u64, String> {
     units::parse_bandwidth(s).map_err(|e| e.to_string())
 }
-fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
-    units::parse_cpu_list(s).map_err(|e| e.to_string())
+/// A parsed CPU list (a newtype: clap would treat a bare `Vec` as a multi-value argument).
+#[derive(Clone)]
+struct CpuList(Vec<usize>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    units::parse_cpu_list(s)
+        .map(CpuList)
+        .map_err(|e| e.to_string())
 }
 fn parse_level(s: &str) -> Result<CacheLevel, String> {
     CacheLevel::parse(s).map_err(|e| e.to_string())
@@ -127,15 +137,71 @@ fn parse_pct(s: &str) -> Result<f64, String> {
 
 fn into_stressor(kind: Kind) -> Result<(Stressor, Common)> {
     Ok(match kind {
-        Kind::Cpu { workers, load, cpus, common } => (Stressor::Cpu { workers: workers.unwrap_or(0), load_pct: load, cpus }, common),
-        Kind::Memcap { size, retouch, common } => (Stressor::MemCap { size, retouch_per_s: retouch }, common),
-        Kind::Membw { rate, workers, common } => (Stressor::MemBw { rate, workers: workers.unwrap_or(0) }, common),
-        Kind::Cache { level, fraction, common } => (Stressor::Cache { level, fraction }, common),
-        Kind::Net { server: true, port, common, .. } => (Stressor::NetServer { port }, common),
-        Kind::Net { target, port, bandwidth, streams, common, .. } => {
+        Kind::Cpu {
+            workers,
+            load,
+            cpus,
+            common,
+        } => (
+            Stressor::Cpu {
+                workers: workers.unwrap_or(0),
+                load_pct: load,
+                cpus: cpus.map(|c| c.0),
+            },
+            common,
+        ),
+        Kind::Memcap {
+            size,
+            retouch,
+            common,
+        } => (
+            Stressor::MemCap {
+                size,
+                retouch_per_s: retouch,
+            },
+            common,
+        ),
+        Kind::Membw {
+            rate,
+            workers,
+            common,
+        } => (
+            Stressor::MemBw {
+                rate,
+                workers: workers.unwrap_or(0),
+            },
+            common,
+        ),
+        Kind::Cache {
+            level,
+            fraction,
+            common,
+        } => (Stressor::Cache { level, fraction }, common),
+        Kind::Net {
+            server: true,
+            port,
+            common,
+            ..
+        } => (Stressor::NetServer { port }, common),
+        Kind::Net {
+            target,
+            port,
+            bandwidth,
+            streams,
+            common,
+            ..
+        } => {
             let t = target.context("--target HOST[:PORT] or --server is required")?;
             let (host, port) = aefm_interference::stressors::net::split_target(&t, port)?;
-            (Stressor::NetClient { target: host, port, bandwidth_bps: bandwidth, streams }, common)
+            (
+                Stressor::NetClient {
+                    target: host,
+                    port,
+                    bandwidth_bps: bandwidth,
+                    streams,
+                },
+                common,
+            )
         }
     })
 }
@@ -144,7 +210,10 @@ fn main() -> ExitCode {
     // Unknown kinds: name the valid ones (clap alone only says "unrecognized subcommand").
     if let Some(first) = std::env::args().nth(1) {
         if !first.starts_with('-') && first != "help" && !KINDS.contains(&first.as_str()) {
-            eprintln!("error: unknown stressor kind {first:?}; valid kinds: {}", KINDS.join(", "));
+            eprintln!(
+                "error: unknown stressor kind {first:?}; valid kinds: {}",
+                KINDS.join(", ")
+            );
             return ExitCode::from(2);
         }
     }
@@ -161,9 +230,14 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> Result<()> {
     let (stressor, common) = into_stressor(cli.kind)?;
     let stop = StopSignal::install().context("installing the SIGTERM/SIGINT handlers")?;
-    let opts = RunOptions { duration: common.duration, metrics_addr: common.metrics_addr, ..Default::default() };
+    let opts = RunOptions {
+        duration: common.duration,
+        metrics_addr: common.metrics_addr,
+        ..Default::default()
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    aefm_interference::run(&stressor, &opts, &stop, &mut out).with_context(|| format!("{} stressor", stressor.kind()))?;
+    aefm_interference::run(&stressor, &opts, &stop, &mut out)
+        .with_context(|| format!("{} stressor", stressor.kind()))?;
     Ok(())
 }

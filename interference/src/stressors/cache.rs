@@ -12,9 +12,9 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use super::{details, round, Active, Ctx};
+use crate::cgroup;
 use crate::error::{Error, Result};
 use crate::geometry::{self, CacheInfo, CacheLevel};
-use crate::cgroup;
 
 /// One 64-byte line: the next line's index and a counter that is written on every visit.
 #[repr(C, align(64))]
@@ -48,14 +48,29 @@ pub fn cyclic_permutation(n: usize, seed: u64) -> Vec<usize> {
 
 /// Footprint in bytes for `fraction` of a cache, a whole number of lines (at least one).
 pub fn footprint(cache: &CacheInfo, fraction: f64) -> u64 {
-    let lines = ((cache.size as f64 * fraction) / cache.line_size as f64).floor().max(1.0) as u64;
+    let lines = ((cache.size as f64 * fraction) / cache.line_size as f64)
+        .floor()
+        .max(1.0) as u64;
     lines * cache.line_size
 }
 
-fn worker(cpu: usize, lines: usize, stride: usize, accesses: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> u64 {
+fn worker(
+    cpu: usize,
+    lines: usize,
+    stride: usize,
+    accesses: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let _ = cgroup::pin_current_thread(cpu);
     let next = cyclic_permutation(lines, 0x2545_F491_4F6C_DD1D ^ lines as u64);
-    let mut buf = vec![Line { next: 0, count: 0, _pad: [0; 6] }; lines * stride];
+    let mut buf = vec![
+        Line {
+            next: 0,
+            count: 0,
+            _pad: [0; 6]
+        };
+        lines * stride
+    ];
     for (i, n) in next.iter().enumerate() {
         buf[i * stride].next = (*n * stride) as u64;
     }
@@ -91,17 +106,27 @@ pub(crate) struct CacheStress {
 /// Reads the cache geometry of the first allowed CPU and starts the walker there.
 pub(crate) fn start(ctx: &Ctx, level: CacheLevel, fraction: f64) -> Result<CacheStress> {
     if !(fraction > 0.0 && fraction <= 16.0) {
-        return Err(Error::Invalid { what: "fraction", reason: format!("{fraction} is not within (0, 16]") });
+        return Err(Error::Invalid {
+            what: "fraction",
+            reason: format!("{fraction} is not within (0, 16]"),
+        });
     }
     let cpu = cgroup::allowed_cpus()?[0];
     let caches = geometry::read_caches(&ctx.root, cpu)?;
-    let cache = geometry::select(&caches, level)
-        .cloned()
-        .ok_or_else(|| Error::file(geometry::cache_dir(&ctx.root, cpu), format!("no {} cache listed", level.as_str())))?;
+    let cache = geometry::select(&caches, level).cloned().ok_or_else(|| {
+        Error::file(
+            geometry::cache_dir(&ctx.root, cpu),
+            format!("no {} cache listed", level.as_str()),
+        )
+    })?;
     let bytes = footprint(&cache, fraction);
     let limit = cgroup::memory_limit(&ctx.root)?;
     if bytes > limit.bytes {
-        return Err(Error::AboveMemoryLimit { requested: bytes, limit: limit.bytes, source_name: limit.source });
+        return Err(Error::AboveMemoryLimit {
+            requested: bytes,
+            limit: limit.bytes,
+            source_name: limit.source,
+        });
     }
     let stride = (cache.line_size as usize / 64).max(1);
     let lines = (bytes / cache.line_size) as usize;
@@ -110,9 +135,23 @@ pub(crate) fn start(ctx: &Ctx, level: CacheLevel, fraction: f64) -> Result<Cache
     let handle = std::thread::Builder::new()
         .name("cache".into())
         .spawn(move || worker(cpu, lines, stride, a, s))
-        .map_err(|e| Error::Spawn { program: "cache worker thread".into(), source: e })?;
+        .map_err(|e| Error::Spawn {
+            program: "cache worker thread".into(),
+            source: e,
+        })?;
     let now = Instant::now();
-    Ok(CacheStress { level, cache, cpu, bytes, lines: lines as u64, accesses, handle, start: now, last: now, last_acc: 0 })
+    Ok(CacheStress {
+        level,
+        cache,
+        cpu,
+        bytes,
+        lines: lines as u64,
+        accesses,
+        handle,
+        start: now,
+        last: now,
+        last_acc: 0,
+    })
 }
 
 impl CacheStress {
@@ -124,7 +163,10 @@ impl CacheStress {
             ("line_bytes", json!(self.cache.line_size)),
             ("cpu", json!(self.cpu)),
             ("accesses_per_s", json!(round(accesses_per_s, 0))),
-            ("passes_per_s", json!(round(accesses_per_s / self.lines as f64, 2))),
+            (
+                "passes_per_s",
+                json!(round(accesses_per_s / self.lines as f64, 2)),
+            ),
         ])
     }
 
@@ -185,7 +227,15 @@ mod tests {
 
     #[test]
     fn footprint_is_fraction_in_lines() {
-        let c = CacheInfo { index: "index0".into(), level: 1, kind: geometry::CacheType::Data, size: 48 * 1024, line_size: 64, ways: None, shared_cpu_list: None };
+        let c = CacheInfo {
+            index: "index0".into(),
+            level: 1,
+            kind: geometry::CacheType::Data,
+            size: 48 * 1024,
+            line_size: 64,
+            ways: None,
+            shared_cpu_list: None,
+        };
         assert_eq!(footprint(&c, 0.5), 24 * 1024);
         assert_eq!(footprint(&c, 1e-9), 64);
     }
@@ -194,11 +244,23 @@ mod tests {
     fn walks_a_fixture_l2() {
         let t = tempfile::tempdir().unwrap();
         let cpu = cgroup::allowed_cpus().unwrap()[0];
-        geometry::tests::fixture(t.path(), cpu, &[("index0", "1", "Instruction", "32K"), ("index1", "1", "Data", "32K"), ("index2", "2", "Unified", "256K")]);
+        geometry::tests::fixture(
+            t.path(),
+            cpu,
+            &[
+                ("index0", "1", "Instruction", "32K"),
+                ("index1", "1", "Data", "32K"),
+                ("index2", "2", "Unified", "256K"),
+            ],
+        );
         std::fs::create_dir_all(t.path().join("proc")).unwrap();
         std::fs::write(t.path().join("proc/meminfo"), "MemTotal: 1048576 kB\n").unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let ctx = Ctx { root: t.path().into(), stop: stop.clone(), duration: None };
+        let ctx = Ctx {
+            root: t.path().into(),
+            stop: stop.clone(),
+            duration: None,
+        };
         let mut s = start(&ctx, CacheLevel::L2, 0.5).unwrap();
         assert_eq!(s.target(), 128.0 * 1024.0);
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -21,7 +21,10 @@ use crate::error::{Error, Result};
 pub const PERIOD: Duration = Duration::from_millis(10);
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -74,7 +77,9 @@ fn worker(cpu: usize, load: f64, stop: Arc<AtomicBool>) {
                 spin_chunk(&mut state);
             }
         } else {
-            while clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0 < owed_ns && Instant::now() < period_end {
+            while clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0 < owed_ns
+                && Instant::now() < period_end
+            {
                 spin_chunk(&mut state);
             }
         }
@@ -114,7 +119,10 @@ impl CpuStress {
     fn details(&self, total_pct: f64) -> Map<String, Value> {
         details([
             ("workers", json!(self.workers.len())),
-            ("cpus", json!(self.workers.iter().map(|w| w.cpu).collect::<Vec<_>>())),
+            (
+                "cpus",
+                json!(self.workers.iter().map(|w| w.cpu).collect::<Vec<_>>()),
+            ),
             ("total_pct", json!(round(total_pct, 2))),
             ("quota_cores", json!(self.quota)),
         ])
@@ -122,23 +130,41 @@ impl CpuStress {
 }
 
 /// Starts `workers` workers (0 = one per effective CPU) at `load_pct`, on `cpus` or all allowed CPUs.
-pub(crate) fn start(ctx: &Ctx, workers: usize, load_pct: f64, cpus: Option<&[usize]>) -> Result<CpuStress> {
+pub(crate) fn start(
+    ctx: &Ctx,
+    workers: usize,
+    load_pct: f64,
+    cpus: Option<&[usize]>,
+) -> Result<CpuStress> {
     if !(0.0..=100.0).contains(&load_pct) || load_pct.is_nan() {
-        return Err(Error::Invalid { what: "load", reason: format!("{load_pct} is not within 0..100 %") });
+        return Err(Error::Invalid {
+            what: "load",
+            reason: format!("{load_pct} is not within 0..100 %"),
+        });
     }
     let budget = cgroup::cpu_budget(&ctx.root)?;
     let cpus: Vec<usize> = match cpus {
         Some(list) if !list.is_empty() => {
             if !list.iter().all(|c| budget.allowed.contains(c)) {
-                return Err(Error::CpusNotAllowed { requested: list.to_vec(), allowed: budget.allowed.clone() });
+                return Err(Error::CpusNotAllowed {
+                    requested: list.to_vec(),
+                    allowed: budget.allowed.clone(),
+                });
             }
             list.to_vec()
         }
         _ => budget.allowed.clone(),
     };
-    let n = if workers == 0 { budget.effective.min(cpus.len()).max(1) } else { workers };
+    let n = if workers == 0 {
+        budget.effective.min(cpus.len()).max(1)
+    } else {
+        workers
+    };
     if n > 4096 {
-        return Err(Error::Invalid { what: "workers", reason: format!("{n} is more than 4096") });
+        return Err(Error::Invalid {
+            what: "workers",
+            reason: format!("{n} is more than 4096"),
+        });
     }
     let load = load_pct / 100.0;
     let mut list = Vec::with_capacity(n);
@@ -148,7 +174,10 @@ pub(crate) fn start(ctx: &Ctx, workers: usize, load_pct: f64, cpus: Option<&[usi
         let handle = std::thread::Builder::new()
             .name(format!("cpu-{i}"))
             .spawn(move || worker(cpu, load, stop))
-            .map_err(|e| Error::Spawn { program: "cpu worker thread".into(), source: e })?;
+            .map_err(|e| Error::Spawn {
+                program: "cpu worker thread".into(),
+                source: e,
+            })?;
         let mut clock: libc::clockid_t = 0;
         // SAFETY: a live thread's pthread_t; clock receives its CPU-time clock id.
         let rc = unsafe {
@@ -156,12 +185,22 @@ pub(crate) fn start(ctx: &Ctx, workers: usize, load_pct: f64, cpus: Option<&[usi
             libc::pthread_getcpuclockid(handle.as_pthread_t(), &mut clock)
         };
         if rc != 0 {
-            return Err(Error::Sys { call: "pthread_getcpuclockid".into(), source: std::io::Error::from_raw_os_error(rc) });
+            return Err(Error::Sys {
+                call: "pthread_getcpuclockid".into(),
+                source: std::io::Error::from_raw_os_error(rc),
+            });
         }
         list.push(Worker { cpu, clock, handle });
     }
     let now = Instant::now();
-    let mut s = CpuStress { load_pct, workers: list, quota: budget.quota.map(|q| q.cores), start: now, last: now, last_cpu: 0 };
+    let mut s = CpuStress {
+        load_pct,
+        workers: list,
+        quota: budget.quota.map(|q| q.cores),
+        start: now,
+        last: now,
+        last_cpu: 0,
+    };
     s.last_cpu = s.cpu_ns();
     Ok(s)
 }
@@ -207,18 +246,34 @@ mod tests {
     #[test]
     fn duty_cycle_arithmetic() {
         assert_eq!(plan_busy(0.5, Duration::ZERO), Duration::from_millis(5));
-        assert_eq!(plan_busy(0.1, Duration::from_millis(1)), Duration::from_millis(2));
+        assert_eq!(
+            plan_busy(0.1, Duration::from_millis(1)),
+            Duration::from_millis(2)
+        );
         // Under-served: credit carried, bounded to two periods.
-        assert_eq!(carry(Duration::from_millis(5), Duration::from_millis(2)), (Duration::from_millis(3), Duration::ZERO));
-        assert_eq!(carry(Duration::from_millis(50), Duration::ZERO).0, PERIOD * 2);
+        assert_eq!(
+            carry(Duration::from_millis(5), Duration::from_millis(2)),
+            (Duration::from_millis(3), Duration::ZERO)
+        );
+        assert_eq!(
+            carry(Duration::from_millis(50), Duration::ZERO).0,
+            PERIOD * 2
+        );
         // Over-served (a clock read overshot): debt, bounded to one period.
-        assert_eq!(carry(Duration::from_millis(5), Duration::from_millis(6)), (Duration::ZERO, Duration::from_millis(1)));
+        assert_eq!(
+            carry(Duration::from_millis(5), Duration::from_millis(6)),
+            (Duration::ZERO, Duration::from_millis(1))
+        );
         assert_eq!(carry(Duration::ZERO, Duration::from_millis(50)).1, PERIOD);
     }
 
     #[test]
     fn refuses_cpus_outside_the_allowed_set() {
-        let ctx = Ctx { root: "/".into(), stop: Arc::new(AtomicBool::new(false)), duration: None };
+        let ctx = Ctx {
+            root: "/".into(),
+            stop: Arc::new(AtomicBool::new(false)),
+            duration: None,
+        };
         let e = start(&ctx, 1, 50.0, Some(&[100_000])).err().unwrap();
         assert!(matches!(e, Error::CpusNotAllowed { .. }), "{e}");
         assert!(start(&ctx, 1, 150.0, None).is_err());
@@ -227,7 +282,11 @@ mod tests {
     #[test]
     fn half_load_is_measured_near_half() {
         let stop = Arc::new(AtomicBool::new(false));
-        let ctx = Ctx { root: "/".into(), stop: stop.clone(), duration: None };
+        let ctx = Ctx {
+            root: "/".into(),
+            stop: stop.clone(),
+            duration: None,
+        };
         let mut s = start(&ctx, 1, 50.0, None).unwrap();
         std::thread::sleep(Duration::from_millis(600));
         let (pct, d) = s.sample();

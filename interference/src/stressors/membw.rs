@@ -42,7 +42,14 @@ pub fn pace(done: f64, bytes_per_s: f64, elapsed: Duration) -> (Duration, Option
     (Duration::ZERO, None)
 }
 
-fn worker(cpu: usize, elems: usize, per_worker_bps: Option<f64>, bytes: Arc<AtomicU64>, ready: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> u64 {
+fn worker(
+    cpu: usize,
+    elems: usize,
+    per_worker_bps: Option<f64>,
+    bytes: Arc<AtomicU64>,
+    ready: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let _ = cgroup::pin_current_thread(cpu);
     // Allocate on the worker's CPU (first touch places pages near it) and write every element.
     let mut a: Vec<u64> = Vec::new();
@@ -111,16 +118,31 @@ pub(crate) struct MemBw {
 
 /// Starts `workers` workers (0 = one per effective CPU). `working_set` overrides the per-worker
 /// working set (default 4x the LLC of the first CPU, at least 64 MiB).
-pub(crate) fn start(ctx: &Ctx, rate: Rate, workers: usize, working_set: Option<u64>) -> Result<MemBw> {
+pub(crate) fn start(
+    ctx: &Ctx,
+    rate: Rate,
+    workers: usize,
+    working_set: Option<u64>,
+) -> Result<MemBw> {
     if let Rate::GBps(r) = rate {
         if !(r > 0.0 && r < 1e6) {
-            return Err(Error::Invalid { what: "rate", reason: format!("{r} GB/s is not a positive rate") });
+            return Err(Error::Invalid {
+                what: "rate",
+                reason: format!("{r} GB/s is not a positive rate"),
+            });
         }
     }
     let budget = cgroup::cpu_budget(&ctx.root)?;
-    let n = if workers == 0 { budget.effective } else { workers };
+    let n = if workers == 0 {
+        budget.effective
+    } else {
+        workers
+    };
     if n > 1024 {
-        return Err(Error::Invalid { what: "workers", reason: format!("{n} is more than 1024") });
+        return Err(Error::Invalid {
+            what: "workers",
+            reason: format!("{n} is more than 1024"),
+        });
     }
     let llc = geometry::llc_size_or_default(&ctx.root, budget.allowed[0]);
     let ws = working_set.unwrap_or((4 * llc).max(64 << 20));
@@ -129,7 +151,11 @@ pub(crate) fn start(ctx: &Ctx, rate: Rate, workers: usize, working_set: Option<u
     let limit = cgroup::memory_limit(&ctx.root)?;
     let total = ws * n as u64;
     if total > limit.bytes {
-        return Err(Error::AboveMemoryLimit { requested: total, limit: limit.bytes, source_name: limit.source });
+        return Err(Error::AboveMemoryLimit {
+            requested: total,
+            limit: limit.bytes,
+            source_name: limit.source,
+        });
     }
     let per_worker_bps = match rate {
         Rate::Max => None,
@@ -147,11 +173,26 @@ pub(crate) fn start(ctx: &Ctx, rate: Rate, workers: usize, working_set: Option<u
             std::thread::Builder::new()
                 .name(format!("membw-{i}"))
                 .spawn(move || worker(cpu, elems, per_worker_bps, b, r, s))
-                .map_err(|e| Error::Spawn { program: "membw worker thread".into(), source: e })?,
+                .map_err(|e| Error::Spawn {
+                    program: "membw worker thread".into(),
+                    source: e,
+                })?,
         );
     }
     let now = Instant::now();
-    Ok(MemBw { rate, working_set: ws, llc, cpus, bytes, ready, handles, start: now, last: now, last_bytes: 0, first_ready: None })
+    Ok(MemBw {
+        rate,
+        working_set: ws,
+        llc,
+        cpus,
+        bytes,
+        ready,
+        handles,
+        start: now,
+        last: now,
+        last_bytes: 0,
+        first_ready: None,
+    })
 }
 
 impl MemBw {
@@ -184,7 +225,9 @@ impl Active for MemBw {
         let now = Instant::now();
         let b = self.bytes.load(Ordering::Relaxed);
         let gbps = (b - self.last_bytes) as f64 / (now - self.last).as_secs_f64().max(1e-9) / 1e9;
-        if self.first_ready.is_none() && self.ready.load(Ordering::Relaxed) as usize == self.handles.len() {
+        if self.first_ready.is_none()
+            && self.ready.load(Ordering::Relaxed) as usize == self.handles.len()
+        {
             self.first_ready = Some((now, b));
         }
         self.last = now;
@@ -218,7 +261,10 @@ mod tests {
         let (s, shift) = pace(0.01 * gb, gb, Duration::from_millis(5));
         assert_eq!((s.as_millis(), shift), (5, None));
         // Slightly ahead (< 1 ms): keep going.
-        assert_eq!(pace(0.0105 * gb, gb, Duration::from_millis(10)).0, Duration::ZERO);
+        assert_eq!(
+            pace(0.0105 * gb, gb, Duration::from_millis(10)).0,
+            Duration::ZERO
+        );
         // 200 ms behind: no sleep, move t0 by 150 ms (keep 50 ms of credit).
         let (s, shift) = pace(0.0, gb, Duration::from_millis(200));
         assert_eq!(s, Duration::ZERO);
@@ -228,7 +274,11 @@ mod tests {
     #[test]
     fn paced_run_moves_bytes_near_target() {
         let stop = Arc::new(AtomicBool::new(false));
-        let ctx = Ctx { root: "/".into(), stop: stop.clone(), duration: None };
+        let ctx = Ctx {
+            root: "/".into(),
+            stop: stop.clone(),
+            duration: None,
+        };
         let mut m = start(&ctx, Rate::GBps(1.0), 1, Some(8 << 20)).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         m.sample();
@@ -242,7 +292,11 @@ mod tests {
 
     #[test]
     fn refuses_more_than_the_limit() {
-        let ctx = Ctx { root: "/".into(), stop: Arc::new(AtomicBool::new(true)), duration: None };
+        let ctx = Ctx {
+            root: "/".into(),
+            stop: Arc::new(AtomicBool::new(true)),
+            duration: None,
+        };
         let e = start(&ctx, Rate::Max, 1, Some(1 << 62)).err().unwrap();
         assert!(matches!(e, Error::AboveMemoryLimit { .. }), "{e}");
     }

@@ -48,7 +48,10 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(Error::sys(format!("mmap of {len} bytes")));
         }
-        Ok(Mapping { ptr: ptr as *mut u8, len })
+        Ok(Mapping {
+            ptr: ptr as *mut u8,
+            len,
+        })
     }
 
     /// Writes one byte per page in `[from, to)`, the value derived from `round` so a re-touch
@@ -76,16 +79,26 @@ pub fn resolve_size(size: Size, limit: &MemoryLimit) -> Result<u64> {
         Size::Bytes(b) => b,
         Size::PercentOfLimit(p) => {
             if !(p > 0.0 && p <= 100.0) {
-                return Err(Error::Invalid { what: "size", reason: format!("{p}% is not within (0, 100]") });
+                return Err(Error::Invalid {
+                    what: "size",
+                    reason: format!("{p}% is not within (0, 100]"),
+                });
             }
             (limit.bytes as f64 * p / 100.0) as u64
         }
     };
     if bytes > limit.bytes {
-        return Err(Error::AboveMemoryLimit { requested: bytes, limit: limit.bytes, source_name: limit.source.clone() });
+        return Err(Error::AboveMemoryLimit {
+            requested: bytes,
+            limit: limit.bytes,
+            source_name: limit.source.clone(),
+        });
     }
     if bytes == 0 {
-        return Err(Error::Invalid { what: "size", reason: "resolves to 0 bytes".into() });
+        return Err(Error::Invalid {
+            what: "size",
+            reason: "resolves to 0 bytes".into(),
+        });
     }
     Ok(bytes)
 }
@@ -101,7 +114,13 @@ pub(crate) struct MemCap {
     retouch_per_s: Option<f64>,
 }
 
-fn filler(map: Arc<Mapping>, touched: Arc<AtomicU64>, filled_after: Arc<AtomicU64>, retouch: Option<f64>, stop: Arc<AtomicBool>) {
+fn filler(
+    map: Arc<Mapping>,
+    touched: Arc<AtomicU64>,
+    filled_after: Arc<AtomicU64>,
+    retouch: Option<f64>,
+    stop: Arc<AtomicBool>,
+) {
     let page = cgroup::page_size() as usize;
     let start = Instant::now();
     let mut off = 0;
@@ -140,9 +159,7 @@ fn filler(map: Arc<Mapping>, touched: Arc<AtomicU64>, filled_after: Arc<AtomicU6
                 round = round.wrapping_add(1);
             }
         }
-        _ => {
-            while !sleep_polling(&stop, Duration::from_secs(3600)) {}
-        }
+        _ => while !sleep_polling(&stop, Duration::from_secs(3600)) {},
     }
 }
 
@@ -150,21 +167,43 @@ fn filler(map: Arc<Mapping>, touched: Arc<AtomicU64>, filled_after: Arc<AtomicU6
 pub(crate) fn start(ctx: &Ctx, size: Size, retouch_per_s: Option<f64>) -> Result<MemCap> {
     if let Some(r) = retouch_per_s {
         if !(r > 0.0 && r <= 1000.0) {
-            return Err(Error::Invalid { what: "retouch rate", reason: format!("{r} passes/s is not within (0, 1000]") });
+            return Err(Error::Invalid {
+                what: "retouch rate",
+                reason: format!("{r} passes/s is not within (0, 1000]"),
+            });
         }
     }
     let limit = cgroup::memory_limit(&ctx.root)?;
     let bytes = resolve_size(size, &limit)?;
-    let len = usize::try_from(bytes).map_err(|_| Error::Invalid { what: "size", reason: format!("{bytes} bytes does not fit in memory") })?;
+    let len = usize::try_from(bytes).map_err(|_| Error::Invalid {
+        what: "size",
+        reason: format!("{bytes} bytes does not fit in memory"),
+    })?;
     let map = Arc::new(Mapping::new(len)?);
     let touched = Arc::new(AtomicU64::new(0));
     let filled_after = Arc::new(AtomicU64::new(0));
-    let (m, t, f, stop) = (map.clone(), touched.clone(), filled_after.clone(), ctx.stop.clone());
+    let (m, t, f, stop) = (
+        map.clone(),
+        touched.clone(),
+        filled_after.clone(),
+        ctx.stop.clone(),
+    );
     let handle = std::thread::Builder::new()
         .name("memcap".into())
         .spawn(move || filler(m, t, f, retouch_per_s, stop))
-        .map_err(|e| Error::Spawn { program: "memcap thread".into(), source: e })?;
-    Ok(MemCap { bytes, limit, touched, map, filled_after, handle: Some(handle), retouch_per_s })
+        .map_err(|e| Error::Spawn {
+            program: "memcap thread".into(),
+            source: e,
+        })?;
+    Ok(MemCap {
+        bytes,
+        limit,
+        touched,
+        map,
+        filled_after,
+        handle: Some(handle),
+        retouch_per_s,
+    })
 }
 
 impl MemCap {
@@ -174,7 +213,14 @@ impl MemCap {
             ("touched_bytes", json!(self.touched.load(Ordering::Relaxed))),
             ("limit_bytes", json!(self.limit.bytes)),
             ("limit_source", json!(self.limit.source)),
-            ("fill_s", if filled > 0 { json!((filled - 1) as f64 / 1000.0) } else { Value::Null }),
+            (
+                "fill_s",
+                if filled > 0 {
+                    json!((filled - 1) as f64 / 1000.0)
+                } else {
+                    Value::Null
+                },
+            ),
             ("retouch_per_s", json!(self.retouch_per_s)),
         ])
     }
@@ -209,29 +255,54 @@ mod tests {
     use super::*;
 
     fn limit(bytes: u64) -> MemoryLimit {
-        MemoryLimit { bytes, source: "/sys/fs/cgroup/memory.max".into(), cgroup: true }
+        MemoryLimit {
+            bytes,
+            source: "/sys/fs/cgroup/memory.max".into(),
+            cgroup: true,
+        }
     }
 
     #[test]
     fn sizes_against_the_limit() {
-        assert_eq!(resolve_size(Size::PercentOfLimit(50.0), &limit(1 << 30)).unwrap(), 512 << 20);
-        assert_eq!(resolve_size(Size::Bytes(1000), &limit(1 << 30)).unwrap(), 1000);
-        let e = resolve_size(Size::Bytes(2 << 30), &limit(1 << 30)).unwrap_err().to_string();
-        assert!(e.contains("exceeds the memory limit") && e.contains("memory.max") && e.contains("nothing was allocated"), "{e}");
+        assert_eq!(
+            resolve_size(Size::PercentOfLimit(50.0), &limit(1 << 30)).unwrap(),
+            512 << 20
+        );
+        assert_eq!(
+            resolve_size(Size::Bytes(1000), &limit(1 << 30)).unwrap(),
+            1000
+        );
+        let e = resolve_size(Size::Bytes(2 << 30), &limit(1 << 30))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("exceeds the memory limit")
+                && e.contains("memory.max")
+                && e.contains("nothing was allocated"),
+            "{e}"
+        );
     }
 
     #[test]
     fn fills_and_holds_with_real_pages() {
         let stop = Arc::new(AtomicBool::new(false));
-        let ctx = Ctx { root: "/".into(), stop: stop.clone(), duration: None };
+        let ctx = Ctx {
+            root: "/".into(),
+            stop: stop.clone(),
+            duration: None,
+        };
         let before = cgroup::self_rss();
         let mut m = start(&ctx, Size::Bytes(64 << 20), None).unwrap();
         let t0 = Instant::now();
-        while m.touched.load(Ordering::Relaxed) < 64 << 20 && t0.elapsed() < Duration::from_secs(20) {
+        while m.touched.load(Ordering::Relaxed) < 64 << 20 && t0.elapsed() < Duration::from_secs(20)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         let (rss, d) = m.sample();
-        assert!(rss as u64 >= before + (60 << 20), "rss {rss} before {before}");
+        assert!(
+            rss as u64 >= before + (60 << 20),
+            "rss {rss} before {before}"
+        );
         assert_eq!(d["touched_bytes"], 64 << 20);
         stop.store(true, Ordering::SeqCst);
         Box::new(m).finish();

@@ -27,8 +27,15 @@ use crate::stop::sleep_polling;
 /// What iperf3 is asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Mode {
-    Server { port: u16 },
-    Client { target: String, port: u16, bandwidth_bps: u64, streams: u32 },
+    Server {
+        port: u16,
+    },
+    Client {
+        target: String,
+        port: u16,
+        bandwidth_bps: u64,
+        streams: u32,
+    },
 }
 
 /// The iperf3 program: `$AEFM_IPERF3`, else `iperf3` on `$PATH`.
@@ -37,7 +44,9 @@ pub fn find_iperf3() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join("iperf3")).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|d| d.join("iperf3"))
+            .find(|p| p.is_file())
     })
 }
 
@@ -61,7 +70,11 @@ pub fn split_target(text: &str, default_port: u16) -> Result<(String, u16)> {
         return Err(bad("empty host"));
     }
     let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("port must be 1..65535"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad("port must be 1..65535"))?,
         None => default_port,
     };
     Ok((host.to_string(), port))
@@ -71,7 +84,12 @@ pub fn split_target(text: &str, default_port: u16) -> Result<(String, u16)> {
 pub(crate) fn iperf_args(mode: &Mode, secs: u64) -> Vec<String> {
     match mode {
         Mode::Server { port } => vec!["-s".into(), "-p".into(), port.to_string()],
-        Mode::Client { target, port, bandwidth_bps, streams } => vec![
+        Mode::Client {
+            target,
+            port,
+            bandwidth_bps,
+            streams,
+        } => vec![
             "-c".into(),
             target.clone(),
             "-p".into(),
@@ -92,16 +110,31 @@ pub fn parse_client_json(text: &str) -> Option<(u64, f64, f64, Option<String>)> 
     let v: Value = serde_json::from_str(text.trim()).ok()?;
     let err = v.get("error").and_then(|e| e.as_str()).map(str::to_string);
     let sent = v.pointer("/end/sum_sent");
-    let bytes = sent.and_then(|s| s.get("bytes")).and_then(Value::as_u64).unwrap_or(0);
-    let secs = sent.and_then(|s| s.get("seconds")).and_then(Value::as_f64).unwrap_or(0.0);
-    let bps = sent.and_then(|s| s.get("bits_per_second")).and_then(Value::as_f64).unwrap_or(0.0);
+    let bytes = sent
+        .and_then(|s| s.get("bytes"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let secs = sent
+        .and_then(|s| s.get("seconds"))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let bps = sent
+        .and_then(|s| s.get("bits_per_second"))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     Some((bytes, secs, bps, err))
 }
 
 /// `wchar` (written) or `rchar` (read) of a process.
 fn io_counter(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(key)?.trim_start_matches(':').trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[derive(Default)]
@@ -140,8 +173,18 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let counter = if matches!(mode, Mode::Server { .. }) { "rchar" } else { "wchar" };
+fn supervise(
+    exe: PathBuf,
+    mode: Mode,
+    deadline: Option<Instant>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) {
+    let counter = if matches!(mode, Mode::Server { .. }) {
+        "rchar"
+    } else {
+        "wchar"
+    };
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -153,9 +196,15 @@ fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Sh
         }
         first = false;
         // iperf3 caps -t at 86400 s; runs without a duration restart after a day.
-        let secs = remaining.map(|r| r.as_secs_f64().ceil() as u64).unwrap_or(86400).clamp(1, 86400);
+        let secs = remaining
+            .map(|r| r.as_secs_f64().ceil() as u64)
+            .unwrap_or(86400)
+            .clamp(1, 86400);
         let mut cmd = Command::new(&exe);
-        cmd.args(iperf_args(&mode, secs)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(iperf_args(&mode, secs))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe; runs in the forked child before exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -166,7 +215,11 @@ fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Sh
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                shared.totals.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(format!("cannot start {}: {e}", exe.display()));
+                shared
+                    .totals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_error = Some(format!("cannot start {}: {e}", exe.display()));
                 if sleep_polling(&stop, Duration::from_millis(500)) {
                     break;
                 }
@@ -182,7 +235,9 @@ fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Sh
         let mut run_bytes = 0u64;
         loop {
             if let Some(now) = io_counter(pid, counter) {
-                shared.bytes.fetch_add(now.saturating_sub(last), Ordering::Relaxed);
+                shared
+                    .bytes
+                    .fetch_add(now.saturating_sub(last), Ordering::Relaxed);
                 run_bytes += now.saturating_sub(last);
                 last = now;
             }
@@ -202,7 +257,11 @@ fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Sh
         // `wchar` also counted iperf3's own output (its JSON, error text): take it back out.
         let printed = (stdout.len() + stderr.len()) as u64;
         if counter == "wchar" {
-            let _ = shared.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(printed.min(run_bytes))));
+            let _ = shared
+                .bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    Some(b.saturating_sub(printed.min(run_bytes)))
+                });
         }
         let mut totals = shared.totals.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((bytes, secs, _bps, error)) = parse_client_json(&stdout) {
@@ -212,7 +271,11 @@ fn supervise(exe: PathBuf, mode: Mode, deadline: Option<Instant>, shared: Arc<Sh
                 totals.last_error = Some(e);
             }
         } else if exited_by_itself {
-            let line = stderr.lines().chain(stdout.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("exited");
+            let line = stderr
+                .lines()
+                .chain(stdout.lines())
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("exited");
             totals.last_error = Some(line.trim().to_string());
         }
         drop(totals);
@@ -234,19 +297,38 @@ pub(crate) struct NetStress {
 
 /// Finds iperf3 and starts the supervisor.
 pub(crate) fn start(ctx: &Ctx, mode: Mode) -> Result<NetStress> {
-    if let Mode::Client { streams, bandwidth_bps, .. } = &mode {
+    if let Mode::Client {
+        streams,
+        bandwidth_bps,
+        ..
+    } = &mode
+    {
         if *streams == 0 || *streams > 128 {
-            return Err(Error::Invalid { what: "streams", reason: format!("{streams} is not within 1..128 (iperf3's limit)") });
+            return Err(Error::Invalid {
+                what: "streams",
+                reason: format!("{streams} is not within 1..128 (iperf3's limit)"),
+            });
         }
         if *bandwidth_bps == 0 {
-            return Err(Error::Invalid { what: "bandwidth", reason: "must be above 0 bit/s".into() });
+            return Err(Error::Invalid {
+                what: "bandwidth",
+                reason: "must be above 0 bit/s".into(),
+            });
         }
     }
     let exe = find_iperf3().ok_or_else(|| Error::Spawn {
         program: "iperf3".into(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found on PATH (install iperf3 or set AEFM_IPERF3)"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not found on PATH (install iperf3 or set AEFM_IPERF3)",
+        ),
     })?;
-    let shared = Arc::new(Shared { bytes: AtomicU64::new(0), restarts: AtomicU32::new(0), running: AtomicBool::new(false), totals: Mutex::default() });
+    let shared = Arc::new(Shared {
+        bytes: AtomicU64::new(0),
+        restarts: AtomicU32::new(0),
+        running: AtomicBool::new(false),
+        totals: Mutex::default(),
+    });
     let start = Instant::now();
     let deadline = ctx.duration.map(|d| start + d);
     let (m, s, stop) = (mode.clone(), shared.clone(), ctx.stop.clone());
@@ -254,23 +336,44 @@ pub(crate) fn start(ctx: &Ctx, mode: Mode) -> Result<NetStress> {
     let handle = std::thread::Builder::new()
         .name("iperf3".into())
         .spawn(move || supervise(exe2, m, deadline, s, stop))
-        .map_err(|e| Error::Spawn { program: "iperf3 supervisor thread".into(), source: e })?;
-    Ok(NetStress { mode, shared, handle: Some(handle), start, last: start, last_bytes: 0 })
+        .map_err(|e| Error::Spawn {
+            program: "iperf3 supervisor thread".into(),
+            source: e,
+        })?;
+    Ok(NetStress {
+        mode,
+        shared,
+        handle: Some(handle),
+        start,
+        last: start,
+        last_bytes: 0,
+    })
 }
 
 impl NetStress {
     fn details(&self) -> Map<String, Value> {
         let t = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
         let mut d = details([
-            ("restarts", json!(self.shared.restarts.load(Ordering::Relaxed))),
-            ("iperf3_running", json!(self.shared.running.load(Ordering::Relaxed))),
+            (
+                "restarts",
+                json!(self.shared.restarts.load(Ordering::Relaxed)),
+            ),
+            (
+                "iperf3_running",
+                json!(self.shared.running.load(Ordering::Relaxed)),
+            ),
             ("last_error", json!(t.last_error)),
         ]);
         match &self.mode {
             Mode::Server { port } => {
                 d.insert("port".into(), json!(port));
             }
-            Mode::Client { target, port, bandwidth_bps, streams } => {
+            Mode::Client {
+                target,
+                port,
+                bandwidth_bps,
+                streams,
+            } => {
                 d.insert("server".into(), json!(format!("{target}:{port}")));
                 d.insert("bandwidth_per_stream_bps".into(), json!(bandwidth_bps));
                 d.insert("streams".into(), json!(streams));
@@ -293,7 +396,11 @@ impl Active for NetStress {
     fn target(&self) -> f64 {
         match &self.mode {
             Mode::Server { .. } => 0.0,
-            Mode::Client { bandwidth_bps, streams, .. } => *bandwidth_bps as f64 * *streams as f64,
+            Mode::Client {
+                bandwidth_bps,
+                streams,
+                ..
+            } => *bandwidth_bps as f64 * *streams as f64,
         }
     }
     fn sample(&mut self) -> (f64, Map<String, Value>) {
@@ -333,18 +440,38 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(split_target("10.0.0.1", 5201).unwrap(), ("10.0.0.1".into(), 5201));
-        assert_eq!(split_target("srv:7000", 5201).unwrap(), ("srv".into(), 7000));
-        assert_eq!(split_target("[::1]:7000", 5201).unwrap(), ("::1".into(), 7000));
+        assert_eq!(
+            split_target("10.0.0.1", 5201).unwrap(),
+            ("10.0.0.1".into(), 5201)
+        );
+        assert_eq!(
+            split_target("srv:7000", 5201).unwrap(),
+            ("srv".into(), 7000)
+        );
+        assert_eq!(
+            split_target("[::1]:7000", 5201).unwrap(),
+            ("::1".into(), 7000)
+        );
         assert_eq!(split_target("::1", 5201).unwrap(), ("::1".into(), 5201));
-        assert!(split_target("srv:http", 5201).unwrap_err().to_string().contains("srv:http"));
+        assert!(split_target("srv:http", 5201)
+            .unwrap_err()
+            .to_string()
+            .contains("srv:http"));
         assert!(split_target(":80", 5201).is_err());
     }
 
     #[test]
     fn client_args_and_json() {
-        let m = Mode::Client { target: "h".into(), port: 9, bandwidth_bps: 1_000_000_000, streams: 2 };
-        assert_eq!(iperf_args(&m, 10).join(" "), "-c h -p 9 -b 1000000000 -P 2 -t 10 -J");
+        let m = Mode::Client {
+            target: "h".into(),
+            port: 9,
+            bandwidth_bps: 1_000_000_000,
+            streams: 2,
+        };
+        assert_eq!(
+            iperf_args(&m, 10).join(" "),
+            "-c h -p 9 -b 1000000000 -P 2 -t 10 -J"
+        );
         let json = r#"{"start":{},"end":{"sum_sent":{"start":0,"end":3.0,"seconds":3.0,"bytes":374996992,"bits_per_second":999924650.4,"retransmits":0,"sender":true}}}"#;
         let (b, s, bps, e) = parse_client_json(json).unwrap();
         assert_eq!((b, s, e), (374996992, 3.0, None));

@@ -98,7 +98,10 @@ impl ScriptTarget {
         let host = parsed
             .host_str()
             .ok_or_else(|| SourceError::new(format!("invalid URL {url}: no host")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         // The port as written: url::Url drops a port equal to the scheme's default, wrk keeps it.
         let authority = url
             .split_once("://")
@@ -243,7 +246,11 @@ impl ThreadSeed {
     /// HTTP. Any failure is an error naming `file:line`.
     pub fn build(self, ctx: &ThreadContext) -> Result<Box<dyn RequestSource>, SourceError> {
         let path = self.script.path.clone();
-        *self.shared.addr.lock().unwrap_or_else(PoisonError::into_inner) = ctx.addr;
+        *self
+            .shared
+            .addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = ctx.addr;
         let lua = new_state(&self.script, &self.target)?;
         let prepare = || -> mlua::Result<()> {
             let globals = lua.globals();
@@ -315,12 +322,19 @@ fn fixed_request(lua: &Lua, path: &str) -> Result<Batch, SourceError> {
         return Err(script_error(
             path,
             None,
-            &format!("wrk.request() returned a {}, expected a string", error::type_name(&value)),
+            &format!(
+                "wrk.request() returned a {}, expected a string",
+                error::type_name(&value)
+            ),
         ));
     };
     let bytes = Bytes::copy_from_slice(&s.as_bytes());
     let depth = count_requests(&bytes).map_err(|m| {
-        script_error(path, None, &format!("the request built from the wrk table: {m}"))
+        script_error(
+            path,
+            None,
+            &format!("the request built from the wrk table: {m}"),
+        )
     })?;
     Ok(Batch { bytes, depth })
 }

@@ -45,11 +45,13 @@ pub(crate) fn count_requests(bytes: &[u8]) -> Result<usize, String> {
         for h in req.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 let text = std::str::from_utf8(h.value).unwrap_or("").trim();
-                let n = text
-                    .parse::<usize>()
-                    .map_err(|_| format!("invalid Content-Length {text:?} in request at byte {offset}"))?;
+                let n = text.parse::<usize>().map_err(|_| {
+                    format!("invalid Content-Length {text:?} in request at byte {offset}")
+                })?;
                 if content_length.is_some_and(|c| c != n) {
-                    return Err(format!("conflicting Content-Length headers in request at byte {offset}"));
+                    return Err(format!(
+                        "conflicting Content-Length headers in request at byte {offset}"
+                    ));
                 }
                 content_length = Some(n);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -186,7 +188,9 @@ impl RequestSource for ScriptedSource {
             return Ok(());
         };
         let call = || -> mlua::Result<()> {
-            let headers = self.lua.create_table_with_capacity(0, response.headers.len())?;
+            let headers = self
+                .lua
+                .create_table_with_capacity(0, response.headers.len())?;
             for (name, value) in response.headers {
                 headers.raw_set(name.as_str(), value.as_str())?;
             }
@@ -231,11 +235,17 @@ mod tests {
     fn rejects_invalid_requests() {
         assert!(count_requests(b"").is_err());
         assert!(count_requests(b"hello").unwrap_err().contains("incomplete"));
-        assert!(count_requests(b"GET / HTTP/1.1\r\n").unwrap_err().contains("incomplete"));
-        assert!(count_requests(b"GET\t/ HTP/1.1\r\n\r\n").unwrap_err().contains("invalid"));
+        assert!(count_requests(b"GET / HTTP/1.1\r\n")
+            .unwrap_err()
+            .contains("incomplete"));
+        assert!(count_requests(b"GET\t/ HTP/1.1\r\n\r\n")
+            .unwrap_err()
+            .contains("invalid"));
         let short = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc";
         assert!(count_requests(short).unwrap_err().contains("10-byte body"));
         let bad_len = b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n";
-        assert!(count_requests(bad_len).unwrap_err().contains("Content-Length"));
+        assert!(count_requests(bad_len)
+            .unwrap_err()
+            .contains("Content-Length"));
     }
 }

@@ -33,9 +33,8 @@ pub(crate) struct ScriptSource {
 impl ScriptSource {
     /// Reads the script; a missing or unreadable file is an error naming it.
     pub fn read(path: &Path) -> Result<Self, SourceError> {
-        let code = std::fs::read(path).map_err(|e| {
-            SourceError::new(format!("cannot open script {}: {e}", path.display()))
-        })?;
+        let code = std::fs::read(path)
+            .map_err(|e| SourceError::new(format!("cannot open script {}: {e}", path.display())))?;
         Ok(Self {
             path: Arc::from(path.display().to_string()),
             code: Arc::from(code),
@@ -66,7 +65,8 @@ pub(crate) fn new_state(script: &ScriptSource, target: &ScriptTarget) -> Result<
     // luaL_openlibs gives them. A wrk script is trusted code, like a shell script; loading C
     // modules such as luasocket is part of the API the issue asks for.
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::default()) };
-    install_api(&lua, target).map_err(|e| lua_error(&script.path, "setting up the Lua state", &e))?;
+    install_api(&lua, target)
+        .map_err(|e| lua_error(&script.path, "setting up the Lua state", &e))?;
     lua.load(&script.code[..])
         .set_name(format!("@{}", script.path))
         .exec()
@@ -279,13 +279,17 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let lua = state("");
         let ok: bool = lua
-            .load(format!("return wrk.connect(wrk.lookup('127.0.0.1', {port})[1])"))
+            .load(format!(
+                "return wrk.connect(wrk.lookup('127.0.0.1', {port})[1])"
+            ))
             .eval()
             .unwrap();
         assert!(ok);
         drop(listener);
         let ok: bool = lua
-            .load(format!("return wrk.connect(wrk.lookup('127.0.0.1', {port})[1])"))
+            .load(format!(
+                "return wrk.connect(wrk.lookup('127.0.0.1', {port})[1])"
+            ))
             .eval()
             .unwrap();
         assert!(!ok);

@@ -10,8 +10,11 @@ use super::*;
 use crate::source::Response;
 
 fn target() -> ScriptTarget {
-    ScriptTarget::from_url("http://127.0.0.1:8080/base?q=1", vec![("X-Cli".into(), "yes".into())])
-        .unwrap()
+    ScriptTarget::from_url(
+        "http://127.0.0.1:8080/base?q=1",
+        vec![("X-Cli".into(), "yes".into())],
+    )
+    .unwrap()
 }
 
 fn write_script(dir: &tempfile::TempDir, name: &str, code: &str) -> PathBuf {
@@ -52,7 +55,12 @@ fn text(batch: &Batch) -> String {
 fn target_from_url() {
     let t = ScriptTarget::from_url("http://h:81/a/b?x=1#f", vec![]).unwrap();
     assert_eq!(
-        (t.scheme.as_str(), t.host.as_str(), t.port.as_deref(), t.path.as_str()),
+        (
+            t.scheme.as_str(),
+            t.host.as_str(),
+            t.port.as_deref(),
+            t.path.as_str()
+        ),
         ("http", "h", Some("81"), "/a/b?x=1#f")
     );
     let t = ScriptTarget::from_url("https://example.org", vec![]).unwrap();
@@ -64,8 +72,11 @@ fn target_from_url() {
 
 #[test]
 fn static_request_from_wrk_fields() {
-    let mut s = source_for("wrk.method = 'POST'; wrk.body = 'abc'; wrk.headers['X-A'] = 'b'", &[])
-        .unwrap();
+    let mut s = source_for(
+        "wrk.method = 'POST'; wrk.body = 'abc'; wrk.headers['X-A'] = 'b'",
+        &[],
+    )
+    .unwrap();
     assert!(!s.wants_responses());
     let b1 = s.next_batch().unwrap();
     let b2 = s.next_batch().unwrap();
@@ -73,7 +84,12 @@ fn static_request_from_wrk_fields() {
     assert_eq!(b1.depth, 1);
     let t = text(&b1);
     assert!(t.starts_with("POST /base?q=1 HTTP/1.1\r\n"), "{t}");
-    for h in ["Host: 127.0.0.1:8080", "X-A: b", "X-Cli: yes", "Content-Length: 3"] {
+    for h in [
+        "Host: 127.0.0.1:8080",
+        "X-A: b",
+        "X-Cli: yes",
+        "Content-Length: 3",
+    ] {
         assert!(t.contains(&format!("\r\n{h}\r\n")), "{h} in {t}");
     }
     assert!(t.ends_with("\r\n\r\nabc"));
@@ -112,7 +128,10 @@ fn init_gets_url_and_args() {
     "#;
     let mut s = source_for(code, &["a", "b"]).unwrap();
     let t = text(&s.next_batch().unwrap());
-    assert!(t.starts_with("GET /http_//127.0.0.1_8080/base_q_1/2/a,b HTTP/1.1"), "{t}");
+    assert!(
+        t.starts_with("GET /http_//127.0.0.1_8080/base_q_1/2/a,b HTTP/1.1"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -168,8 +187,16 @@ fn setup_transfers_values_and_changes_addr() {
         })
         .collect();
     let lines: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(lines[0].starts_with("GET /t/1/t1/2/127.0.0.1:8080 "), "{}", lines[0]);
-    assert!(lines[1].starts_with("GET /t/2/t2/2/127.0.0.2:9090 "), "{}", lines[1]);
+    assert!(
+        lines[0].starts_with("GET /t/1/t1/2/127.0.0.1:8080 "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("GET /t/2/t2/2/127.0.0.2:9090 "),
+        "{}",
+        lines[1]
+    );
     main.done(&done_input()).unwrap();
     let result: String = main.lua.globals().get("result").unwrap();
     assert_eq!(result, "1:1 2:2");
@@ -231,15 +258,31 @@ fn errors_name_file_and_line() {
     let e = source_for("\nfunction request()\n  return 42\nend", &[])
         .err()
         .unwrap();
-    assert!(e.message.contains("s.lua:2: request() returned a number"), "{}", e.message);
+    assert!(
+        e.message.contains("s.lua:2: request() returned a number"),
+        "{}",
+        e.message
+    );
     let e = source_for("function request()\n  return 'GET /\\r\\n'\nend", &[])
         .err()
         .unwrap();
-    assert!(e.message.contains("s.lua:1: request(): invalid HTTP request"), "{}", e.message);
-    let e = source_for("function request()\n  return 'GET / HTTP/1.1\\r\\nHost: x\\r\\n'\nend", &[])
-        .err()
-        .unwrap();
-    assert!(e.message.contains("s.lua:1: request(): incomplete"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("s.lua:1: request(): invalid HTTP request"),
+        "{}",
+        e.message
+    );
+    let e = source_for(
+        "function request()\n  return 'GET / HTTP/1.1\\r\\nHost: x\\r\\n'\nend",
+        &[],
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.message.contains("s.lua:1: request(): incomplete"),
+        "{}",
+        e.message
+    );
     let e = source_for("wrk.method = 'BAD METHOD'", &[]).err().unwrap();
     assert!(e.message.contains("s.lua"), "{}", e.message);
 
@@ -269,7 +312,11 @@ fn delay_is_reported_not_called() {
     let path = write_script(&dir, "d.lua", "\nfunction delay() return 10 end");
     let main = MainScript::load(&path, &[], &target()).unwrap();
     assert_eq!(main.warnings().len(), 1);
-    assert!(main.warnings()[0].contains("d.lua:2: delay() is ignored"), "{:?}", main.warnings());
+    assert!(
+        main.warnings()[0].contains("d.lua:2: delay() is ignored"),
+        "{:?}",
+        main.warnings()
+    );
 }
 
 fn done_input() -> DoneInput {
@@ -313,7 +360,11 @@ fn done_receives_summary_and_stats() {
     let out: String = main.lua.globals().get("out").unwrap();
     assert_eq!(out, "2000000 4 512 1 2 3 4 5 100 400 200 4 400 1000 1");
 
-    let path = write_script(&dir, "bad_done.lua", "function done()\n  error('late')\nend");
+    let path = write_script(
+        &dir,
+        "bad_done.lua",
+        "function done()\n  error('late')\nend",
+    );
     let mut main = MainScript::load(&path, &[], &target()).unwrap();
     let e = main.done(&done_input()).unwrap_err();
     assert!(e.message.contains("bad_done.lua:2: late"), "{}", e.message);
@@ -322,7 +373,11 @@ fn done_receives_summary_and_stats() {
 #[test]
 fn lua_path_and_globals_after_use() {
     let dir = tempfile::tempdir().unwrap();
-    write_script(&dir, "mymod.lua", "return { greet = function() return 'hi' end }");
+    write_script(
+        &dir,
+        "mymod.lua",
+        "return { greet = function() return 'hi' end }",
+    );
     let code = format!(
         r#"
         package.path = "{}/?.lua;" .. package.path
@@ -338,3 +393,32 @@ fn lua_path_and_globals_after_use() {
     assert!(t.starts_with("GET /HI-TRUE HTTP/1.1"), "{t}");
 }
 
+#[test]
+#[ignore]
+fn scratch_timing() {
+    let code = std::fs::read_to_string("/tmp/form600.lua").unwrap();
+    let mut s = source_for(&code, &[]).unwrap();
+    let n = 200_000;
+    let t = std::time::Instant::now();
+    let mut total = 0;
+    for _ in 0..n {
+        total += s.next_batch().unwrap().bytes.len();
+    }
+    let el = t.elapsed();
+    println!("next_batch: {:.2} us/call, avg {} bytes", el.as_secs_f64() * 1e6 / n as f64, total / n);
+}
+
+#[test]
+#[ignore]
+fn scratch_timing2() {
+    let mut s = source_for("local r = wrk.format(nil, '/x', {}, string.rep('a', 600)) function request() return r end", &[]).unwrap();
+    let n = 200_000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        s.next_batch().unwrap();
+    }
+    println!("overhead: {:.3} us/call", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let code = std::fs::read_to_string("/tmp/form600.lua").unwrap();
+    let code = format!("{code}\nlocal t0 = os.clock() for i = 1, 100000 do request() end print('pure lua us/call', (os.clock() - t0) * 10, jit.status())");
+    let _ = source_for(&code, &[]).unwrap();
+}

@@ -60,7 +60,7 @@ impl Transfer {
             other => {
                 return Err(mlua::Error::runtime(format!(
                     "cannot transfer '{}' to thread",
-                    super::error::type_name(&other)
+                    super::error::type_name(other)
                 )))
             }
         })
@@ -258,7 +258,11 @@ mod tests {
         assert_eq!(s, "1twotruefalse");
         let f: Value = a.load("return print").eval().unwrap();
         let err = Transfer::from_lua(&f).unwrap_err();
-        assert!(err.to_string().contains("cannot transfer 'function' to thread"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot transfer 'function' to thread"),
+            "{err}"
+        );
         let cyclic: Value = a.load("local t = {} t.t = t return t").eval().unwrap();
         assert!(Transfer::from_lua(&cyclic).is_err());
     }
@@ -276,11 +280,21 @@ mod tests {
         lua.load("assert(tostring(thread.addr) == '127.0.0.1:80'); thread.addr = other; thread:set('id', 7); assert(thread:get('id') == 7); thread:stop()")
             .exec()
             .unwrap();
-        assert_eq!(*shared.addr.lock().unwrap(), "127.0.0.2:81".parse().unwrap());
+        assert_eq!(
+            *shared.addr.lock().unwrap(),
+            "127.0.0.2:81".parse().unwrap()
+        );
         assert!(shared.stop_requested());
         let err = lua.load("thread.foo = 1").exec().unwrap_err();
-        assert!(err.to_string().contains("cannot set 'number' on thread"), "{err}");
+        assert!(
+            err.to_string().contains("cannot set 'number' on thread"),
+            "{err}"
+        );
         let err = lua.load("thread:set('f', print)").exec().unwrap_err();
-        assert!(err.to_string().contains("cannot transfer 'function' to thread"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot transfer 'function' to thread"),
+            "{err}"
+        );
     }
 }

@@ -18,17 +18,18 @@ pub const LOADGEN_JSON: &str = "loadgen.json";
 pub const HLOG: &str = "latency.hlog";
 /// Percentile spectrum of corrected latency, milliseconds.
 pub const SPECTRUM: &str = "latency_percentiles.txt";
+/// The load generator's wrk2-format text report (with the detailed spectrum).
+pub const WRK2_TEXT: &str = "loadgen.txt";
 /// Per-second series.
 pub const PER_SECOND: &str = "latency_per_second.csv";
 
 /// Writes the load files of a case; returns their paths.
 pub fn write_load_files(dir: &Path, report: &LoadReport) -> Result<Vec<PathBuf>, ResultsError> {
     let mut out = Vec::new();
-    let json = match &report.raw_json {
-        Some(raw) => serde_json::to_string_pretty(raw),
-        None => serde_json::to_string_pretty(report),
-    }
-    .unwrap_or_default();
+    let json = match &report.raw {
+        Some(raw) => raw.to_json(),
+        None => serde_json::to_string_pretty(report).unwrap_or_default(),
+    };
     let p = dir.join(LOADGEN_JSON);
     write_atomic(&p, json.as_bytes())?;
     out.push(p);
@@ -40,6 +41,19 @@ pub fn write_load_files(dir: &Path, report: &LoadReport) -> Result<Vec<PathBuf>,
         message,
     })?)?;
     out.push(p);
+
+    if let Some(raw) = &report.raw {
+        let p = dir.join(WRK2_TEXT);
+        let text = aefm_loadgen::render_wrk2(
+            raw,
+            &aefm_loadgen::ReportOptions {
+                latency: true,
+                ..Default::default()
+            },
+        );
+        write_atomic(&p, text.as_bytes())?;
+        out.push(p);
+    }
 
     let p = dir.join(SPECTRUM);
     write_atomic(&p, spectrum(&report.histogram).as_bytes())?;
@@ -65,33 +79,28 @@ pub fn write_load_files(dir: &Path, report: &LoadReport) -> Result<Vec<PathBuf>,
     Ok(out)
 }
 
-/// The HdrHistogram V2 (deflate) interval log: one interval per second when per-second
-/// histograms exist, else one interval with the whole window.
+/// The HdrHistogram V2 (deflate) interval log: the generator's per-second log when its report
+/// is there, else one interval with the whole window.
 pub fn interval_log(report: &LoadReport) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    let mut ser = V2DeflateSerializer::new();
-    {
-        let mut w = IntervalLogWriterBuilder::new()
-            .with_base_time(report.started)
-            .with_start_time(report.started)
-            .add_comment("aefm: corrected latency in microseconds")
-            .begin_log_with(&mut buf, &mut ser)
-            .map_err(|e| e.to_string())?;
-        if report.per_second_hist.is_empty() {
-            w.write_histogram(
-                &report.histogram,
-                Duration::ZERO,
-                Duration::from_secs_f64(report.window_s),
-                None,
-            )
-            .map_err(|e| format!("{e:?}"))?;
-        } else {
-            for (i, h) in report.per_second_hist.iter().enumerate() {
-                w.write_histogram(h, Duration::from_secs(i as u64), Duration::from_secs(1), None)
-                    .map_err(|e| format!("{e:?}"))?;
-            }
-        }
+    if let Some(raw) = &report.raw {
+        aefm_loadgen::write_interval_log(raw, &mut buf).map_err(|e| e.to_string())?;
+        return Ok(buf);
     }
+    let mut ser = V2DeflateSerializer::new();
+    let mut w = IntervalLogWriterBuilder::new()
+        .with_base_time(report.started)
+        .with_start_time(report.started)
+        .add_comment("aefm: corrected latency in microseconds")
+        .begin_log_with(&mut buf, &mut ser)
+        .map_err(|e| e.to_string())?;
+    w.write_histogram(
+        &report.histogram,
+        Duration::ZERO,
+        Duration::from_secs_f64(report.window_s),
+        None,
+    )
+    .map_err(|e| format!("{e:?}"))?;
     Ok(buf)
 }
 

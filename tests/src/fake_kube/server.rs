@@ -337,10 +337,11 @@ fn watch_stream(shared: Arc<Shared>, t: &Target, rv: Option<String>, labels: Opt
         let deadline = tokio::time::Instant::now() + timeout;
         let mut sent_until: u64 = match rv.as_deref() {
             None | Some("") | Some("0") => {
-                let store = shared.store();
-                let now = store.rv;
-                let initial: Vec<Value> = store.list(&plural, None).into_iter().filter(|o| matches(o)).collect();
-                drop(store);
+                let (now, initial) = {
+                    let store = shared.store();
+                    let initial: Vec<Value> = store.list(&plural, None).into_iter().filter(|o| matches(o)).collect();
+                    (store.rv, initial)
+                };
                 for o in initial {
                     let line = json!({"type": "ADDED", "object": o}).to_string() + "\n";
                     if tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_err() {
