@@ -27,8 +27,8 @@ command -v "$wrk_bin" >/dev/null || { echo "wrk not found (apt-get install wrk)"
 work=$(mktemp -d)
 trap '"$shared/bench/nginx_small.sh" stop "$port" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-# The benchmark script: a fresh ~600-byte form-encoded body on every call (random user, random
-# 400-character text), shaped like DeathStarBench's compose-post. It is sent with GET because
+# The benchmark script: a fresh ~600-byte form-encoded body on every call (random user ids, 256 +
+# 64 random characters of text, two mentions, media ids), shaped like DeathStarBench's compose-post. It is sent with GET because
 # nginx's static handler answers POST with 405; with GET it reads the body and answers 200. The
 # generator's work (build, format, send ~750 bytes) is the same either way.
 cat > "$work/form600.lua" <<'LUA'
@@ -42,13 +42,15 @@ local function random_text(n)
   end
   return table.concat(t)
 end
+local padding = string.rep("p", 120)
 local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
 request = function()
   local user = math.random(1, 100000)
-  local body = "username=username_" .. user .. "&user_id=" .. user ..
-    "&text=" .. random_text(400) ..
-    "&media_ids=%5B%22" .. math.random(100000000, 999999999) .. "%22%5D" ..
-    "&media_types=%5B%22png%22%5D&post_type=0&padding=" .. random_text(100)
+  local text = random_text(256) .. "+%40username_" .. math.random(100000) ..
+    "+%40username_" .. math.random(100000) .. "+http%3A%2F%2F" .. random_text(64)
+  local body = "username=username_" .. user .. "&user_id=" .. user .. "&text=" .. text ..
+    "&media_ids=%5B%22" .. math.random(100000000, 999999999) .. math.random(100000000, 999999999) ..
+    "%22%5D&media_types=%5B%22png%22%5D&post_type=0&padding=" .. padding
   return wrk.format("GET", nil, headers, body)
 end
 LUA
@@ -70,7 +72,7 @@ run() {
 
 echo "# aefm-load: $AEFM_LOAD"
 echo "# wrk: $(command -v "$wrk_bin") ($("$wrk_bin" -v 2>&1 | head -1))"
-echo "# script: form600.lua, request() builds a ~625-byte form body per call"
+echo "# script: form600.lua, request() builds a ~600-byte form body per call"
 echo
 echo "## (a) max rate, -t1 -c50 -d$duration (R=1000000 for aefm-load = as fast as it can)"
 printf '%-4s %14s %14s %14s %10s %10s\n' run noscript_rps script_rps wrk_script_rps script/no wrk/script

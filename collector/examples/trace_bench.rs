@@ -11,7 +11,9 @@ use std::time::Instant;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("generate") if args.len() == 5 => generate(&args[2], args[3].parse()?, args[4].parse()?),
+        Some("generate") if args.len() == 5 => {
+            generate(&args[2], args[3].parse()?, args[4].parse()?)
+        }
         Some("process") if args.len() == 4 => {
             let t0 = Instant::now();
             let (counts, written) =
@@ -29,7 +31,9 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        _ => anyhow::bail!("usage: trace_bench generate FILE TRACES SPANS | trace_bench process FILE OUTDIR"),
+        _ => anyhow::bail!(
+            "usage: trace_bench generate FILE TRACES SPANS | trace_bench process FILE OUTDIR"
+        ),
     }
 }
 
@@ -42,7 +46,14 @@ fn generate(path: &str, traces: usize, spans: usize) -> anyhow::Result<()> {
         rng ^= rng << 17;
         rng
     };
-    let services = ["nginx-web-server", "compose-post", "text-service", "user-service", "post-storage", "media"];
+    let services = [
+        "nginx-web-server",
+        "compose-post",
+        "text-service",
+        "user-service",
+        "post-storage",
+        "media",
+    ];
     w.write_all(b"{\"data\":[")?;
     for t in 0..traces {
         if t > 0 {

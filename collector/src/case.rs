@@ -56,12 +56,19 @@ impl CaseOutcome {
 
     /// Every file written, in order.
     pub fn written(&self) -> Vec<&Written> {
-        self.sources.iter().filter_map(|s| s.result.as_ref().ok()).flatten().collect()
+        self.sources
+            .iter()
+            .filter_map(|s| s.result.as_ref().ok())
+            .flatten()
+            .collect()
     }
 
     /// The failed sources and their errors.
     pub fn errors(&self) -> Vec<(&str, &Error)> {
-        self.sources.iter().filter_map(|s| s.result.as_ref().err().map(|e| (s.source.as_str(), e))).collect()
+        self.sources
+            .iter()
+            .filter_map(|s| s.result.as_ref().err().map(|e| (s.source.as_str(), e)))
+            .collect()
     }
 }
 
@@ -81,13 +88,24 @@ pub fn grace_deadline(window: &Window, sources: &CaseSources) -> SystemTime {
 /// Collects every source of `sources` for `window` into `dir`, after sleeping until
 /// [`grace_deadline`]. Prometheus and Jaeger are queried in parallel. Never panics on bad input;
 /// every file is written atomically.
-pub fn collect_case(dir: &Path, window: &Window, ctx: &TemplateContext, sources: &CaseSources) -> CaseOutcome {
+pub fn collect_case(
+    dir: &Path,
+    window: &Window,
+    ctx: &TemplateContext,
+    sources: &CaseSources,
+) -> CaseOutcome {
     if let Ok(wait) = grace_deadline(window, sources).duration_since(SystemTime::now()) {
         std::thread::sleep(wait);
     }
-    let mut out = CaseOutcome { dir: dir.to_path_buf(), sources: Vec::new() };
+    let mut out = CaseOutcome {
+        dir: dir.to_path_buf(),
+        sources: Vec::new(),
+    };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        out.sources.push(SourceOutcome { source: "case".into(), result: Err(Error::io("creating directory", dir, e)) });
+        out.sources.push(SourceOutcome {
+            source: "case".into(),
+            result: Err(Error::io("creating directory", dir, e)),
+        });
         return out;
     }
     let requests_sent = sources
@@ -95,55 +113,93 @@ pub fn collect_case(dir: &Path, window: &Window, ctx: &TemplateContext, sources:
         .as_ref()
         .map(crate::loadgen::requests_sent)
         .or_else(|| {
-            sources.wrk_text.as_ref().and_then(|t| crate::wrk::parse(t, "wrk").ok()).map(|r| r.iter().map(|x| x.requests).sum())
+            sources
+                .wrk_text
+                .as_ref()
+                .and_then(|t| crate::wrk::parse(t, "wrk").ok())
+                .map(|r| r.iter().map(|x| x.requests).sum())
         });
 
     let (prom, jaeger) = std::thread::scope(|s| {
-        let p = s.spawn(|| sources.prometheus.as_ref().map(|p| collect_prometheus(dir, p, window, ctx, false)));
+        let p = s.spawn(|| {
+            sources
+                .prometheus
+                .as_ref()
+                .map(|p| collect_prometheus(dir, p, window, ctx, false))
+        });
         let j = s.spawn(|| {
             sources.jaeger.as_ref().map(|j| {
                 crate::jaeger::collect(j, window, dir, requests_sent).map(|(_, _, written)| written)
             })
         });
         (
-            p.join().unwrap_or_else(|_| Some(vec![panicked("prometheus")])),
-            j.join().unwrap_or_else(|_| Some(Err(Error::Host("jaeger collection panicked".into())))),
+            p.join()
+                .unwrap_or_else(|_| Some(vec![panicked("prometheus")])),
+            j.join()
+                .unwrap_or_else(|_| Some(Err(Error::Host("jaeger collection panicked".into())))),
         )
     });
     if let Some(list) = prom {
         out.sources.extend(list);
     }
     if let Some(result) = jaeger {
-        out.sources.push(SourceOutcome { source: "jaeger".into(), result });
+        out.sources.push(SourceOutcome {
+            source: "jaeger".into(),
+            result,
+        });
     }
     if let Some(report) = &sources.loadgen {
-        out.sources.push(SourceOutcome { source: "loadgen".into(), result: crate::loadgen::write_report(dir, report) });
+        out.sources.push(SourceOutcome {
+            source: "loadgen".into(),
+            result: crate::loadgen::write_report(dir, report),
+        });
     }
     if let Some(text) = &sources.wrk_text {
         let result = crate::wrk::parse(text, "wrk output").and_then(|runs| {
             let (rows, summary) = crate::loadgen::from_wrk(&runs, window.end_secs());
             Ok(vec![
-                Written { path: output::write_long(dir, "wrk.csv", &rows)?, what: format!("wrk results: {} runs", runs.len()) },
-                Written { path: crate::loadgen::write_summary_named(dir, "wrk_summary.csv", &summary)?, what: "wrk latency and throughput summary".into() },
+                Written {
+                    path: output::write_long(dir, "wrk.csv", &rows)?,
+                    what: format!("wrk results: {} runs", runs.len()),
+                },
+                Written {
+                    path: crate::loadgen::write_summary_named(dir, "wrk_summary.csv", &summary)?,
+                    what: "wrk latency and throughput summary".into(),
+                },
             ])
         });
-        out.sources.push(SourceOutcome { source: "wrk".into(), result });
+        out.sources.push(SourceOutcome {
+            source: "wrk".into(),
+            result,
+        });
     }
     if let Some(host) = &sources.host {
-        out.sources.push(SourceOutcome { source: "host".into(), result: write_host(dir, host) });
+        out.sources.push(SourceOutcome {
+            source: "host".into(),
+            result: write_host(dir, host),
+        });
     }
     if let Some(rows) = &sources.scraped {
         let result = output::write_long(dir, "scrape.csv", rows).map(|path| {
-            vec![Written { path, what: format!("scraped samples: {} rows", rows.len()) }]
+            vec![Written {
+                path,
+                what: format!("scraped samples: {} rows", rows.len()),
+            }]
         });
-        out.sources.push(SourceOutcome { source: "scrape".into(), result });
+        out.sources.push(SourceOutcome {
+            source: "scrape".into(),
+            result,
+        });
     }
     write_manifest(dir, window, ctx, &mut out);
     out
 }
 
 fn panicked(what: &str) -> SourceOutcome {
-    SourceOutcome { source: what.into(), result: Err(Error::Host(format!("{what} collection panicked"))) }
+    SourceOutcome {
+        source: what.into(),
+        result: Err(Error::Host(format!("{what} collection panicked"))),
+    }
 }
 
 /// Runs the Prometheus queries and writes `prometheus.csv`, `prometheus_summary.csv` and
@@ -162,7 +218,10 @@ pub fn collect_prometheus(
         if let Some(i) = reports.iter().position(|r| r.error.is_some()) {
             let mut reports = reports;
             let r = reports.swap_remove(i);
-            return vec![SourceOutcome { source: name(&r.name), result: Err(r.error.expect("checked")) }];
+            return vec![SourceOutcome {
+                source: name(&r.name),
+                result: Err(r.error.expect("checked")),
+            }];
         }
     }
     let ok = reports.iter().filter(|r| r.error.is_none()).count();
@@ -179,11 +238,26 @@ pub fn collect_prometheus(
             });
         }
         let path = output::write_atomic(dir, "prometheus_queries.csv", |w| {
-            writeln!(w, "name,kind,promql,start,end,step_s,series,points,expected_points,status,error")?;
+            writeln!(
+                w,
+                "name,kind,promql,start,end,step_s,series,points,expected_points,status,error"
+            )?;
             for r in &reports {
                 output::csv_field(w, &r.name)?;
-                let kind = settings.queries.iter().find(|q| q.name == r.name).map_or(QueryKind::Range, |q| q.kind);
-                write!(w, ",{},", if kind == QueryKind::Instant { "instant" } else { "range" })?;
+                let kind = settings
+                    .queries
+                    .iter()
+                    .find(|q| q.name == r.name)
+                    .map_or(QueryKind::Range, |q| q.kind);
+                write!(
+                    w,
+                    ",{},",
+                    if kind == QueryKind::Instant {
+                        "instant"
+                    } else {
+                        "range"
+                    }
+                )?;
                 output::csv_field(w, &r.promql)?;
                 write!(
                     w,
@@ -196,16 +270,25 @@ pub fn collect_prometheus(
                     r.expected_points,
                     if r.error.is_some() { "error" } else { "ok" }
                 )?;
-                output::csv_field(w, &r.error.as_ref().map(|e| e.to_string()).unwrap_or_default())?;
+                output::csv_field(
+                    w,
+                    &r.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+                )?;
                 writeln!(w)?;
             }
             Ok(())
         })?;
-        files.push(Written { path, what: "one line per query: PromQL, step, series, points, errors".into() });
+        files.push(Written {
+            path,
+            what: "one line per query: PromQL, step, series, points, errors".into(),
+        });
         Ok(files)
     })();
     match files {
-        Err(e) => vec![SourceOutcome { source: "prometheus".into(), result: Err(e) }],
+        Err(e) => vec![SourceOutcome {
+            source: "prometheus".into(),
+            result: Err(e),
+        }],
         Ok(files) => {
             let mut files = Some(files);
             reports
@@ -226,7 +309,10 @@ pub fn collect_prometheus(
 /// Writes `host.csv` and `host_summary.csv`.
 pub fn write_host(dir: &Path, host: &HostSamples) -> Result<Vec<Written>> {
     if host.rows.is_empty() {
-        return Err(Error::Host(format!("no samples recorded ({})", host.errors.join("; "))));
+        return Err(Error::Host(format!(
+            "no samples recorded ({})",
+            host.errors.join("; ")
+        )));
     }
     Ok(vec![
         Written {
@@ -266,6 +352,14 @@ fn write_manifest(dir: &Path, window: &Window, ctx: &TemplateContext, out: &mut 
         serde_json::to_writer_pretty(&mut *w, &doc).map_err(std::io::Error::other)?;
         writeln!(w)
     });
-    let result = r.map(|path| vec![Written { path, what: "what was collected, for which window, and what failed".into() }]);
-    out.sources.push(SourceOutcome { source: "manifest".into(), result });
+    let result = r.map(|path| {
+        vec![Written {
+            path,
+            what: "what was collected, for which window, and what failed".into(),
+        }]
+    });
+    out.sources.push(SourceOutcome {
+        source: "manifest".into(),
+        result,
+    });
 }

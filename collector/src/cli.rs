@@ -162,7 +162,11 @@ fn window(start: &str, end: &str) -> Result<Window> {
 }
 
 fn http(timeout: &str, retries: u32) -> Result<crate::http::HttpSettings> {
-    Ok(crate::http::HttpSettings { timeout: parse_duration(timeout)?, retries, ..Default::default() })
+    Ok(crate::http::HttpSettings {
+        timeout: parse_duration(timeout)?,
+        retries,
+        ..Default::default()
+    })
 }
 
 /// Runs a `collect` subcommand and returns the files written.
@@ -185,14 +189,20 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
         } => {
             let window = window(start, end)?;
             let mut settings = PrometheusSettings::new(url.clone());
-            settings.queries = query.iter().map(|q| QueryTemplate::range(q.clone(), q.clone())).collect();
+            settings.queries = query
+                .iter()
+                .map(|q| QueryTemplate::range(q.clone(), q.clone()))
+                .collect();
             if *defaults {
                 settings.queries.extend(default_queries());
             }
             settings.min_step = parse_duration(min_step)?;
             settings.step = step.as_deref().map(parse_duration).transpose()?;
             if settings.step == Some(Duration::ZERO) {
-                return Err(Error::Invalid { what: "step", message: "must be positive".into() });
+                return Err(Error::Invalid {
+                    what: "step",
+                    message: "must be positive".into(),
+                });
             }
             settings.http = http(timeout, *retries)?;
             let ctx = TemplateContext {
@@ -234,7 +244,10 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
                 s.tags.insert(k.to_string(), v.to_string());
             }
             if *limit == 0 {
-                return Err(Error::Invalid { what: "limit", message: "must be at least 1".into() });
+                return Err(Error::Invalid {
+                    what: "limit",
+                    message: "must be at least 1".into(),
+                });
             }
             s.page_limit = *limit;
             s.keep_raw = !no_raw;
@@ -242,11 +255,21 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
             let (_, _, written) = crate::jaeger::collect(&s, &window, out, *requests_sent)?;
             Ok(written)
         }
-        CollectCommand::Host { pids, duration, interval, role, no_children, out } => {
+        CollectCommand::Host {
+            pids,
+            duration,
+            interval,
+            role,
+            no_children,
+            out,
+        } => {
             let duration = parse_duration(duration)?;
             let interval = parse_duration(interval)?;
             if interval.is_zero() {
-                return Err(Error::Invalid { what: "interval", message: "must be positive".into() });
+                return Err(Error::Invalid {
+                    what: "interval",
+                    message: "must be positive".into(),
+                });
             }
             for pid in pids {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -254,8 +277,14 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
                 }
             }
             let role = Role::parse(role);
-            let targets =
-                pids.iter().map(|&pid| Target { pid, role: role.clone(), include_children: !no_children }).collect();
+            let targets = pids
+                .iter()
+                .map(|&pid| Target {
+                    pid,
+                    role: role.clone(),
+                    include_children: !no_children,
+                })
+                .collect();
             let sampler = Sampler::start(targets, interval);
             std::thread::sleep(duration);
             let samples = sampler.stop();
@@ -270,7 +299,11 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
                 .map(crate::window::unix_secs)
                 .map_err(|e| Error::io("reading", report, e))?;
             let (rows, summary, source) = crate::loadgen::read_any(report, end)?;
-            let (long, sum) = if source == "wrk" { ("wrk.csv", "wrk_summary.csv") } else { ("loadgen.csv", "loadgen_summary.csv") };
+            let (long, sum) = if source == "wrk" {
+                ("wrk.csv", "wrk_summary.csv")
+            } else {
+                ("loadgen.csv", "loadgen_summary.csv")
+            };
             Ok(vec![
                 Written {
                     path: output::write_long(out, long, &rows)?,
@@ -282,13 +315,25 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
                 },
             ])
         }
-        CollectCommand::Scrape { urls, duration, interval, out } => {
+        CollectCommand::Scrape {
+            urls,
+            duration,
+            interval,
+            out,
+        } => {
             let duration = parse_duration(duration)?;
             let interval = parse_duration(interval)?;
             if interval.is_zero() {
-                return Err(Error::Invalid { what: "interval", message: "must be positive".into() });
+                return Err(Error::Invalid {
+                    what: "interval",
+                    message: "must be positive".into(),
+                });
             }
-            let http = crate::http::HttpSettings { timeout: interval.max(Duration::from_secs(1)), retries: 0, ..Default::default() };
+            let http = crate::http::HttpSettings {
+                timeout: interval.max(Duration::from_secs(1)),
+                retries: 0,
+                ..Default::default()
+            };
             let scraper = crate::scrape::Scraper::start(urls.clone(), interval, http);
             std::thread::sleep(duration);
             let (rows, errors) = scraper.stop();
@@ -305,7 +350,11 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
             Ok(vec![
                 Written {
                     path: output::write_long(out, "scrape.csv", &rows)?,
-                    what: format!("scraped samples: {} rows ({} failed scrapes)", rows.len(), errors.len()),
+                    what: format!(
+                        "scraped samples: {} rows ({} failed scrapes)",
+                        rows.len(),
+                        errors.len()
+                    ),
                 },
                 Written {
                     path: output::write_series_summary(out, "scrape_summary.csv", &rows)?,
@@ -331,15 +380,63 @@ mod tests {
     #[test]
     fn flags_parse_as_the_issue_writes_them() {
         let c = Cli::try_parse_from([
-            "x", "prometheus", "--url", "http://h:9090", "--query", "up", "--start", "now-5m", "--end", "now", "--step",
-            "1s", "--out", "d",
+            "x",
+            "prometheus",
+            "--url",
+            "http://h:9090",
+            "--query",
+            "up",
+            "--start",
+            "now-5m",
+            "--end",
+            "now",
+            "--step",
+            "1s",
+            "--out",
+            "d",
         ])
         .unwrap();
         assert!(matches!(c.cmd, CollectCommand::Prometheus { ref query, .. } if query == &["up"]));
-        assert!(Cli::try_parse_from(["x", "jaeger", "--url", "u", "--service", "s", "--start", "1", "--end", "2", "--out", "d"]).is_ok());
-        assert!(Cli::try_parse_from(["x", "host", "--pid", "1", "--duration", "10s", "--out", "d"]).is_ok());
+        assert!(Cli::try_parse_from([
+            "x",
+            "jaeger",
+            "--url",
+            "u",
+            "--service",
+            "s",
+            "--start",
+            "1",
+            "--end",
+            "2",
+            "--out",
+            "d"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "x",
+            "host",
+            "--pid",
+            "1",
+            "--duration",
+            "10s",
+            "--out",
+            "d"
+        ])
+        .is_ok());
         assert!(Cli::try_parse_from(["x", "loadgen", "r.json", "--out", "d"]).is_ok());
-        assert!(Cli::try_parse_from(["x", "prometheus", "--url", "u", "--start", "1", "--end", "2", "--out", "d"]).is_err());
+        assert!(Cli::try_parse_from([
+            "x",
+            "prometheus",
+            "--url",
+            "u",
+            "--start",
+            "1",
+            "--end",
+            "2",
+            "--out",
+            "d"
+        ])
+        .is_err());
     }
 
     #[test]
@@ -356,11 +453,19 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
-        let e = execute(&CollectCommand::Traces { input: dir.path().join("missing.json"), out: out.clone() }).unwrap_err();
+        let e = execute(&CollectCommand::Traces {
+            input: dir.path().join("missing.json"),
+            out: out.clone(),
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("missing.json"), "{e}");
         let bad = dir.path().join("bad.txt");
         std::fs::write(&bad, "not a report\n").unwrap();
-        let e = execute(&CollectCommand::Loadgen { report: bad, out: out.clone() }).unwrap_err();
+        let e = execute(&CollectCommand::Loadgen {
+            report: bad,
+            out: out.clone(),
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("bad.txt:1:"), "{e}");
         assert!(!out.exists() || std::fs::read_dir(&out).unwrap().count() == 0);
     }

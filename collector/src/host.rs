@@ -97,20 +97,28 @@ impl Sampler {
             .name("aefm-host-sampler".into())
             .spawn(move || run(shared, interval.max(Duration::from_millis(10)), rx))
             .expect("spawning a thread only fails when the system is out of resources");
-        Sampler { targets, stop, handle }
+        Sampler {
+            targets,
+            stop,
+            handle,
+        }
     }
 
     /// Adds a target from the next tick on.
     pub fn add(&self, target: Target) {
-        self.targets.lock().unwrap_or_else(|e| e.into_inner()).push(target);
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(target);
     }
 
     /// Takes a last sample, stops, and returns everything recorded.
     pub fn stop(self) -> HostSamples {
         let _ = self.stop.send(());
-        self.handle
-            .join()
-            .unwrap_or_else(|_| HostSamples { rows: Vec::new(), errors: vec!["host sampler thread panicked".into()] })
+        self.handle.join().unwrap_or_else(|_| HostSamples {
+            rows: Vec::new(),
+            errors: vec!["host sampler thread panicked".into()],
+        })
     }
 }
 
@@ -167,7 +175,11 @@ fn all_processes() -> HashMap<u32, ProcStat> {
 fn host_cpu() -> Option<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal (guest is already in user)
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
@@ -196,7 +208,10 @@ fn host_net() -> Option<(u64, u64)> {
         if name.trim() == "lo" {
             continue;
         }
-        let v: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         rx += v.first().copied().unwrap_or(0);
         tx += v.get(8).copied().unwrap_or(0);
     }
@@ -210,7 +225,11 @@ struct TargetState {
     gone: bool,
 }
 
-fn run(targets: Arc<Mutex<Vec<Target>>>, interval: Duration, stop: mpsc::Receiver<()>) -> HostSamples {
+fn run(
+    targets: Arc<Mutex<Vec<Target>>>,
+    interval: Duration,
+    stop: mpsc::Receiver<()>,
+) -> HostSamples {
     // SAFETY: sysconf has no preconditions.
     let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // SAFETY: as above.
@@ -226,7 +245,11 @@ fn run(targets: Arc<Mutex<Vec<Target>>>, interval: Duration, stop: mpsc::Receive
         let ts = unix_secs(SystemTime::now());
         let elapsed = last_at.map(|t| now.duration_since(t).as_secs_f64());
         let list = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let procs = if list.iter().any(|t| t.include_children) { all_processes() } else { HashMap::new() };
+        let procs = if list.iter().any(|t| t.include_children) {
+            all_processes()
+        } else {
+            HashMap::new()
+        };
         let mut push = |metric: &str, labels: &Labels, value: f64| {
             out.rows.push(MetricRow {
                 timestamp: ts,
@@ -238,24 +261,46 @@ fn run(targets: Arc<Mutex<Vec<Target>>>, interval: Duration, stop: mpsc::Receive
         };
         for t in &list {
             let key = (t.pid, t.role.as_str().to_string());
-            let root = if t.include_children { procs.get(&t.pid).copied() } else { read_stat(t.pid).map(|x| x.1) };
+            let root = if t.include_children {
+                procs.get(&t.pid).copied()
+            } else {
+                read_stat(t.pid).map(|x| x.1)
+            };
             let state = states.get_mut(&key);
-            let Some(root) = root.filter(|r| state.as_ref().is_none_or(|s| s.start == r.start)) else {
+            let Some(root) = root.filter(|r| state.as_ref().is_none_or(|s| s.start == r.start))
+            else {
                 match state {
                     Some(s) if !s.gone => {
                         s.gone = true;
-                        out.errors.push(format!("pid {} ({}) exited; sampling of it stopped", t.pid, t.role.as_str()));
+                        out.errors.push(format!(
+                            "pid {} ({}) exited; sampling of it stopped",
+                            t.pid,
+                            t.role.as_str()
+                        ));
                     }
                     None => {
-                        states.insert(key, TargetState { comm: String::new(), start: 0, last_ticks: 0, gone: true });
-                        out.errors.push(format!("pid {} ({}) does not exist", t.pid, t.role.as_str()));
+                        states.insert(
+                            key,
+                            TargetState {
+                                comm: String::new(),
+                                start: 0,
+                                last_ticks: 0,
+                                gone: true,
+                            },
+                        );
+                        out.errors.push(format!(
+                            "pid {} ({}) does not exist",
+                            t.pid,
+                            t.role.as_str()
+                        ));
                     }
                     _ => {}
                 }
                 continue;
             };
             // Tree members: the root and every descendant (by ppid), each counted once.
-            let (mut ticks, mut rss, mut threads, mut count) = (root.ticks, root.rss_pages, root.threads, 1u64);
+            let (mut ticks, mut rss, mut threads, mut count) =
+                (root.ticks, root.rss_pages, root.threads, 1u64);
             if t.include_children {
                 let mut frontier = vec![t.pid];
                 let mut guard = 0;
@@ -288,7 +333,11 @@ fn run(targets: Arc<Mutex<Vec<Target>>>, interval: Duration, stop: mpsc::Receive
             if let Some(dt) = elapsed.filter(|d| *d > 0.0) {
                 // A child that exited unreaped drops out of the sum: never report negative CPU.
                 let dticks = ticks.saturating_sub(state.last_ticks) as f64;
-                push("process_cpu_percent", &labels, dticks / clk_tck / dt * 100.0);
+                push(
+                    "process_cpu_percent",
+                    &labels,
+                    dticks / clk_tck / dt * 100.0,
+                );
             }
             state.last_ticks = ticks;
             push("process_rss_bytes", &labels, (rss * page) as f64);
@@ -300,19 +349,35 @@ fn run(targets: Arc<Mutex<Vec<Target>>>, interval: Duration, stop: mpsc::Receive
             if let Some((b0, t0)) = last_cpu {
                 let dt = cpu.1.saturating_sub(t0);
                 if dt > 0 {
-                    push("host_cpu_busy_share", &none, cpu.0.saturating_sub(b0) as f64 / dt as f64);
+                    push(
+                        "host_cpu_busy_share",
+                        &none,
+                        cpu.0.saturating_sub(b0) as f64 / dt as f64,
+                    );
                 }
             }
             last_cpu = Some(cpu);
         }
         if let Some((total, avail)) = host_mem() {
-            push("host_memory_used_bytes", &none, total.saturating_sub(avail) as f64);
+            push(
+                "host_memory_used_bytes",
+                &none,
+                total.saturating_sub(avail) as f64,
+            );
             push("host_memory_available_bytes", &none, avail as f64);
         }
         if let Some(net) = host_net() {
             if let (Some((r0, t0)), Some(dt)) = (last_net, elapsed.filter(|d| *d > 0.0)) {
-                push("host_network_receive_bytes_per_second", &none, net.0.saturating_sub(r0) as f64 / dt);
-                push("host_network_transmit_bytes_per_second", &none, net.1.saturating_sub(t0) as f64 / dt);
+                push(
+                    "host_network_receive_bytes_per_second",
+                    &none,
+                    net.0.saturating_sub(r0) as f64 / dt,
+                );
+                push(
+                    "host_network_transmit_bytes_per_second",
+                    &none,
+                    net.1.saturating_sub(t0) as f64 / dt,
+                );
             }
             last_net = Some(net);
         }
@@ -348,14 +413,26 @@ mod tests {
         let me = std::process::id();
         let s = Sampler::start(
             vec![
-                Target { pid: me, role: Role::Generator, include_children: true },
-                Target { pid: u32::MAX - 1, role: Role::App, include_children: false },
+                Target {
+                    pid: me,
+                    role: Role::Generator,
+                    include_children: true,
+                },
+                Target {
+                    pid: u32::MAX - 1,
+                    role: Role::App,
+                    include_children: false,
+                },
             ],
             Duration::from_millis(50),
         );
         std::thread::sleep(Duration::from_millis(180));
         let out = s.stop();
-        let rss: Vec<&MetricRow> = out.rows.iter().filter(|r| r.metric == "process_rss_bytes").collect();
+        let rss: Vec<&MetricRow> = out
+            .rows
+            .iter()
+            .filter(|r| r.metric == "process_rss_bytes")
+            .collect();
         assert!(rss.len() >= 2, "{rss:?}");
         assert!(rss[0].value > 1e6);
         assert_eq!(rss[0].labels["role"], "generator");

@@ -25,7 +25,11 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { timeout: Duration::from_secs(30), retries: 3, backoff: Duration::from_millis(200) }
+        HttpSettings {
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(200),
+        }
     }
 }
 
@@ -41,17 +45,26 @@ pub(crate) enum Fetched {
 /// GETs `url` with the settings' timeout and retries. `url` must be `http://`.
 pub(crate) fn get(url: &url::Url, settings: &HttpSettings) -> Fetched {
     let run = || -> Fetched {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
-            Err(e) => return Fetched::Failed { message: format!("cannot start runtime: {e}"), attempts: 0 },
+            Err(e) => {
+                return Fetched::Failed {
+                    message: format!("cannot start runtime: {e}"),
+                    attempts: 0,
+                }
+            }
         };
         rt.block_on(get_async(url, settings))
     };
     if tokio::runtime::Handle::try_current().is_ok() {
         std::thread::scope(|s| {
-            s.spawn(run)
-                .join()
-                .unwrap_or_else(|_| Fetched::Failed { message: "request thread panicked".into(), attempts: 0 })
+            s.spawn(run).join().unwrap_or_else(|_| Fetched::Failed {
+                message: "request thread panicked".into(),
+                attempts: 0,
+            })
         })
     } else {
         run()
@@ -61,13 +74,17 @@ pub(crate) fn get(url: &url::Url, settings: &HttpSettings) -> Fetched {
 async fn get_async(url: &url::Url, settings: &HttpSettings) -> Fetched {
     if url.scheme() != "http" {
         return Fetched::Failed {
-            message: format!("unsupported scheme `{}` (only http:// is supported)", url.scheme()),
+            message: format!(
+                "unsupported scheme `{}` (only http:// is supported)",
+                url.scheme()
+            ),
             attempts: 0,
         };
     }
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(settings.timeout));
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
     let mut backoff = settings.backoff;
     let mut attempts = 0;
     loop {
@@ -75,12 +92,20 @@ async fn get_async(url: &url::Url, settings: &HttpSettings) -> Fetched {
         let last_try = attempts > settings.retries;
         let outcome = tokio::time::timeout(settings.timeout, async {
             let req = http::Request::get(url.as_str())
-                .header(http::header::ACCEPT, "application/json, text/plain;q=0.9, */*;q=0.5")
+                .header(
+                    http::header::ACCEPT,
+                    "application/json, text/plain;q=0.9, */*;q=0.5",
+                )
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| e.to_string())?;
             let resp = client.request(req).await.map_err(|e| describe(&e))?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
             Ok::<_, String>((status, body))
         })
         .await;
@@ -90,7 +115,10 @@ async fn get_async(url: &url::Url, settings: &HttpSettings) -> Fetched {
             }
             Ok(Err(message)) if last_try => return Fetched::Failed { message, attempts },
             Err(_) if last_try => {
-                return Fetched::Failed { message: format!("timed out after {:?}", settings.timeout), attempts };
+                return Fetched::Failed {
+                    message: format!("timed out after {:?}", settings.timeout),
+                    attempts,
+                };
             }
             _ => {
                 tracing::debug!(%url, attempts, "retrying after {:?}", backoff);

@@ -74,7 +74,9 @@ pub struct FetchReport {
 impl FetchReport {
     /// Traces fetched / requests sent (sampling coverage), when the requests are known.
     pub fn coverage(&self) -> Option<f64> {
-        self.requests_sent.filter(|&n| n > 0).map(|n| self.traces as f64 / n as f64)
+        self.requests_sent
+            .filter(|&n| n > 0)
+            .map(|n| self.traces as f64 / n as f64)
     }
 }
 
@@ -112,8 +114,10 @@ struct Services {
 impl JaegerClient {
     /// A client for the query service at `url`.
     pub fn new(url: &str, http: HttpSettings) -> Result<Self> {
-        let mut base = url::Url::parse(url)
-            .map_err(|e| Error::Invalid { what: "Jaeger URL", message: format!("`{url}`: {e}") })?;
+        let mut base = url::Url::parse(url).map_err(|e| Error::Invalid {
+            what: "Jaeger URL",
+            message: format!("`{url}`: {e}"),
+        })?;
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
             base.set_path(&p);
@@ -140,8 +144,19 @@ impl JaegerClient {
                     .and_then(|b| b.errors)
                     .map(|e| e.into_iter().map(|i| i.msg).collect::<Vec<_>>().join("; "))
                     .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(500)]).trim().to_string());
-                Err(Error::Http { origin: "jaeger", url: url_s, status, what: what.into(), window: window.into(), body: msg })
+                    .unwrap_or_else(|| {
+                        String::from_utf8_lossy(&body[..body.len().min(500)])
+                            .trim()
+                            .to_string()
+                    });
+                Err(Error::Http {
+                    origin: "jaeger",
+                    url: url_s,
+                    status,
+                    what: what.into(),
+                    window: window.into(),
+                    body: msg,
+                })
             }
             Fetched::Answer { body, .. } => Ok(body),
         }
@@ -149,7 +164,10 @@ impl JaegerClient {
 
     /// The services Jaeger knows (`/api/services`).
     pub fn services(&self) -> Result<Vec<String>> {
-        let url = self.base.join("api/services").map_err(|e| Error::Invalid { what: "Jaeger URL", message: e.to_string() })?;
+        let url = self.base.join("api/services").map_err(|e| Error::Invalid {
+            what: "Jaeger URL",
+            message: e.to_string(),
+        })?;
         let body = self.get(url.clone(), "services", "-")?;
         let s: Services = serde_json::from_slice(&body).map_err(|e| Error::Malformed {
             origin: "jaeger",
@@ -162,9 +180,16 @@ impl JaegerClient {
     }
 
     /// One page of `/api/traces` for `[start_us, end_us]`, as the raw JSON answer.
-    pub fn traces_page(&self, s: &JaegerSettings, start_us: u64, end_us: u64) -> Result<bytes::Bytes> {
-        let mut url =
-            self.base.join("api/traces").map_err(|e| Error::Invalid { what: "Jaeger URL", message: e.to_string() })?;
+    pub fn traces_page(
+        &self,
+        s: &JaegerSettings,
+        start_us: u64,
+        end_us: u64,
+    ) -> Result<bytes::Bytes> {
+        let mut url = self.base.join("api/traces").map_err(|e| Error::Invalid {
+            what: "Jaeger URL",
+            message: e.to_string(),
+        })?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("service", &s.service)
@@ -188,7 +213,10 @@ fn describe(s: &JaegerSettings) -> String {
         d.push_str(&format!(" operation `{op}`"));
     }
     if !s.tags.is_empty() {
-        d.push_str(&format!(" tags {}", serde_json::to_string(&s.tags).unwrap_or_default()));
+        d.push_str(&format!(
+            " tags {}",
+            serde_json::to_string(&s.tags).unwrap_or_default()
+        ));
     }
     d
 }
@@ -227,12 +255,16 @@ pub fn collect(
             .tempfile_in(dir)
             .map_err(|e| Error::io("writing", &raw_path, e))?;
         let mut w = BufWriter::with_capacity(1 << 18, tmp);
-        w.write_all(b"{\"data\":[\n").map_err(|e| Error::io("writing", &raw_path, e))?;
+        w.write_all(b"{\"data\":[\n")
+            .map_err(|e| Error::io("writing", &raw_path, e))?;
         Some(w)
     } else {
         None
     };
-    let mut report = FetchReport { requests_sent, ..Default::default() };
+    let mut report = FetchReport {
+        requests_sent,
+        ..Default::default()
+    };
     // Depth-first, left half first, so pages arrive in time order.
     let mut stack = vec![(start, end)];
     while let Some((a, b)) = stack.pop() {
@@ -252,29 +284,57 @@ pub fn collect(
             report.truncated_windows += 1;
             tracing::warn!(window = %window_us(a, b), "Jaeger page full and window not split further: traces may be missing");
         }
-        proc.add_page(&page, raw.as_mut()).map_err(|m| malformed(m, a, b))?;
+        proc.add_page(&page, raw.as_mut())
+            .map_err(|m| malformed(m, a, b))?;
     }
     report.traces = proc.counts().traces;
     if report.traces == 0 {
-        let known = client.services().ok().filter(|s| !s.contains(&settings.service));
-        let hint = known.map_or(String::new(), |s| format!(" (Jaeger knows no such service; it knows: {})", s.join(", ")));
-        return Err(Error::Empty { origin: "jaeger", what: format!("{what}{hint}"), window: window.to_string() });
+        let known = client
+            .services()
+            .ok()
+            .filter(|s| !s.contains(&settings.service));
+        let hint = known.map_or(String::new(), |s| {
+            format!(
+                " (Jaeger knows no such service; it knows: {})",
+                s.join(", ")
+            )
+        });
+        return Err(Error::Empty {
+            origin: "jaeger",
+            what: format!("{what}{hint}"),
+            window: window.to_string(),
+        });
     }
     proc.add_summary("fetch_requests", report.requests.to_string());
     proc.add_summary("page_limit", limit.to_string());
     proc.add_summary("truncated_windows", report.truncated_windows.to_string());
     proc.add_summary("window_start_us", start.to_string());
     proc.add_summary("window_end_us", end.to_string());
-    proc.add_summary("requests_sent", requests_sent.map_or(String::new(), |n| n.to_string()));
-    proc.add_summary("coverage", report.coverage().map_or(String::new(), |c| format!("{c:.6}")));
+    proc.add_summary(
+        "requests_sent",
+        requests_sent.map_or(String::new(), |n| n.to_string()),
+    );
+    proc.add_summary(
+        "coverage",
+        report
+            .coverage()
+            .map_or(String::new(), |c| format!("{c:.6}")),
+    );
     let (counts, mut written) = proc.finish()?;
     if let Some(mut w) = raw {
-        w.write_all(b"\n]}\n").map_err(|e| Error::io("writing", &raw_path, e))?;
-        let tmp = w.into_inner().map_err(|e| Error::io("writing", &raw_path, e.into_error()))?;
-        tmp.persist(&raw_path).map_err(|e| Error::io("writing", &raw_path, e.error))?;
+        w.write_all(b"\n]}\n")
+            .map_err(|e| Error::io("writing", &raw_path, e))?;
+        let tmp = w
+            .into_inner()
+            .map_err(|e| Error::io("writing", &raw_path, e.into_error()))?;
+        tmp.persist(&raw_path)
+            .map_err(|e| Error::io("writing", &raw_path, e.error))?;
         written.push(Written {
             path: raw_path,
-            what: format!("raw Jaeger traces ({} traces, {} requests)", counts.traces, report.requests),
+            what: format!(
+                "raw Jaeger traces ({} traces, {} requests)",
+                counts.traces, report.requests
+            ),
         });
     }
     Ok((counts, report, written))

@@ -115,7 +115,11 @@ pub fn fmt_f64(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -135,9 +139,12 @@ where
         .map_err(|e| Error::io("writing", &path, e))?;
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
-        fill(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io("writing", &path, e))?;
+        fill(&mut w)
+            .and_then(|_| w.flush())
+            .map_err(|e| Error::io("writing", &path, e))?;
     }
-    tmp.persist(&path).map_err(|e| Error::io("writing", &path, e.error))?;
+    tmp.persist(&path)
+        .map_err(|e| Error::io("writing", &path, e.error))?;
     Ok(path)
 }
 
@@ -175,7 +182,8 @@ pub const SUMMARY_HEADER: &str = "source,metric,labels,samples,first,last,min,me
 /// Writes one summary row per series (same source, metric and labels) of `rows`: the hardware summary.
 /// NaN samples are skipped in the statistics but counted in `samples`.
 pub fn write_series_summary(dir: &Path, name: &str, rows: &[MetricRow]) -> Result<PathBuf> {
-    let mut groups: BTreeMap<(&str, &str, String), Vec<(f64, f64)>> = BTreeMap::new();
+    type Key<'r> = (&'r str, &'r str, String);
+    let mut groups: BTreeMap<Key, Vec<(f64, f64)>> = BTreeMap::new();
     for r in rows {
         groups
             .entry((&r.source, &r.metric, encode_labels(&r.labels)))
@@ -188,7 +196,11 @@ pub fn write_series_summary(dir: &Path, name: &str, rows: &[MetricRow]) -> Resul
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut vals: Vec<f64> = pts.iter().map(|p| p.1).filter(|v| !v.is_nan()).collect();
             vals.sort_by(f64::total_cmp);
-            let mean = if vals.is_empty() { f64::NAN } else { vals.iter().sum::<f64>() / vals.len() as f64 };
+            let mean = if vals.is_empty() {
+                f64::NAN
+            } else {
+                vals.iter().sum::<f64>() / vals.len() as f64
+            };
             csv_field(w, source)?;
             w.write_all(b",")?;
             csv_field(w, metric)?;

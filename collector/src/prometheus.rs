@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::http::{self, Fetched, HttpSettings};
 use crate::output::{Labels, MetricRow};
-use crate::window::{rfc3339, unix_secs, Window};
+use crate::window::{unix_secs, Window};
 
 /// Prometheus refuses range queries of more than 11,000 points per series.
 pub const MAX_POINTS: u64 = 11_000;
@@ -55,7 +55,11 @@ pub struct QueryTemplate {
 impl QueryTemplate {
     /// A range query template.
     pub fn range(name: impl Into<String>, promql: impl Into<String>) -> Self {
-        QueryTemplate { name: name.into(), promql: promql.into(), kind: QueryKind::Range }
+        QueryTemplate {
+            name: name.into(),
+            promql: promql.into(),
+            kind: QueryKind::Range,
+        }
     }
 }
 
@@ -97,7 +101,8 @@ impl PrometheusSettings {
 /// pod's limit (kube-prometheus-stack recording rules; values 0–1, not percent), the raw per-pod CPU
 /// (cores) and working set (bytes), and node CPU busy share, memory and network from node-exporter.
 pub fn default_queries() -> Vec<QueryTemplate> {
-    const C: &str = r#"namespace="{{namespace}}", container!="POD", container!="", pod=~"{{pod_regex}}""#;
+    const C: &str =
+        r#"namespace="{{namespace}}", container!="POD", container!="", pod=~"{{pod_regex}}""#;
     vec![
         QueryTemplate::range(
             "pod_cpu_limit_share",
@@ -144,13 +149,15 @@ pub fn default_queries() -> Vec<QueryTemplate> {
 pub fn choose_step(window: Duration, min_step: Duration) -> Duration {
     let w = window.as_millis() as u64;
     let needed = w.div_ceil(MAX_POINTS - 1).max(1);
-    Duration::from_millis(needed).max(min_step).max(Duration::from_millis(1))
+    Duration::from_millis(needed)
+        .max(min_step)
+        .max(Duration::from_millis(1))
 }
 
 /// A duration as PromQL writes it: `15s`, `1500ms`.
 pub fn promql_duration(d: Duration) -> String {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -184,22 +191,30 @@ pub fn render(
             variable: var.to_string(),
             hint: hint.to_string(),
         };
-        let value = match var {
-            "namespace" => ctx.namespace.clone().ok_or_else(|| missing(" for this test case"))?,
-            "pod_regex" => ctx.pod_regex.clone().ok_or_else(|| missing(" for this test case"))?,
-            "node" => ctx.node.clone().ok_or_else(|| missing(" for this test case"))?,
-            "case" => ctx.case.clone(),
-            "window" => promql_duration(window.duration()),
-            "step" => promql_duration(step),
-            "rate_window" => promql_duration(rate_window.max(step * 2)),
-            "start" => format!("{:.3}", window.start_secs()),
-            "end" => format!("{:.3}", window.end_secs()),
-            other => ctx
-                .extra
-                .get(other)
-                .cloned()
-                .ok_or_else(|| missing(" (unknown variable: not a built-in and not in `extra`)"))?,
-        };
+        let value =
+            match var {
+                "namespace" => ctx
+                    .namespace
+                    .clone()
+                    .ok_or_else(|| missing(" for this test case"))?,
+                "pod_regex" => ctx
+                    .pod_regex
+                    .clone()
+                    .ok_or_else(|| missing(" for this test case"))?,
+                "node" => ctx
+                    .node
+                    .clone()
+                    .ok_or_else(|| missing(" for this test case"))?,
+                "case" => ctx.case.clone(),
+                "window" => promql_duration(window.duration()),
+                "step" => promql_duration(step),
+                "rate_window" => promql_duration(rate_window.max(step * 2)),
+                "start" => format!("{:.3}", window.start_secs()),
+                "end" => format!("{:.3}", window.end_secs()),
+                other => ctx.extra.get(other).cloned().ok_or_else(|| {
+                    missing(" (unknown variable: not a built-in and not in `extra`)")
+                })?,
+            };
         out.push_str(&value);
         rest = &after[close + 2..];
     }
@@ -288,9 +303,10 @@ impl PrometheusClient {
     }
 
     fn endpoint(&self, path: &str) -> Result<url::Url> {
-        self.base
-            .join(path)
-            .map_err(|e| Error::Invalid { what: "Prometheus URL", message: format!("{}: {e}", self.base) })
+        self.base.join(path).map_err(|e| Error::Invalid {
+            what: "Prometheus URL",
+            message: format!("{}: {e}", self.base),
+        })
     }
 
     fn run(&self, url: url::Url, query: &str, window: &Window) -> Result<Vec<Series>> {
@@ -318,9 +334,18 @@ impl PrometheusClient {
                     a.error_type.as_deref().unwrap_or("error"),
                     a.error.as_deref().unwrap_or("(no message)")
                 ),
-                Err(_) => String::from_utf8_lossy(&body[..body.len().min(500)]).trim().to_string(),
+                Err(_) => String::from_utf8_lossy(&body[..body.len().min(500)])
+                    .trim()
+                    .to_string(),
             };
-            return Err(Error::Http { origin: "prometheus", url: url_s, status, what, window: window_s, body: detail });
+            return Err(Error::Http {
+                origin: "prometheus",
+                url: url_s,
+                status,
+                what,
+                window: window_s,
+                body: detail,
+            });
         }
         let malformed = |message: String| Error::Malformed {
             origin: "prometheus",
@@ -344,8 +369,13 @@ impl PrometheusClient {
                 ),
             });
         }
-        let data = answer.data.ok_or_else(|| malformed("no `data` in a success answer".into()))?;
-        let parse_v = |s: &str| s.parse::<f64>().map_err(|e| malformed(format!("sample value `{s}`: {e}")));
+        let data = answer
+            .data
+            .ok_or_else(|| malformed("no `data` in a success answer".into()))?;
+        let parse_v = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|e| malformed(format!("sample value `{s}`: {e}")))
+        };
         let series = match data.result_type.as_str() {
             "matrix" | "vector" => {
                 let list: Vec<ApiSeries> =
@@ -356,19 +386,29 @@ impl PrometheusClient {
                     for (t, v) in s.values.iter().chain(s.value.iter()) {
                         samples.push((*t, parse_v(v)?));
                     }
-                    out.push(Series { labels: s.metric, samples });
+                    out.push(Series {
+                        labels: s.metric,
+                        samples,
+                    });
                 }
                 out
             }
             "scalar" => {
                 let (t, v): (f64, String) =
                     serde_json::from_value(data.result).map_err(|e| malformed(e.to_string()))?;
-                vec![Series { labels: Labels::new(), samples: vec![(t, parse_v(&v)?)] }]
+                vec![Series {
+                    labels: Labels::new(),
+                    samples: vec![(t, parse_v(&v)?)],
+                }]
             }
             other => return Err(malformed(format!("unsupported resultType `{other}`"))),
         };
         if series.iter().all(|s| s.samples.is_empty()) {
-            return Err(Error::Empty { origin: "prometheus", what, window: window_s });
+            return Err(Error::Empty {
+                origin: "prometheus",
+                what,
+                window: window_s,
+            });
         }
         Ok(series)
     }
@@ -403,11 +443,17 @@ pub struct QueryReport {
 
 /// Runs every query of `settings` over `window` (without waiting for the grace period) and returns
 /// the samples in long format (`source = prometheus`, `metric` = query name) and one report per query.
-pub fn collect(settings: &PrometheusSettings, window: &Window, ctx: &TemplateContext) -> (Vec<MetricRow>, Vec<QueryReport>) {
+pub fn collect(
+    settings: &PrometheusSettings,
+    window: &Window,
+    ctx: &TemplateContext,
+) -> (Vec<MetricRow>, Vec<QueryReport>) {
     let mut rows = Vec::new();
     let mut reports = Vec::new();
     let auto = choose_step(window.duration(), settings.min_step);
-    let step = settings.step.map_or(auto, |s| s.max(choose_step(window.duration(), Duration::from_millis(1))));
+    let step = settings.step.map_or(auto, |s| {
+        s.max(choose_step(window.duration(), Duration::from_millis(1)))
+    });
     let client = PrometheusClient::new(&settings.url, settings.http);
     for q in &settings.queries {
         let mut report = QueryReport {
@@ -458,17 +504,10 @@ pub fn collect(settings: &PrometheusSettings, window: &Window, ctx: &TemplateCon
 }
 
 fn clone_invalid(e: &Error) -> Error {
-    Error::Invalid { what: "Prometheus URL", message: e.to_string() }
-}
-
-/// The instant the grace period ends for a window.
-pub fn grace_deadline(window: &Window, grace: Duration) -> SystemTime {
-    window.end + grace
-}
-
-/// Renders the window for error messages.
-pub fn describe_window(window: &Window) -> String {
-    format!("{}..{}", rfc3339(window.start), rfc3339(window.end))
+    Error::Invalid {
+        what: "Prometheus URL",
+        message: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -477,21 +516,37 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     fn win(secs: u64) -> Window {
-        Window::new(UNIX_EPOCH + Duration::from_secs(1000), UNIX_EPOCH + Duration::from_secs(1000 + secs)).unwrap()
+        Window::new(
+            UNIX_EPOCH + Duration::from_secs(1000),
+            UNIX_EPOCH + Duration::from_secs(1000 + secs),
+        )
+        .unwrap()
     }
 
     #[test]
     fn step_respects_point_limit_and_minimum() {
-        assert_eq!(choose_step(Duration::from_secs(60), Duration::from_secs(1)), Duration::from_secs(1));
-        assert_eq!(choose_step(Duration::from_secs(60), Duration::from_secs(15)), Duration::from_secs(15));
+        assert_eq!(
+            choose_step(Duration::from_secs(60), Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            choose_step(Duration::from_secs(60), Duration::from_secs(15)),
+            Duration::from_secs(15)
+        );
         // A day at 1 s would be 86,401 points.
         let day = Duration::from_secs(86_400);
         let s = choose_step(day, Duration::from_secs(1));
         assert!(day.as_millis() / s.as_millis() < MAX_POINTS as u128);
         assert!(s < Duration::from_secs(8));
         // exactly 10,999 s at 1 s = 11,000 points: allowed
-        assert_eq!(choose_step(Duration::from_secs(10_999), Duration::from_secs(1)), Duration::from_secs(1));
-        assert!(choose_step(Duration::from_secs(11_000), Duration::from_secs(1)) > Duration::from_secs(1));
+        assert_eq!(
+            choose_step(Duration::from_secs(10_999), Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert!(
+            choose_step(Duration::from_secs(11_000), Duration::from_secs(1))
+                > Duration::from_secs(1)
+        );
     }
 
     #[test]
@@ -503,16 +558,53 @@ mod tests {
             extra: [("job".to_string(), "node".to_string())].into(),
             ..Default::default()
         };
-        let q = QueryTemplate::range("q", r#"rate(x{namespace="{{namespace}}",pod=~"{{ pod_regex }}",job="{{job}}"}[{{window}}])"#);
-        let s = render(&q, &ctx, &win(90), Duration::from_secs(1), Duration::from_secs(60)).unwrap();
-        assert_eq!(s, r#"rate(x{namespace="social",pod=~"nginx.*",job="node"}[90s])"#);
+        let q = QueryTemplate::range(
+            "q",
+            r#"rate(x{namespace="{{namespace}}",pod=~"{{ pod_regex }}",job="{{job}}"}[{{window}}])"#,
+        );
+        let s = render(
+            &q,
+            &ctx,
+            &win(90),
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            r#"rate(x{namespace="social",pod=~"nginx.*",job="node"}[90s])"#
+        );
         let q = QueryTemplate::range("cpu", "x{node=\"{{node}}\"}");
-        let e = render(&q, &ctx, &win(1), Duration::from_secs(1), Duration::from_secs(60)).unwrap_err();
-        assert!(e.to_string().contains("`cpu`") && e.to_string().contains("`node`"), "{e}");
+        let e = render(
+            &q,
+            &ctx,
+            &win(1),
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("`cpu`") && e.to_string().contains("`node`"),
+            "{e}"
+        );
         let q = QueryTemplate::range("u", "{{nope}}");
-        assert!(render(&q, &ctx, &win(1), Duration::from_secs(1), Duration::from_secs(60)).is_err());
+        assert!(render(
+            &q,
+            &ctx,
+            &win(1),
+            Duration::from_secs(1),
+            Duration::from_secs(60)
+        )
+        .is_err());
         let q = QueryTemplate::range("u", "x{{nope");
-        assert!(render(&q, &ctx, &win(1), Duration::from_secs(1), Duration::from_secs(60)).is_err());
+        assert!(render(
+            &q,
+            &ctx,
+            &win(1),
+            Duration::from_secs(1),
+            Duration::from_secs(60)
+        )
+        .is_err());
     }
 
     #[test]
@@ -523,7 +615,14 @@ mod tests {
             ..Default::default()
         };
         for q in default_queries() {
-            let s = render(&q, &ctx, &win(60), Duration::from_secs(15), Duration::from_secs(60)).unwrap();
+            let s = render(
+                &q,
+                &ctx,
+                &win(60),
+                Duration::from_secs(15),
+                Duration::from_secs(60),
+            )
+            .unwrap();
             assert!(!s.contains("{{"), "{s}");
         }
         assert_eq!(promql_duration(Duration::from_millis(1500)), "1500ms");

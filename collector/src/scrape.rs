@@ -15,8 +15,10 @@ use crate::window::{rfc3339, unix_secs};
 /// `quantile` label. An `instance` label (`host:port` of the URL) is added.
 pub fn scrape_once(url: &str, http: &HttpSettings) -> Result<Vec<MetricRow>> {
     let at = SystemTime::now();
-    let parsed = url::Url::parse(url)
-        .map_err(|e| Error::Invalid { what: "scrape URL", message: format!("`{url}`: {e}") })?;
+    let parsed = url::Url::parse(url).map_err(|e| Error::Invalid {
+        what: "scrape URL",
+        message: format!("`{url}`: {e}"),
+    })?;
     let when = rfc3339(at);
     let body = match http::get(&parsed, http) {
         Fetched::Failed { message, attempts } => {
@@ -36,7 +38,9 @@ pub fn scrape_once(url: &str, http: &HttpSettings) -> Result<Vec<MetricRow>> {
                 status,
                 what: "metrics scrape".into(),
                 window: when,
-                body: String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string(),
+                body: String::from_utf8_lossy(&body[..body.len().min(300)])
+                    .trim()
+                    .to_string(),
             })
         }
         Fetched::Answer { body, .. } => body,
@@ -48,7 +52,11 @@ pub fn scrape_once(url: &str, http: &HttpSettings) -> Result<Vec<MetricRow>> {
         window: when.clone(),
         message: e.to_string(),
     })?;
-    let instance = format!("{}:{}", parsed.host_str().unwrap_or(""), parsed.port_or_known_default().unwrap_or(0));
+    let instance = format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or(""),
+        parsed.port_or_known_default().unwrap_or(0)
+    );
     parse_exposition(text, unix_secs(at), &instance).map_err(|message| Error::Malformed {
         origin: "scrape",
         url: url.into(),
@@ -59,15 +67,30 @@ pub fn scrape_once(url: &str, http: &HttpSettings) -> Result<Vec<MetricRow>> {
 }
 
 /// Parses exposition text into rows at `timestamp`, adding `instance` as a label.
-pub fn parse_exposition(text: &str, timestamp: f64, instance: &str) -> std::result::Result<Vec<MetricRow>, String> {
+pub fn parse_exposition(
+    text: &str,
+    timestamp: f64,
+    instance: &str,
+) -> std::result::Result<Vec<MetricRow>, String> {
     use prometheus_parse::Value;
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).map_err(|e| e.to_string())?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .map_err(|e| e.to_string())?;
     let mut rows = Vec::with_capacity(scrape.samples.len());
     for s in scrape.samples {
-        let mut labels: Labels = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut labels: Labels = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         labels.insert("instance".into(), instance.into());
         let mut push = |metric: String, labels: Labels, value: f64| {
-            rows.push(MetricRow { timestamp, source: "scrape".into(), metric, labels, value })
+            rows.push(MetricRow {
+                timestamp,
+                source: "scrape".into(),
+                metric,
+                labels,
+                value,
+            })
         };
         match s.value {
             Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => push(s.metric, labels, v),
@@ -126,7 +149,12 @@ impl Scraper {
     /// Stops and returns the rows and the failed scrapes.
     pub fn stop(self) -> (Vec<MetricRow>, Vec<Error>) {
         let _ = self.stop.send(());
-        self.handle.join().unwrap_or_else(|_| (Vec::new(), vec![Error::Host("scrape thread panicked".into())]))
+        self.handle.join().unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                vec![Error::Host("scrape thread panicked".into())],
+            )
+        })
     }
 }
 
@@ -140,9 +168,15 @@ mod tests {
         let rows = parse_exposition(text, 10.0, "h:1").unwrap();
         let find = |m: &str| rows.iter().filter(|r| r.metric == m).collect::<Vec<_>>();
         assert_eq!(find("a_total")[0].value, 5.0);
-        assert_eq!(find("a_total")[0].labels.get("x").map(String::as_str), Some("1"));
+        assert_eq!(
+            find("a_total")[0].labels.get("x").map(String::as_str),
+            Some("1")
+        );
         assert_eq!(find("g")[0].value, 2.5);
-        assert_eq!(find("g")[0].labels.get("instance").map(String::as_str), Some("h:1"));
+        assert_eq!(
+            find("g")[0].labels.get("instance").map(String::as_str),
+            Some("h:1")
+        );
         assert_eq!(find("h_bucket").len(), 2);
     }
 }

@@ -60,7 +60,9 @@ pub fn unix_secs(t: SystemTime) -> f64 {
 
 /// Unix microseconds of a time (Jaeger's unit).
 pub fn unix_micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// RFC 3339 rendering (UTC, millisecond precision as jiff prints it).
@@ -74,7 +76,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// Parses a duration: `10s`, `5m`, `1h30m`, `250ms`, ISO 8601 `PT5M`, or bare seconds (`30`, `0.5`).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
-    let bad = |m: String| Error::Invalid { what: "duration", message: format!("`{s}`: {m}") };
+    let bad = |m: String| Error::Invalid {
+        what: "duration",
+        message: format!("`{s}`: {m}"),
+    };
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| bad(e.to_string()));
     }
@@ -83,6 +88,23 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         return Err(bad("negative".into()));
     }
     Ok(sd.unsigned_abs())
+}
+
+/// Unix seconds as a decimal string, exactly (no float rounding: `1700000000.181` stays .181).
+fn parse_unix(t: &str) -> Option<Duration> {
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let secs: u64 = int.parse().ok()?;
+    let mut nanos = 0u32;
+    for (i, b) in frac.bytes().take(9).enumerate() {
+        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Some(Duration::new(secs, nanos))
 }
 
 /// Parses a time: Unix seconds (`1732500000`, `1732500000.25`), RFC 3339
@@ -106,16 +128,15 @@ pub fn parse_time_at(s: &str, now: SystemTime) -> Result<SystemTime> {
         let (sign, d) = rest.split_at(1);
         let d = parse_duration(d).map_err(|e| bad(e.to_string()))?;
         return match sign {
-            "-" => now.checked_sub(d).ok_or_else(|| bad("before the epoch".into())),
+            "-" => now
+                .checked_sub(d)
+                .ok_or_else(|| bad("before the epoch".into())),
             "+" => now.checked_add(d).ok_or_else(|| bad("out of range".into())),
             _ => Err(bad("expected now-DURATION or now+DURATION".into())),
         };
     }
-    if let Ok(secs) = t.parse::<f64>() {
-        if !secs.is_finite() || secs < 0.0 {
-            return Err(bad("not a Unix time".into()));
-        }
-        return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
+    if let Some(d) = parse_unix(t) {
+        return Ok(UNIX_EPOCH + d);
     }
     let ts: jiff::Timestamp = t.parse().map_err(|e: jiff::Error| bad(e.to_string()))?;
     Ok(SystemTime::from(ts))
@@ -128,9 +149,19 @@ mod tests {
     #[test]
     fn parses_the_three_forms() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(parse_time_at("now-5m", now).unwrap(), UNIX_EPOCH + Duration::from_secs(1_000_000 - 300));
+        assert_eq!(
+            parse_time_at("now-5m", now).unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_000_000 - 300)
+        );
         assert_eq!(parse_time_at("now", now).unwrap(), now);
-        assert_eq!(parse_time_at("1700000000.5", now).unwrap(), UNIX_EPOCH + Duration::from_millis(1_700_000_000_500));
+        assert_eq!(
+            parse_time_at("1700000000.5", now).unwrap(),
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)
+        );
+        assert_eq!(
+            parse_time_at("1700000000.181", now).unwrap(),
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_181)
+        );
         assert_eq!(
             parse_time_at("1970-01-01T00:01:00Z", now).unwrap(),
             UNIX_EPOCH + Duration::from_secs(60)

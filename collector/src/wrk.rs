@@ -72,7 +72,13 @@ pub fn parse_latency(s: &str) -> Option<f64> {
 
 /// Bytes with binary units (`25.90MB`, `80.00B`, `0.89KB`).
 pub fn parse_bytes(s: &str) -> Option<f64> {
-    let units = [("TB", 1u64 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)];
+    let units = [
+        ("TB", 1u64 << 40),
+        ("GB", 1 << 30),
+        ("MB", 1 << 20),
+        ("KB", 1 << 10),
+        ("B", 1),
+    ];
     for (u, m) in units {
         if let Some(v) = s.strip_suffix(u) {
             return v.parse::<f64>().ok().map(|v| v * m as f64);
@@ -83,7 +89,11 @@ pub fn parse_bytes(s: &str) -> Option<f64> {
 
 /// Parses one or more concatenated wrk/wrk2 reports. `path` names the input in errors.
 pub fn parse(text: &str, path: &str) -> Result<Vec<WrkRun>> {
-    let err = |line: usize, message: String| Error::Parse { path: path.to_string(), line, message };
+    let err = |line: usize, message: String| Error::Parse {
+        path: path.to_string(),
+        line,
+        message,
+    };
     let mut runs: Vec<WrkRun> = Vec::new();
     #[derive(PartialEq)]
     enum Block {
@@ -100,7 +110,10 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<WrkRun>> {
             // "Running 15s test @ http://..."
             let mut run = WrkRun::default();
             let mut parts = rest.splitn(2, " test @ ");
-            run.configured_secs = parts.next().and_then(parse_latency).map_or(0.0, |us| us / 1e6);
+            run.configured_secs = parts
+                .next()
+                .and_then(parse_latency)
+                .map_or(0.0, |us| us / 1e6);
             run.url = parts.next().unwrap_or("").trim().to_string();
             runs.push(run);
             block = Block::None;
@@ -110,33 +123,59 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<WrkRun>> {
             if line.is_empty() {
                 continue;
             }
-            return Err(err(n, format!("expected a `Running ... test @ URL` line first, found `{line}`")));
+            return Err(err(
+                n,
+                format!("expected a `Running ... test @ URL` line first, found `{line}`"),
+            ));
         };
         let f: Vec<&str> = line.split_whitespace().collect();
         if line.starts_with("Latency Distribution") {
-            block = if line.contains("Uncorrected") { Block::Uncorrected } else { Block::Corrected };
+            block = if line.contains("Uncorrected") {
+                Block::Uncorrected
+            } else {
+                Block::Corrected
+            };
         } else if line.starts_with("Detailed Percentile spectrum") {
             block = Block::Spectrum;
         } else if line.starts_with("----") {
             block = Block::None;
         } else if f.len() >= 4 && f[1] == "threads" && f[2] == "and" {
-            run.threads = f[0].parse().map_err(|_| err(n, format!("bad thread count `{}`", f[0])))?;
-            run.connections = f[3].parse().map_err(|_| err(n, format!("bad connection count `{}`", f[3])))?;
+            run.threads = f[0]
+                .parse()
+                .map_err(|_| err(n, format!("bad thread count `{}`", f[0])))?;
+            run.connections = f[3]
+                .parse()
+                .map_err(|_| err(n, format!("bad connection count `{}`", f[3])))?;
         } else if f.first() == Some(&"Latency") && f.len() >= 4 {
             let v = |s: &str| parse_latency(s).ok_or_else(|| err(n, format!("bad latency `{s}`")));
             run.latency_mean_us = v(f[1])?;
             run.latency_stdev_us = v(f[2])?;
             run.latency_max_us = v(f[3])?;
-        } else if f.len() == 2 && f[0].ends_with('%') && block != Block::Spectrum && block != Block::None {
-            let p: f64 = f[0].trim_end_matches('%').parse().map_err(|_| err(n, format!("bad percentile `{}`", f[0])))?;
+        } else if f.len() == 2
+            && f[0].ends_with('%')
+            && block != Block::Spectrum
+            && block != Block::None
+        {
+            let p: f64 = f[0]
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| err(n, format!("bad percentile `{}`", f[0])))?;
             let v = parse_latency(f[1]).ok_or_else(|| err(n, format!("bad latency `{}`", f[1])))?;
-            if block == Block::Uncorrected { &mut run.uncorrected } else { &mut run.corrected }.push((p, v));
+            if block == Block::Uncorrected {
+                &mut run.uncorrected
+            } else {
+                &mut run.corrected
+            }
+            .push((p, v));
         } else if f.len() >= 5 && f[1] == "requests" && f[2] == "in" {
-            run.requests = f[0].parse().map_err(|_| err(n, format!("bad request count `{}`", f[0])))?;
+            run.requests = f[0]
+                .parse()
+                .map_err(|_| err(n, format!("bad request count `{}`", f[0])))?;
             run.runtime_secs = parse_latency(f[3].trim_end_matches(','))
                 .ok_or_else(|| err(n, format!("bad runtime `{}`", f[3])))?
                 / 1e6;
-            run.bytes_read = parse_bytes(f[4]).ok_or_else(|| err(n, format!("bad byte count `{}`", f[4])))?;
+            run.bytes_read =
+                parse_bytes(f[4]).ok_or_else(|| err(n, format!("bad byte count `{}`", f[4])))?;
             block = Block::None;
         } else if let Some(rest) = line.strip_prefix("Socket errors:") {
             for part in rest.split(',') {
@@ -144,7 +183,9 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<WrkRun>> {
                 if kv.len() != 2 {
                     return Err(err(n, format!("bad socket error field `{part}`")));
                 }
-                let v: u64 = kv[1].parse().map_err(|_| err(n, format!("bad count `{}`", kv[1])))?;
+                let v: u64 = kv[1]
+                    .parse()
+                    .map_err(|_| err(n, format!("bad count `{}`", kv[1])))?;
                 let idx = match kv[0] {
                     "connect" => 0,
                     "read" => 1,
@@ -155,18 +196,34 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<WrkRun>> {
                 run.socket_errors[idx] = v;
             }
         } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            run.non_2xx = rest.trim().parse().map_err(|_| err(n, format!("bad count `{}`", rest.trim())))?;
+            run.non_2xx = rest
+                .trim()
+                .parse()
+                .map_err(|_| err(n, format!("bad count `{}`", rest.trim())))?;
         } else if let Some(rest) = line.strip_prefix("Requests/sec:") {
-            run.requests_per_sec = rest.trim().parse().map_err(|_| err(n, format!("bad rate `{}`", rest.trim())))?;
+            run.requests_per_sec = rest
+                .trim()
+                .parse()
+                .map_err(|_| err(n, format!("bad rate `{}`", rest.trim())))?;
         } else if let Some(rest) = line.strip_prefix("Transfer/sec:") {
-            run.transfer_per_sec = parse_bytes(rest.trim()).ok_or_else(|| err(n, format!("bad rate `{}`", rest.trim())))?;
+            run.transfer_per_sec = parse_bytes(rest.trim())
+                .ok_or_else(|| err(n, format!("bad rate `{}`", rest.trim())))?;
         }
     }
     if runs.is_empty() {
-        return Err(err(0, "no wrk report found (no `Running ... test @ URL` line)".into()));
+        return Err(err(
+            0,
+            "no wrk report found (no `Running ... test @ URL` line)".into(),
+        ));
     }
-    if let Some(pos) = runs.iter().position(|r| r.requests_per_sec == 0.0 && r.requests == 0 && r.runtime_secs == 0.0) {
-        return Err(err(0, format!("run {} is truncated: no `N requests in T` line", pos + 1)));
+    if let Some(pos) = runs
+        .iter()
+        .position(|r| r.requests_per_sec == 0.0 && r.requests == 0 && r.runtime_secs == 0.0)
+    {
+        return Err(err(
+            0,
+            format!("run {} is truncated: no `N requests in T` line", pos + 1),
+        ));
     }
     Ok(runs)
 }
@@ -276,13 +333,25 @@ Transfer/sec:      0.89KB
     fn parses_plain_wrk_and_rejects_garbage() {
         let wrk = "Running 10s test @ http://h/\n  2 threads and 10 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.20ms  300.00us   9.00ms   80.00%\n    Req/Sec     4.10k   200.00     5.00k    70.00%\n  Latency Distribution\n     50%    1.10ms\n     75%    1.30ms\n     90%    1.60ms\n     99%    2.50ms\n  81234 requests in 10.00s, 12.00MB read\n  Non-2xx or 3xx responses: 12\nRequests/sec:   8123.40\nTransfer/sec:      1.20MB\n";
         let r = &parse(wrk, "x").unwrap()[0];
-        assert_eq!(r.corrected, vec![(50.0, 1100.0), (75.0, 1300.0), (90.0, 1600.0), (99.0, 2500.0)]);
+        assert_eq!(
+            r.corrected,
+            vec![
+                (50.0, 1100.0),
+                (75.0, 1300.0),
+                (90.0, 1600.0),
+                (99.0, 2500.0)
+            ]
+        );
         assert_eq!(r.non_2xx, 12);
         let e = parse("hello\n", "f.txt").unwrap_err().to_string();
         assert!(e.starts_with("f.txt:1:"), "{e}");
-        let e = parse("Running 1s test @ u\n  1 threads and 1 connections\n", "f").unwrap_err().to_string();
+        let e = parse("Running 1s test @ u\n  1 threads and 1 connections\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
-        let e = parse("Running 1s test @ u\n  x threads and 1 connections\n", "f").unwrap_err().to_string();
+        let e = parse("Running 1s test @ u\n  x threads and 1 connections\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f:2:"), "{e}");
     }
 }

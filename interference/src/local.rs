@@ -199,8 +199,10 @@ impl LocalStressor {
     /// Sends SIGTERM, waits up to `timeout` for the exit (then SIGKILLs the process group), and
     /// returns the final report line if the stressor wrote one.
     pub fn stop(mut self, timeout: Duration) -> Result<Option<ReportLine>> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        if !self.has_exited() {
+            // SAFETY: signalling our own child, not yet reaped (so the pid is still ours).
+            unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        }
         let deadline = Instant::now() + timeout;
         while !self.has_exited() {
             if Instant::now() >= deadline {

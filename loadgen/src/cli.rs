@@ -287,13 +287,30 @@ mod tests {
 
     #[test]
     fn wrk2_style_attached_values_and_url_first() {
-        let (s, o, _) = run(&["-t2", "-c100", "-d60s", "-R2000", "--latency", "http://h:1/p"]);
+        let (s, o, _) = run(&[
+            "-t2",
+            "-c100",
+            "-d60s",
+            "-R2000",
+            "--latency",
+            "http://h:1/p",
+        ]);
         assert_eq!((s.threads, s.connections, s.rate), (2, 100, 2000.0));
         assert_eq!(s.duration, Duration::from_secs(60));
         assert!(o.latency && !o.u_latency);
         // AEFM's order: URL first, options after.
         let (s, _, _) = run(&[
-            "http://h:1/p", "-t", "4", "-c", "8", "-d", "2m", "-s", "x.lua", "-R", "1.5k",
+            "http://h:1/p",
+            "-t",
+            "4",
+            "-c",
+            "8",
+            "-d",
+            "2m",
+            "-s",
+            "x.lua",
+            "-R",
+            "1.5k",
         ]);
         assert_eq!((s.threads, s.connections, s.rate), (4, 8, 1500.0));
         assert_eq!(s.duration, Duration::from_secs(120));
@@ -303,9 +320,25 @@ mod tests {
     #[test]
     fn long_options_script_args_and_u_implies_l() {
         let (s, o, _) = run(&[
-            "--threads=1", "--connections", "1", "--duration", "500ms", "--rate", "0.5",
-            "--timeout", "1.5s", "-U", "-B", "-H", "A: b", "--header", "Host: x",
-            "http://h/", "--", "a", "-b",
+            "--threads=1",
+            "--connections",
+            "1",
+            "--duration",
+            "500ms",
+            "--rate",
+            "0.5",
+            "--timeout",
+            "1.5s",
+            "-U",
+            "-B",
+            "-H",
+            "A: b",
+            "--header",
+            "Host: x",
+            "http://h/",
+            "--",
+            "a",
+            "-b",
         ]);
         assert!(o.latency && o.u_latency);
         assert!(s.batch_latency);
@@ -327,12 +360,27 @@ mod tests {
     #[test]
     fn extensions() {
         let (s, o, _) = run(&[
-            "-R10", "--json", "-", "--hdr-log", "x.hlog", "--warmup", "5s", "--model", "open",
-            "--pin", "0-1,3", "http://h/",
+            "-R10",
+            "--json",
+            "-",
+            "--hdr-log",
+            "x.hlog",
+            "--warmup",
+            "5s",
+            "--model",
+            "open",
+            "--pin",
+            "0-1,3",
+            "http://h/",
         ]);
         assert!(o.json_on_stdout());
         assert_eq!(s.warmup, Duration::from_secs(5));
-        assert_eq!(s.model, Model::Open { max_connections: 100 });
+        assert_eq!(
+            s.model,
+            Model::Open {
+                max_connections: 100
+            }
+        );
         assert_eq!(s.pin, Some(vec![0, 1, 3]));
     }
 
@@ -351,7 +399,10 @@ mod tests {
             (&["-R10", "nohost"][..], "invalid URL"),
             (&["-R10"][..], "missing URL"),
             (&["-R10", "-x", "http://h/"][..], "-x"),
-            (&["-R10", "-H", "novalue", "http://h/"][..], "invalid header"),
+            (
+                &["-R10", "-H", "novalue", "http://h/"][..],
+                "invalid header",
+            ),
         ] {
             let e = err(args);
             assert!(e.contains(needle), "{args:?}: {e}");

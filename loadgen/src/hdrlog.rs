@@ -18,7 +18,10 @@ pub fn write_interval_log<W: io::Write>(report: &Report, out: &mut W) -> io::Res
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(report.start_time.max(0.0));
     let mut writer = IntervalLogWriterBuilder::new()
         .add_comment(&format!("Logged with {}", report.tool))
-        .add_comment(&format!("Corrected latency of {} (values in us)", report.url))
+        .add_comment(&format!(
+            "Corrected latency of {} (values in us)",
+            report.url
+        ))
         .with_start_time(start)
         .with_base_time(start)
         .with_max_value_divisor(1000.0)

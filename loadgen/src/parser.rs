@@ -231,8 +231,14 @@ mod tests {
         let data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
         let r = feed(&mut p, data);
         assert_eq!(r.len(), 3);
-        assert_eq!((r[0].status, r[0].body.as_slice(), r[0].keep_alive), (200, &b"hello"[..], true));
-        assert_eq!((r[1].status, r[1].body.as_slice(), r[1].keep_alive), (404, &b"abcde"[..], false));
+        assert_eq!(
+            (r[0].status, r[0].body.as_slice(), r[0].keep_alive),
+            (200, &b"hello"[..], true)
+        );
+        assert_eq!(
+            (r[1].status, r[1].body.as_slice(), r[1].keep_alive),
+            (404, &b"abcde"[..], false)
+        );
         assert_eq!(r[2].status, 204);
         assert!(p.idle());
     }

@@ -217,6 +217,108 @@ mod tests {
         assert_eq!(s, "  381.44  ");
     }
 
+    /// wrk2.md §5.2, second sample: nothing recorded after calibration, false timeouts.
+    #[test]
+    fn empty_latency_sample_matches_wrk2_byte_for_byte() {
+        use crate::histogram::new_histogram;
+        use crate::report::{Errors, HistogramReport, Summary};
+        let mut reqsec = new_histogram();
+        for _ in 0..5 {
+            reqsec.record(0).unwrap();
+        }
+        let report = Report {
+            tool: "t".into(),
+            url: "http://127.0.0.1:8080/index.html".into(),
+            threads: 1,
+            connections: 10,
+            model: crate::Model::Wrk2,
+            warmup_us: 10_000_000,
+            start_time: 0.0,
+            summary: Summary {
+                requests: 30,
+                duration_us: 12_060_000,
+                bytes: 10_947,
+                errors: Errors {
+                    timeout: 40,
+                    ..Errors::default()
+                },
+                ..Summary::default()
+            },
+            corrected: HistogramReport::default(),
+            uncorrected: HistogramReport::default(),
+            send_lag: HistogramReport::default(),
+            requests_per_thread: HistogramReport::new(reqsec),
+            calibration: vec![crate::Calibration {
+                mean_latency_ms: 0.823,
+                sampling_interval_ms: 10,
+            }],
+            per_second: vec![],
+        };
+        let expected = "  Thread calibration: mean lat.: 0.823ms, rate sampling interval: 10ms
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     -nanus    -nanus   0.00us    0.00%
+    Req/Sec     0.00      0.00     0.00    100.00%
+  30 requests in 12.06s, 10.69KB read
+  Socket errors: connect 0, read 0, write 0, timeout 40
+Requests/sec:      2.49
+Transfer/sec:      0.89KB
+";
+        assert_eq!(render_wrk2(&report, &ReportOptions::default()), expected);
+        let banner = render_banner(&report.url, 12.0, 1, 10);
+        assert_eq!(
+            banner,
+            "Running 12s test @ http://127.0.0.1:8080/index.html\n  1 threads and 10 connections\n"
+        );
+    }
+
+    /// The layout of wrk2.md §5.2's first sample (values differ: the histogram is synthetic).
+    #[test]
+    fn latency_block_layout_matches_wrk2() {
+        use crate::histogram::new_histogram;
+        let mut h = new_histogram();
+        for v in 1..=23_750u64 {
+            h.record(55 + v * 3618 / 23_750).unwrap();
+        }
+        let mut out = String::new();
+        latency_block(&mut out, &h, "Recorded Latency");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "  Latency Distribution (HdrHistogram - Recorded Latency)"
+        );
+        assert_eq!(lines[1], " 50.000%    1.86ms");
+        assert_eq!(lines[8], "100.000%    3.67ms");
+        assert_eq!(lines[9], "");
+        assert_eq!(lines[10], "  Detailed Percentile spectrum:");
+        assert_eq!(
+            lines[11],
+            "       Value   Percentile   TotalCount 1/(1-Percentile)"
+        );
+        assert_eq!(lines[12], "");
+        assert_eq!(
+            lines[13],
+            "       0.055     0.000000            6         1.00"
+        );
+        assert_eq!(lines[14].len(), 51);
+        assert!(
+            lines[14].ends_with("     0.100000         2376         1.11"),
+            "{}",
+            lines[14]
+        );
+        let n = lines.len();
+        assert!(lines[n - 5].ends_with("     1.000000        23750          inf"));
+        assert!(lines[n - 4].starts_with("#[Mean    =        1.8"));
+        assert_eq!(
+            lines[n - 3],
+            "#[Max     =        3.672, Total count    =        23750]"
+        );
+        assert_eq!(
+            lines[n - 2],
+            "#[Buckets =           27, SubBuckets     =         2048]"
+        );
+        assert_eq!(lines[n - 1], "-".repeat(58));
+    }
+
     #[test]
     fn banner() {
         assert_eq!(

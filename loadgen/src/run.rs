@@ -141,7 +141,9 @@ pub struct Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Run").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("Run")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -323,9 +325,9 @@ impl Run {
                     sent += t.sent;
                     completed += t.completed;
                     errors += t.errors;
-                    let entry = pending.entry(t.index).or_insert_with(|| {
-                        (0, Second::new(t.index, 0, 0, 0, 0, new_histogram()))
-                    });
+                    let entry = pending
+                        .entry(t.index)
+                        .or_insert_with(|| (0, Second::new(t.index, 0, 0, 0, 0, new_histogram())));
                     entry.0 += 1;
                     let s = &mut entry.1;
                     s.duration_us = s.duration_us.max(t.duration.as_micros() as u64);
@@ -477,7 +479,14 @@ impl Run {
 }
 
 fn finish_second(s: Second) -> Second {
-    Second::new(s.t, s.duration_us, s.sent, s.completed, s.errors, s.histogram)
+    Second::new(
+        s.t,
+        s.duration_us,
+        s.sent,
+        s.completed,
+        s.errors,
+        s.histogram,
+    )
 }
 
 /// Runs `spec` to completion (blocking): prepare, execute, then the script's `done()`.

@@ -141,7 +141,7 @@ impl Spec {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let per_thread = self.connections_per_thread();
-        if self.threads > 0 && self.connections % self.threads != 0 {
+        if self.threads > 0 && !self.connections.is_multiple_of(self.threads) {
             out.push(format!(
                 "{} connections are not divisible by {} threads: {} connections per thread, {} in total",
                 self.connections,
@@ -312,6 +312,9 @@ mod tests {
         s.connections = 10;
         let w = s.warnings();
         assert!(w.iter().any(|w| w.contains("not divisible")), "{w:?}");
-        assert!(w.iter().any(|w| w.contains("below the thread count")), "{w:?}");
+        assert!(
+            w.iter().any(|w| w.contains("below the thread count")),
+            "{w:?}"
+        );
     }
 }

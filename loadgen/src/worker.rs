@@ -633,8 +633,11 @@ async fn open_request(sh: Rc<Shared>, pool: Rc<Pool>, batch: Batch, intended: In
             }
             if pool.open.get() < pool.cap {
                 pool.open.set(pool.open.get() + 1);
-                match tokio::time::timeout(sh.timeout, Connection::connect(&sh.endpoint, sh.collect))
-                    .await
+                match tokio::time::timeout(
+                    sh.timeout,
+                    Connection::connect(&sh.endpoint, sh.collect),
+                )
+                .await
                 {
                     Ok(Ok(c)) => break c,
                     _ => {

@@ -60,8 +60,13 @@ pub enum Commands {
         #[command(subcommand)]
         cmd: DemoCommand,
     },
+    /// Collect data for a time window by hand (Prometheus, Jaeger, host, load reports).
+    Collect {
+        /// What to collect.
+        #[command(subcommand)]
+        cmd: aefm_collector::cli::CollectCommand,
+    },
     // Kubernetes subcommands (`clean`, `auto-config`) go here; their arms go in `dispatch`.
-    // `collect` (aefm-collector's CLI) goes here once `aefm_collector::cli` exists.
 }
 
 /// `aefm demo ...`.
@@ -177,6 +182,12 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                 println!("created {}", f.display());
             }
             println!("next: cd {} && cargo run -- run config.yaml", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Collect { cmd } => {
+            for w in aefm_collector::cli::execute(&cmd)? {
+                println!("{}: {}", w.path.display(), w.what);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Commands::Demo { cmd } => match cmd {

@@ -89,6 +89,7 @@ pub fn init_logging(level: &str) {
     let console_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let console = tracing_subscriber::fmt::layer()
         .with_writer(Console)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_filter(console_filter);
     let file = tracing_subscriber::fmt::layer()

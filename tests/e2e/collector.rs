@@ -12,7 +12,9 @@ use aefm_collector::case::{collect_case, CaseSources};
 use aefm_collector::cli::{execute, CollectCommand};
 use aefm_collector::host::{Role, Sampler, Target};
 use aefm_collector::jaeger::JaegerSettings;
-use aefm_collector::prometheus::{PrometheusClient, PrometheusSettings, QueryTemplate, TemplateContext};
+use aefm_collector::prometheus::{
+    PrometheusClient, PrometheusSettings, QueryTemplate, TemplateContext,
+};
 use aefm_collector::{Error, Window};
 use aefm_tests::jaeger::{span, FakeJaeger, Mode, Ref, TraceSpec};
 use aefm_tests::prometheus::Prometheus;
@@ -28,7 +30,15 @@ fn csv(path: &Path) -> Vec<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    lines.map(|l| header.iter().map(|h| h.to_string()).zip(l.split(',').map(str::to_string)).collect()).collect()
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
 }
 
 fn known_traces() -> Vec<TraceSpec> {
@@ -38,11 +48,39 @@ fn known_traces() -> Vec<TraceSpec> {
             id: "parallel".into(),
             spans: vec![
                 span("p-root", None, "nginx", "GET /", T0, 1000),
-                span("p-a", Some((Ref::ChildOf, "p-root")), "compose", "a", T0 + 100, 400),
-                span("p-b", Some((Ref::ChildOf, "p-root")), "text", "b", T0 + 200, 400),
-                span("p-c", Some((Ref::ChildOf, "p-root")), "user", "c", T0 + 700, 100),
+                span(
+                    "p-a",
+                    Some((Ref::ChildOf, "p-root")),
+                    "compose",
+                    "a",
+                    T0 + 100,
+                    400,
+                ),
+                span(
+                    "p-b",
+                    Some((Ref::ChildOf, "p-root")),
+                    "text",
+                    "b",
+                    T0 + 200,
+                    400,
+                ),
+                span(
+                    "p-c",
+                    Some((Ref::ChildOf, "p-root")),
+                    "user",
+                    "c",
+                    T0 + 700,
+                    100,
+                ),
                 // grandchild inside p-a: p-a self = 400 - 100 = 300
-                span("p-a1", Some((Ref::ChildOf, "p-a")), "text", "a1", T0 + 150, 100),
+                span(
+                    "p-a1",
+                    Some((Ref::ChildOf, "p-a")),
+                    "text",
+                    "a1",
+                    T0 + 150,
+                    100,
+                ),
             ],
         },
         // A child outliving its parent is clipped: root [0,1000], child [900,1500] → root self 900.
@@ -50,7 +88,14 @@ fn known_traces() -> Vec<TraceSpec> {
             id: "outlive".into(),
             spans: vec![
                 span("o-root", None, "nginx", "GET /", T0 + 10, 1000),
-                span("o-late", Some((Ref::ChildOf, "o-root")), "compose", "late", T0 + 910, 600),
+                span(
+                    "o-late",
+                    Some((Ref::ChildOf, "o-root")),
+                    "compose",
+                    "late",
+                    T0 + 910,
+                    600,
+                ),
             ],
         },
         // FOLLOWS_FROM is an edge but does not reduce the parent's self time.
@@ -58,7 +103,14 @@ fn known_traces() -> Vec<TraceSpec> {
             id: "follows".into(),
             spans: vec![
                 span("f-root", None, "nginx", "GET /", T0 + 20, 1000),
-                span("f-async", Some((Ref::FollowsFrom, "f-root")), "compose", "async", T0 + 500, 5000),
+                span(
+                    "f-async",
+                    Some((Ref::FollowsFrom, "f-root")),
+                    "compose",
+                    "async",
+                    T0 + 500,
+                    5000,
+                ),
             ],
         },
         // An orphan (parent never reported) and a second root.
@@ -66,7 +118,14 @@ fn known_traces() -> Vec<TraceSpec> {
             id: "broken".into(),
             spans: vec![
                 span("b-root", None, "nginx", "GET /", T0 + 30, 100),
-                span("b-orphan", Some((Ref::ChildOf, "never-seen")), "compose", "lost", T0 + 40, 50),
+                span(
+                    "b-orphan",
+                    Some((Ref::ChildOf, "never-seen")),
+                    "compose",
+                    "lost",
+                    T0 + 40,
+                    50,
+                ),
                 span("b-root2", None, "nginx", "GET /again", T0 + 300, 100),
             ],
         },
@@ -76,8 +135,22 @@ fn known_traces() -> Vec<TraceSpec> {
         traces.push(TraceSpec {
             id: format!("fill{i:04}"),
             spans: vec![
-                span(&format!("x{i}"), None, "nginx", "GET /", T0 + 1000 + i * 4000, 300),
-                span(&format!("y{i}"), Some((Ref::ChildOf, &format!("x{i}"))), "compose", "c", T0 + 1100 + i * 4000, 100),
+                span(
+                    &format!("x{i}"),
+                    None,
+                    "nginx",
+                    "GET /",
+                    T0 + 1000 + i * 4000,
+                    300,
+                ),
+                span(
+                    &format!("y{i}"),
+                    Some((Ref::ChildOf, &format!("x{i}"))),
+                    "compose",
+                    "c",
+                    T0 + 1100 + i * 4000,
+                    100,
+                ),
             ],
         });
     }
@@ -92,22 +165,46 @@ fn jaeger_fetches_every_trace_by_splitting_and_computes_known_self_times() {
     s.page_limit = 20;
     s.http.retries = 0;
     let window = Window::new(secs(T0), secs(T0 + 1_000_000)).unwrap();
-    let (counts, report, written) = aefm_collector::jaeger::collect(&s, &window, dir.path(), Some(500)).unwrap();
-    assert_eq!(counts.traces, 250, "all traces fetched despite the 20-trace page limit");
+    let (counts, report, written) =
+        aefm_collector::jaeger::collect(&s, &window, dir.path(), Some(500)).unwrap();
+    assert_eq!(
+        counts.traces, 250,
+        "all traces fetched despite the 20-trace page limit"
+    );
     assert_eq!(counts.spans, 4 * 1 + 5 + 2 + 2 + 3 + 246 * 2 - 4);
-    assert!(report.requests > 250 / 20, "the window was split: {} requests", report.requests);
+    assert!(
+        report.requests > 250 / 20,
+        "the window was split: {} requests",
+        report.requests
+    );
     assert_eq!(report.requests, fake.requests());
     assert_eq!(report.truncated_windows, 0);
     assert_eq!(report.coverage(), Some(0.5));
     assert_eq!(counts.orphan_spans, 1);
     assert_eq!(counts.multi_root_traces, 1);
     assert_eq!(counts.follows_from_edges, 1);
-    for name in ["spans.csv", "edges.csv", "operations.csv", "pods.csv", "end_to_end.csv", "traces_summary.csv", "jaeger_traces.json"] {
-        assert!(written.iter().any(|w| w.path.ends_with(name)), "{name} missing from {written:?}");
+    for name in [
+        "spans.csv",
+        "edges.csv",
+        "operations.csv",
+        "pods.csv",
+        "end_to_end.csv",
+        "traces_summary.csv",
+        "jaeger_traces.json",
+    ] {
+        assert!(
+            written.iter().any(|w| w.path.ends_with(name)),
+            "{name} missing from {written:?}"
+        );
     }
 
     let spans = csv(&dir.path().join("spans.csv"));
-    let by_id = |id: &str| spans.iter().find(|r| r["span_id"] == id).unwrap_or_else(|| panic!("span {id}"));
+    let by_id = |id: &str| {
+        spans
+            .iter()
+            .find(|r| r["span_id"] == id)
+            .unwrap_or_else(|| panic!("span {id}"))
+    };
     assert_eq!(by_id("p-root")["self_duration"], "400");
     assert_eq!(by_id("p-a")["self_duration"], "300");
     assert_eq!(by_id("p-b")["self_duration"], "400");
@@ -130,19 +227,32 @@ fn jaeger_fetches_every_trace_by_splitting_and_computes_known_self_times() {
     let e2e = csv(&dir.path().join("end_to_end.csv"));
     assert_eq!(e2e.len(), 250);
     let b = e2e.iter().find(|r| r["trace_id"] == "broken").unwrap();
-    assert_eq!((b["roots"].as_str(), b["orphans"].as_str(), b["trace_duration"].as_str()), ("2", "1", "370"));
+    assert_eq!(
+        (
+            b["roots"].as_str(),
+            b["orphans"].as_str(),
+            b["trace_duration"].as_str()
+        ),
+        ("2", "1", "370")
+    );
 
     let summary = std::fs::read_to_string(dir.path().join("traces_summary.csv")).unwrap();
     assert!(summary.contains("coverage,0.500000"), "{summary}");
     assert!(summary.contains("requests_sent,500"), "{summary}");
 
-    let raw: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("jaeger_traces.json")).unwrap()).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("jaeger_traces.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(raw["data"].as_array().unwrap().len(), 250);
 
     // Reprocessing the saved raw file gives the same spans.
     let again = dir.path().join("again");
-    execute(&CollectCommand::Traces { input: dir.path().join("jaeger_traces.json"), out: again.clone() }).unwrap();
+    execute(&CollectCommand::Traces {
+        input: dir.path().join("jaeger_traces.json"),
+        out: again.clone(),
+    })
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(again.join("pods.csv")).unwrap(),
         std::fs::read_to_string(dir.path().join("pods.csv")).unwrap()
@@ -172,7 +282,12 @@ fn jaeger_cmd(url: &str, out: &Path) -> CollectCommand {
 
 fn assert_no_files(dir: &Path) {
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(n, 0, "no file (not even a temp file) may remain in {}", dir.display());
+    assert_eq!(
+        n,
+        0,
+        "no file (not even a temp file) may remain in {}",
+        dir.display()
+    );
 }
 
 #[test]
@@ -184,13 +299,30 @@ fn jaeger_errors_name_the_source_query_and_window_and_leave_no_file() {
     let e = execute(&jaeger_cmd(&fake.url(), &out)).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Http { status: 503, .. }), "{msg}");
-    assert!(msg.contains("jaeger") && msg.contains("nginx") && msg.contains("2023-11-14T22:13:20Z") && msg.contains("upstream storage down"), "{msg}");
+    assert!(
+        msg.contains("jaeger")
+            && msg.contains("nginx")
+            && msg.contains("2023-11-14T22:13:20Z")
+            && msg.contains("upstream storage down"),
+        "{msg}"
+    );
     assert_eq!(fake.requests(), 2, "one retry on 5xx");
     assert_no_files(&out);
     // 4xx with Jaeger's error body: surfaced, no retry
-    let fake = FakeJaeger::start(vec![], Mode::Fail(400, r#"{"data":null,"errors":[{"code":400,"msg":"malformed tags"}]}"#.into()));
-    let msg = execute(&jaeger_cmd(&fake.url(), &out)).unwrap_err().to_string();
-    assert!(msg.contains("HTTP 400") && msg.contains("malformed tags"), "{msg}");
+    let fake = FakeJaeger::start(
+        vec![],
+        Mode::Fail(
+            400,
+            r#"{"data":null,"errors":[{"code":400,"msg":"malformed tags"}]}"#.into(),
+        ),
+    );
+    let msg = execute(&jaeger_cmd(&fake.url(), &out))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("HTTP 400") && msg.contains("malformed tags"),
+        "{msg}"
+    );
     assert_eq!(fake.requests(), 1);
     // malformed JSON
     let fake = FakeJaeger::start(vec![], Mode::Fail(200, r#"{"data":[{"traceID":"#.into()));
@@ -204,10 +336,17 @@ fn jaeger_errors_name_the_source_query_and_window_and_leave_no_file() {
         *service = "nginx-web-server".into();
     }
     let msg = execute(&cmd).unwrap_err().to_string();
-    assert!(msg.contains("empty result") && msg.contains("it knows: compose, nginx, text, user"), "{msg}");
+    assert!(
+        msg.contains("empty result") && msg.contains("it knows: compose, nginx, text, user"),
+        "{msg}"
+    );
     assert_no_files(&out);
     // unreachable
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let e = execute(&jaeger_cmd(&format!("http://127.0.0.1:{port}"), &out)).unwrap_err();
     assert!(matches!(e, Error::Unreachable { attempts: 2, .. }), "{e}");
     assert_no_files(&out);
@@ -224,14 +363,19 @@ fn wait_for(client: &PrometheusClient, query: &str, pred: impl Fn(f64) -> bool) 
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "`{query}` never satisfied the condition");
+        assert!(
+            Instant::now() < deadline,
+            "`{query}` never satisfied the condition"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 #[test]
 fn prometheus_against_a_real_server() {
-    let Some(prom) = Prometheus::start().expect("start prometheus") else { return };
+    let Some(prom) = Prometheus::start().expect("start prometheus") else {
+        return;
+    };
     let client = PrometheusClient::new(&prom.url, Default::default()).unwrap();
     let q = r#"aefm_test_value{series="a"}"#;
     prom.endpoint.set(r#"series="a""#, 5.0);
@@ -248,40 +392,62 @@ fn prometheus_against_a_real_server() {
     let out = dir.path().join("p");
     let start = format!("{:.3}", aefm_collector::window::unix_secs(t0));
     let end = format!("{:.3}", aefm_collector::window::unix_secs(t1));
-    let cmd = |query: &str, step: Option<&str>, start: &str| CollectCommand::Prometheus {
-        url: prom.url.clone(),
-        query: vec![query.into()],
-        defaults: false,
-        start: start.into(),
-        end: end.clone(),
-        step: step.map(str::to_string),
-        min_step: "1s".into(),
-        namespace: None,
-        pod_regex: None,
-        node: None,
-        timeout: "10s".into(),
-        retries: 1,
-        out: out.clone(),
-    };
+    let cmd_in =
+        |out: &Path, query: &str, step: Option<&str>, start: &str| CollectCommand::Prometheus {
+            url: prom.url.clone(),
+            query: vec![query.into()],
+            defaults: false,
+            start: start.into(),
+            end: end.clone(),
+            step: step.map(str::to_string),
+            min_step: "1s".into(),
+            namespace: None,
+            pod_regex: None,
+            node: None,
+            timeout: "10s".into(),
+            retries: 1,
+            out: out.to_path_buf(),
+        };
+    let cmd = |query: &str, step: Option<&str>, start: &str| cmd_in(&out, query, step, start);
     let written = execute(&cmd(q, Some("1s"), &start)).unwrap();
     assert_eq!(written.len(), 3, "{written:?}");
     let rows = csv(&out.join("prometheus.csv"));
     let window_s = aefm_collector::window::unix_secs(t1) - aefm_collector::window::unix_secs(t0);
-    assert_eq!(rows.len(), window_s.floor() as usize + 1, "one point per step, both ends included");
-    let ts: Vec<f64> = rows.iter().map(|r| r["timestamp"].parse().unwrap()).collect();
-    assert!((ts[0] - start.parse::<f64>().unwrap()).abs() < 1e-6, "first point at the window start");
-    assert!(ts.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 1e-6), "1 s steps: {ts:?}");
+    assert_eq!(
+        rows.len(),
+        window_s.floor() as usize + 1,
+        "one point per step, both ends included"
+    );
+    let ts: Vec<f64> = rows
+        .iter()
+        .map(|r| r["timestamp"].parse().unwrap())
+        .collect();
+    assert!(
+        (ts[0] - start.parse::<f64>().unwrap()).abs() < 1e-6,
+        "first point at the window start"
+    );
+    assert!(
+        ts.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 1e-6),
+        "1 s steps: {ts:?}"
+    );
     assert!(*ts.last().unwrap() <= end.parse::<f64>().unwrap());
     assert_eq!(rows[0]["value"], "5");
     assert_eq!(rows.last().unwrap()["value"], "10");
-    assert!(rows[0]["labels"].contains("job=test") && rows[0]["labels"].contains("series=a"), "{:?}", rows[0]);
+    assert!(
+        rows[0]["labels"].contains("job=test") && rows[0]["labels"].contains("series=a"),
+        "{:?}",
+        rows[0]
+    );
     assert_eq!(rows[0]["source"], "prometheus");
     let queries = csv(&out.join("prometheus_queries.csv"));
     assert_eq!(queries[0]["status"], "ok");
     assert_eq!(queries[0]["points"], queries[0]["expected_points"]);
 
     // A four-hour window at a 1 s minimum step would be 14,401 points: the step is raised.
-    let long_start = format!("{:.3}", aefm_collector::window::unix_secs(t1) - 4.0 * 3600.0);
+    let long_start = format!(
+        "{:.3}",
+        aefm_collector::window::unix_secs(t1) - 4.0 * 3600.0
+    );
     execute(&cmd("up", None, &long_start)).unwrap();
     let queries = csv(&out.join("prometheus_queries.csv"));
     let step: f64 = queries[0]["step_s"].parse().unwrap();
@@ -289,16 +455,35 @@ fn prometheus_against_a_real_server() {
 
     // Invalid PromQL: Prometheus's error surfaced with the query and the window; nothing written.
     let bad = dir.path().join("bad");
-    let msg = execute(&CollectCommand::Prometheus { out: bad.clone(), ..cmd("sum(rate(x[1m]", Some("1s"), &start) })
+    let msg = execute(&cmd_in(&bad, "sum(rate(x[1m]", Some("1s"), &start))
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("HTTP 400") && msg.contains("bad_data") && msg.contains("sum(rate(x[1m]") && msg.contains("..."), "{msg}");
+    assert!(
+        msg.contains("HTTP 400")
+            && msg.contains("bad_data")
+            && msg.contains("sum(rate(x[1m]")
+            && msg.contains(&format!(
+                "{}..",
+                aefm_collector::window::rfc3339(
+                    aefm_collector::window::parse_time(&start).unwrap()
+                )
+            )),
+        "{msg}"
+    );
     assert_no_files(&bad);
     // Empty result.
-    let msg = execute(&CollectCommand::Prometheus { out: bad.clone(), ..cmd(r#"aefm_test_value{series="nope"}"#, Some("1s"), &start) })
-        .unwrap_err()
-        .to_string();
-    assert!(msg.contains("empty result") && msg.contains("nope"), "{msg}");
+    let msg = execute(&cmd_in(
+        &bad,
+        r#"aefm_test_value{series="nope"}"#,
+        Some("1s"),
+        &start,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("empty result") && msg.contains("nope"),
+        "{msg}"
+    );
     assert_no_files(&bad);
 
     // The default query set through a case: node queries land; pod queries need a namespace and
@@ -307,38 +492,90 @@ fn prometheus_against_a_real_server() {
     settings.min_step = Duration::from_secs(1);
     settings.grace = Duration::ZERO;
     settings.rate_window = Duration::from_secs(5);
-    settings.queries.push(QueryTemplate::range("test_value", r#"aefm_test_value{job="test"}"#));
+    settings.queries.push(QueryTemplate::range(
+        "test_value",
+        r#"aefm_test_value{job="test"}"#,
+    ));
     let case_dir = dir.path().join("case");
-    let ctx = TemplateContext { case: "tc1".into(), ..Default::default() };
-    let outcome = collect_case(&case_dir, &Window::new(t0, t1).unwrap(), &ctx, &CaseSources { prometheus: Some(settings), ..Default::default() });
+    let ctx = TemplateContext {
+        case: "tc1".into(),
+        ..Default::default()
+    };
+    let outcome = collect_case(
+        &case_dir,
+        &Window::new(t0, t1).unwrap(),
+        &ctx,
+        &CaseSources {
+            prometheus: Some(settings),
+            ..Default::default()
+        },
+    );
     let failed: Vec<&str> = outcome.errors().iter().map(|(s, _)| *s).collect();
     assert_eq!(
         failed,
-        ["prometheus:pod_cpu_limit_share", "prometheus:pod_memory_limit_share", "prometheus:pod_cpu_cores", "prometheus:pod_memory_working_set_bytes"]
+        [
+            "prometheus:pod_cpu_limit_share",
+            "prometheus:pod_memory_limit_share",
+            "prometheus:pod_cpu_cores",
+            "prometheus:pod_memory_working_set_bytes"
+        ]
     );
     let rows = csv(&case_dir.join("prometheus.csv"));
-    let values = |m: &str| rows.iter().filter(|r| r["metric"] == m).map(|r| r["value"].parse::<f64>().unwrap()).collect::<Vec<_>>();
-    assert!(values("node_memory_available_bytes").iter().all(|&v| v > 1e6));
-    assert!(!values("node_cpu_busy_share").is_empty() && values("node_cpu_busy_share").iter().all(|&v| (0.0..=1.0).contains(&v)));
-    assert!(values("node_memory_used_share").iter().all(|&v| v > 0.0 && v < 1.0));
+    let values = |m: &str| {
+        rows.iter()
+            .filter(|r| r["metric"] == m)
+            .map(|r| r["value"].parse::<f64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(values("node_memory_available_bytes")
+        .iter()
+        .all(|&v| v > 1e6));
+    assert!(
+        !values("node_cpu_busy_share").is_empty()
+            && values("node_cpu_busy_share")
+                .iter()
+                .all(|&v| (0.0..=1.0).contains(&v))
+    );
+    assert!(values("node_memory_used_share")
+        .iter()
+        .all(|&v| v > 0.0 && v < 1.0));
     assert!(!values("node_network_receive_bytes_per_second").is_empty());
     assert_eq!(values("test_value").first(), Some(&5.0));
     let summary = csv(&case_dir.join("prometheus_summary.csv"));
-    let tv = summary.iter().find(|r| r["metric"] == "test_value").unwrap();
+    let tv = summary
+        .iter()
+        .find(|r| r["metric"] == "test_value")
+        .unwrap();
     assert_eq!((tv["min"].as_str(), tv["max"].as_str()), ("5", "10"));
     let manifest = std::fs::read_to_string(case_dir.join("collection.json")).unwrap();
-    assert!(manifest.contains("variable `namespace` is not set"), "{manifest}");
+    assert!(
+        manifest.contains("variable `namespace` is not set"),
+        "{manifest}"
+    );
 
     // Direct scraping of the node exporter and the test endpoint.
-    let rows = aefm_collector::scrape::scrape_once(&prom.node_exporter_url, &Default::default()).unwrap();
-    assert!(rows.iter().any(|r| r.metric == "node_memory_MemAvailable_bytes" && r.value > 1e6));
-    let rows = aefm_collector::scrape::scrape_once(&format!("{}/metrics", prom.endpoint.server.url()), &Default::default()).unwrap();
-    assert!(rows.iter().any(|r| r.metric == "aefm_test_value" && r.value == 10.0));
+    let rows =
+        aefm_collector::scrape::scrape_once(&prom.node_exporter_url, &Default::default()).unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.metric == "node_memory_MemAvailable_bytes" && r.value > 1e6));
+    let rows = aefm_collector::scrape::scrape_once(
+        &format!("{}/metrics", prom.endpoint.server.url()),
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.metric == "aefm_test_value" && r.value == 10.0));
 }
 
 #[test]
 fn prometheus_unreachable_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let e = execute(&CollectCommand::Prometheus {
         url: format!("http://127.0.0.1:{port}"),
@@ -357,7 +594,12 @@ fn prometheus_unreachable_is_a_clear_error() {
     })
     .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.starts_with("prometheus: cannot reach") && msg.contains("query `up`") && msg.contains("2 attempt"), "{msg}");
+    assert!(
+        msg.starts_with("prometheus: cannot reach")
+            && msg.contains("query `up`")
+            && msg.contains("2 attempt"),
+        "{msg}"
+    );
     assert_no_files(&dir.path().join("o"));
 }
 
@@ -372,10 +614,19 @@ impl Drop for Kill {
 #[test]
 fn host_sampler_sees_known_cpu_and_memory_use() {
     // A busy loop (CPU) and a parent shell holding a 200 MiB child (memory, process tree).
-    let busy = Kill(Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap());
+    let busy = Kill(
+        Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mem = Kill(
         Command::new("sh")
-            .args(["-c", "python3 -c 'import time; b = b\"x\" * (200 << 20); time.sleep(30)'; true"])
+            .args([
+                "-c",
+                "python3 -c 'import time; b = b\"x\" * (200 << 20); time.sleep(30)'; true",
+            ])
             .spawn()
             .unwrap(),
     );
@@ -384,28 +635,60 @@ fn host_sampler_sees_known_cpu_and_memory_use() {
     std::thread::sleep(Duration::from_millis(1500));
     let sampler = Sampler::start(
         vec![
-            Target { pid: busy.0.id(), role: Role::Interference, include_children: true },
-            Target { pid: mem.0.id(), role: Role::App, include_children: true },
+            Target {
+                pid: busy.0.id(),
+                role: Role::Interference,
+                include_children: true,
+            },
+            Target {
+                pid: mem.0.id(),
+                role: Role::App,
+                include_children: true,
+            },
         ],
         Duration::from_millis(250),
     );
-    sampler.add(Target { pid: idle.0.id(), role: Role::Generator, include_children: false });
+    sampler.add(Target {
+        pid: idle.0.id(),
+        role: Role::Generator,
+        include_children: false,
+    });
     std::thread::sleep(Duration::from_millis(2000));
     let samples = sampler.stop();
     assert!(samples.errors.is_empty(), "{:?}", samples.errors);
     let of = |role: &str, metric: &str| -> Vec<f64> {
-        samples.rows.iter().filter(|r| r.metric == metric && r.labels.get("role").map(String::as_str) == Some(role)).map(|r| r.value).collect()
+        samples
+            .rows
+            .iter()
+            .filter(|r| {
+                r.metric == metric && r.labels.get("role").map(String::as_str) == Some(role)
+            })
+            .map(|r| r.value)
+            .collect()
     };
     let busy_cpu = of("interference", "process_cpu_percent");
     let mean = busy_cpu.iter().sum::<f64>() / busy_cpu.len() as f64;
     // 100 % of a core when alone; the box is shared, so only a generous lower bound.
     assert!(mean > 10.0 && mean <= 110.0, "busy loop CPU {busy_cpu:?}");
     let idle_cpu = of("generator", "process_cpu_percent");
-    assert!(!idle_cpu.is_empty() && idle_cpu.iter().all(|&v| v < 5.0), "sleep CPU {idle_cpu:?}");
+    assert!(
+        !idle_cpu.is_empty() && idle_cpu.iter().all(|&v| v < 5.0),
+        "sleep CPU {idle_cpu:?}"
+    );
     let rss = of("app", "process_rss_bytes");
-    assert!(rss.iter().all(|&v| v > 190.0 * 1048576.0 && v < 400.0 * 1048576.0), "tree RSS {rss:?}");
-    assert!(of("app", "process_count").iter().all(|&n| n >= 2.0), "shell + python");
-    assert!(samples.rows.iter().any(|r| r.metric == "host_memory_available_bytes" && r.value > 0.0));
+    assert!(
+        rss.iter()
+            .all(|&v| v > 190.0 * 1048576.0 && v < 400.0 * 1048576.0),
+        "tree RSS {rss:?}"
+    );
+    assert!(
+        of("app", "process_count").iter().all(|&n| n >= 2.0),
+        "shell + python"
+    );
+    assert!(samples
+        .rows
+        .iter()
+        .any(|r| r.metric == "host_memory_available_bytes" && r.value > 0.0));
 
     // Through the command line: files land and name the role.
     let dir = tempfile::tempdir().unwrap();
@@ -420,16 +703,31 @@ fn host_sampler_sees_known_cpu_and_memory_use() {
     .unwrap();
     assert_eq!(written.len(), 2);
     let rows = csv(&dir.path().join("host.csv"));
-    assert!(rows.iter().any(|r| r["metric"] == "process_cpu_percent" && r["labels"].contains("role=interference")));
+    assert!(
+        rows.iter()
+            .any(|r| r["metric"] == "process_cpu_percent"
+                && r["labels"].contains("role=interference"))
+    );
 }
 
 #[test]
 fn a_failing_source_does_not_stop_the_others() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut jaeger = JaegerSettings::new(format!("http://127.0.0.1:{port}"), "nginx");
     jaeger.grace = Duration::ZERO;
     jaeger.http.retries = 0;
-    let sampler = Sampler::start(vec![Target { pid: std::process::id(), role: Role::Other("test".into()), include_children: false }], Duration::from_millis(100));
+    let sampler = Sampler::start(
+        vec![Target {
+            pid: std::process::id(),
+            role: Role::Other("test".into()),
+            include_children: false,
+        }],
+        Duration::from_millis(100),
+    );
     std::thread::sleep(Duration::from_millis(250));
     let host = sampler.stop();
     let wrk = "Running 10s test @ http://h/\n  2 threads and 10 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.20ms  300.00us   9.00ms   80.00%\n    Req/Sec     4.10k   200.00     5.00k    70.00%\n  81234 requests in 10.00s, 12.00MB read\nRequests/sec:   8123.40\nTransfer/sec:      1.20MB\n";
@@ -438,20 +736,41 @@ fn a_failing_source_does_not_stop_the_others() {
     let outcome = collect_case(
         &dir.path().join("case"),
         &Window::new(now - Duration::from_secs(10), now).unwrap(),
-        &TemplateContext { case: "tc".into(), ..Default::default() },
-        &CaseSources { jaeger: Some(jaeger), host: Some(host), wrk_text: Some(wrk.into()), ..Default::default() },
+        &TemplateContext {
+            case: "tc".into(),
+            ..Default::default()
+        },
+        &CaseSources {
+            jaeger: Some(jaeger),
+            host: Some(host),
+            wrk_text: Some(wrk.into()),
+            ..Default::default()
+        },
     );
     let errors = outcome.errors();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].0, "jaeger");
     assert!(matches!(errors[0].1, Error::Unreachable { .. }));
-    for f in ["host.csv", "host_summary.csv", "wrk.csv", "wrk_summary.csv", "collection.json"] {
+    for f in [
+        "host.csv",
+        "host_summary.csv",
+        "wrk.csv",
+        "wrk_summary.csv",
+        "collection.json",
+    ] {
         assert!(dir.path().join("case").join(f).is_file(), "{f}");
     }
     assert!(!dir.path().join("case/spans.csv").exists());
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("case/collection.json")).unwrap()).unwrap();
-    let jaeger = manifest["sources"].as_array().unwrap().iter().find(|s| s["source"] == "jaeger").unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("case/collection.json")).unwrap(),
+    )
+    .unwrap();
+    let jaeger = manifest["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "jaeger")
+        .unwrap();
     assert_eq!(jaeger["status"], "error");
     let wrk = csv(&dir.path().join("case/wrk_summary.csv"));
     assert_eq!(wrk[0]["requests"], "81234");

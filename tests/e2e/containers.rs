@@ -180,6 +180,7 @@ fn cpu_sees_the_container_quota() {
         Some(1.0),
         "one worker for half a core: {last:?}"
     );
+    assert_eq!(last.detail_f64("quota_caps_pct"), Some(50.0), "{last:?}");
     // Throttled to the quota (measured, not assumed).
     assert!(last.achieved < 75.0, "{last:?}");
 }
@@ -224,6 +225,18 @@ fn memcap_honours_the_container_memory_limit() {
         "{err}"
     );
     assert!(lines(&out).is_empty());
+
+    // 100 % of the limit leaves nothing for the process itself: refused with the maximum, not OOM-killed.
+    let c = Named::new("memcap-full", false);
+    let out = run_limited(
+        &c,
+        "1",
+        "256m",
+        &["memcap", "--size", "100%", "--duration", "2s"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most"), "{err}");
 }
 
 #[test]

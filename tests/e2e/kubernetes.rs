@@ -16,8 +16,9 @@ fn repo() -> PathBuf {
 }
 
 fn section(fake: &FakeKube, extra: &str) -> KubernetesConfig {
+    let timeout = if extra.contains("readiness_timeout_secs") { "" } else { "readiness_timeout_secs: 20\n" };
     let yaml = format!(
-        "kubeconfig: {}\nnamespace: hotel\nyaml_repo: {}\napp_image: repo/hotel:1\nimage_pull_policy: Always\npod_resources: {{cpu: '0.5', memory: 256Mi}}\nreplicas: {{frontend: 3}}\nnodes:\n- {{name: w1, roles: [infra]}}\n- {{name: w2, roles: [testbed]}}\n- {{name: w3, roles: [testbed, loadgen]}}\nreadiness_timeout_secs: 20\n{extra}",
+        "kubeconfig: {}\nnamespace: hotel\nyaml_repo: {}\napp_image: repo/hotel:1\nimage_pull_policy: Always\npod_resources: {{cpu: '0.5', memory: 256Mi}}\nreplicas: {{frontend: 3}}\nnodes:\n- {{name: w1, roles: [infra]}}\n- {{name: w2, roles: [testbed]}}\n- {{name: w3, roles: [testbed, loadgen]}}\n{timeout}{extra}",
         fake.kubeconfig().display(),
         repo().display()
     );
@@ -140,7 +141,7 @@ fn interference_pods_on_the_right_nodes_then_cleared() {
     let pods = fake.labelled("pods", "aefm.io/component", "interference");
     assert_eq!(pods.len(), 4);
     for p in &pods {
-        assert!(["w2", "w3"].contains(&pod_node(p).as_str()), "testbed only");
+        assert!(["w2", "w3"].contains(&pod_node(p).as_str()), "testbed only: {p}");
         assert_eq!(p["metadata"]["namespace"], "aefm-interference");
         assert_eq!(p["metadata"]["labels"]["aefm.io/test-case"], "case-1");
         let r = &p["spec"]["containers"][0]["resources"];
@@ -195,14 +196,21 @@ fn faults_name_object_and_answer_and_leave_nothing_running() {
 
     // API server answering errors.
     fake.faults(|f| f.unavailable = true);
+    let t = std::time::Instant::now();
     let msg = cluster.clear_interference().unwrap_err().to_string();
+    eprintln!("503 took {:?}", t.elapsed());
     assert!(msg.contains("503"), "{msg}");
 
-    // API server unreachable.
-    let cfg = section(&fake, "");
+    // API server unreachable (the kubeconfig outlives the server).
+    let mut cfg = section(&fake, "");
+    let kept = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(fake.kubeconfig(), kept.path()).unwrap();
+    cfg.kubeconfig = Some(kept.path().to_path_buf());
     drop(fake);
+    let t = std::time::Instant::now();
     let err = Cluster::connect(&cfg, "exp1").and_then(|c| c.deploy(DeployAction::Apply)).unwrap_err();
     let msg = err.to_string();
+    eprintln!("unreachable took {:?}: {msg}", t.elapsed());
     assert!(msg.contains("127.0.0.1") || msg.to_lowercase().contains("connect"), "{msg}");
 }
 
@@ -212,6 +220,11 @@ fn a_node_that_disappears_fails_readiness_with_the_reason() {
     let cluster = Cluster::connect(&section(&fake, "readiness_timeout_secs: 2\n"), "exp1").unwrap();
     cluster.deploy(DeployAction::Apply).unwrap();
     fake.remove_node("w1");
+    // The node controller evicts w1's pods; their replacements cannot be scheduled.
+    assert!(fake.wait_for(Duration::from_secs(5), |f| f
+        .objects("pods")
+        .iter()
+        .any(|p| p["status"]["conditions"][0]["reason"] == "Unschedulable")));
     let msg = cluster.deploy(DeployAction::Apply).unwrap_err().to_string();
     assert!(msg.contains("Unschedulable") && msg.contains("didn't match"), "{msg}");
 }

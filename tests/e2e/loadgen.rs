@@ -29,7 +29,11 @@ fn achieved_rate_counts_and_wire_request() {
         "requests {}",
         sum.requests
     );
-    assert!((sum.achieved_rate - 400.0).abs() < 40.0, "{}", sum.achieved_rate);
+    assert!(
+        (sum.achieved_rate - 400.0).abs() < 40.0,
+        "{}",
+        sum.achieved_rate
+    );
     assert_eq!(sum.errors.total(), 0, "{:?}", sum.errors);
     assert_eq!(sum.responses.success, sum.requests);
     assert_eq!(report.corrected().len(), sum.requests);
@@ -37,7 +41,11 @@ fn achieved_rate_counts_and_wire_request() {
     assert!(sum.sent >= sum.requests && sum.sent <= sum.requests + 4);
     // 16-byte bodies plus headers, every byte counted.
     assert!(sum.bytes > sum.requests * 40, "{}", sum.bytes);
-    assert!(report.per_second.len() == 2, "{:?}", report.per_second.len());
+    assert!(
+        report.per_second.len() == 2,
+        "{:?}",
+        report.per_second.len()
+    );
     let per_sec: u64 = report.per_second.iter().map(|s| s.completed).sum();
     assert_eq!(per_sec, sum.requests);
     // The server saw exactly what wrk would send.
@@ -58,7 +66,11 @@ fn non_2xx_responses_are_counted() {
         chunked: true,
         ..ServerOptions::default()
     });
-    let report = run(&spec(&server.url("/"), 200.0, 1.0, 1, 2), &RunControl::new()).unwrap();
+    let report = run(
+        &spec(&server.url("/"), 200.0, 1.0, 1, 2),
+        &RunControl::new(),
+    )
+    .unwrap();
     let sum = &report.summary;
     assert!(sum.requests > 150, "{}", sum.requests);
     assert_eq!(sum.errors.status, sum.requests);
@@ -76,13 +88,21 @@ fn reconnects_after_connection_close() {
         close_every: Some(5),
         ..ServerOptions::default()
     });
-    let report = run(&spec(&server.url("/"), 300.0, 1.5, 1, 2), &RunControl::new()).unwrap();
+    let report = run(
+        &spec(&server.url("/"), 300.0, 1.5, 1, 2),
+        &RunControl::new(),
+    )
+    .unwrap();
     let sum = &report.summary;
     assert!(sum.requests > 380, "{}", sum.requests);
     assert!(sum.reconnects >= sum.requests / 5 - 2, "{sum:?}");
     assert_eq!(sum.errors.read + sum.errors.connect, 0, "{:?}", sum.errors);
     // One test connect, two up front, then one per close.
-    assert!(server.connection_count() >= sum.reconnects, "{}", server.connection_count());
+    assert!(
+        server.connection_count() >= sum.reconnects,
+        "{}",
+        server.connection_count()
+    );
 }
 
 #[test]
@@ -102,7 +122,11 @@ fn timeouts_count_late_requests_not_idle_connections() {
         sum.errors.timeout >= sum.requests && sum.errors.timeout <= sum.requests + 2,
         "{sum:?}"
     );
-    assert!(report.uncorrected.stats.min >= 290_000, "{:?}", report.uncorrected.stats);
+    assert!(
+        report.uncorrected.stats.min >= 290_000,
+        "{:?}",
+        report.uncorrected.stats
+    );
     // Idle connections (one request every 5 s each) are not timeouts.
     let fast = HttpServer::start(ServerOptions::default());
     let mut s = spec(&fast.url("/"), 2.0, 1.5, 1, 10);
@@ -128,8 +152,16 @@ fn open_model_keeps_rate_with_slow_server() {
     let sum = &report.summary;
     assert!(sum.sent >= 70, "{sum:?}");
     assert!(sum.requests >= 55, "{sum:?}");
-    assert!(server.connection_count() >= 8, "{}", server.connection_count());
-    assert!(report.corrected.stats.p50 < 400_000, "{:?}", report.corrected.stats);
+    assert!(
+        server.connection_count() >= 8,
+        "{}",
+        server.connection_count()
+    );
+    assert!(
+        report.corrected.stats.p50 < 400_000,
+        "{:?}",
+        report.corrected.stats
+    );
 }
 
 #[test]
@@ -200,14 +232,21 @@ fn binary_prints_wrk2_report_and_writes_json_and_hdr_log() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[0],
         format!("Running 2s test @ {}", server.url("/index.html"))
     );
     assert_eq!(lines[1], "  1 threads and 4 connections");
-    assert_eq!(lines[2], "  Thread Stats   Avg      Stdev     Max   +/- Stdev");
+    assert_eq!(
+        lines[2],
+        "  Thread Stats   Avg      Stdev     Max   +/- Stdev"
+    );
     assert!(lines[3].starts_with("    Latency   "));
     assert!(lines[4].starts_with("    Req/Sec   "));
     assert_eq!(
@@ -220,17 +259,26 @@ fn binary_prints_wrk2_report_and_writes_json_and_hdr_log() {
     let report = Report::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let n = report.summary.requests;
     assert!((500..=640).contains(&n), "{n}");
-    assert!(stdout.contains(&format!("\n  {n} requests in 2.00s, ")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("\n  {n} requests in 2.00s, ")),
+        "{stdout}"
+    );
     assert!(stdout.contains("\nRequests/sec: "));
     assert!(stdout.contains("\nTransfer/sec: "));
     // Footer total count agrees with the JSON histogram.
-    assert!(stdout.contains(&format!("Total count    = {:>12}]", report.corrected().len())));
+    assert!(stdout.contains(&format!(
+        "Total count    = {:>12}]",
+        report.corrected().len()
+    )));
     // The interval log: one histogram per second, adding up to the whole corrected histogram.
     let log = std::fs::read_to_string(&hlog).unwrap();
     assert!(log.contains("#[StartTime: "));
     let mut total = 0;
     let mut intervals = 0;
-    for line in log.lines().filter(|l| !l.starts_with('#') && !l.starts_with('"')) {
+    for line in log
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
+    {
         let fields: Vec<&str> = line.split(',').collect();
         assert_eq!(fields.len(), 4, "{line}");
         let h = aefm_loadgen::histogram::decode(fields[3]).unwrap();
@@ -264,11 +312,20 @@ fn binary_bad_input_one_line_exit_1_before_load() {
     for (args, needle) in [
         (vec!["-R", "10", "not-a-url"], "invalid URL"),
         (vec!["-R", "0", "http://127.0.0.1:1/"], "rate"),
-        (vec!["-R", "10", "-c", "0", "http://127.0.0.1:1/"], "connections"),
-        (vec!["-R", "10", "-d", "-3", "http://127.0.0.1:1/"], "invalid duration"),
+        (
+            vec!["-R", "10", "-c", "0", "http://127.0.0.1:1/"],
+            "connections",
+        ),
+        (
+            vec!["-R", "10", "-d", "-3", "http://127.0.0.1:1/"],
+            "invalid duration",
+        ),
         (vec!["http://127.0.0.1:1/"], "Throughput MUST"),
         (vec!["-R", "10", closed_url.as_str()], "unable to connect"),
-        (vec!["-R", "10", "http://no-such-host.invalid/"], "unable to resolve"),
+        (
+            vec!["-R", "10", "http://no-such-host.invalid/"],
+            "unable to resolve",
+        ),
     ] {
         let t = Instant::now();
         let out = Command::new(&exe).args(&args).output().unwrap();
@@ -277,7 +334,9 @@ fn binary_bad_input_one_line_exit_1_before_load() {
         let first = stderr.lines().next().unwrap_or("");
         assert!(first.starts_with("aefm-load: "), "{args:?}: {stderr}");
         assert!(first.contains(needle), "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("requests in"));
+        assert!(
+            out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("requests in")
+        );
         assert!(t.elapsed() < Duration::from_secs(10), "{args:?}");
     }
 }
@@ -294,4 +353,27 @@ fn binary_missing_script_fails_before_load() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("script.lua"), "{stderr}");
     assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn warmup_discards_early_latencies_but_counts_everything() {
+    let server = HttpServer::start(ServerOptions::default());
+    let mut s = spec(&server.url("/"), 200.0, 2.0, 1, 2);
+    s.warmup = Duration::from_secs(1);
+    let report = run(&s, &RunControl::new()).unwrap();
+    let n = report.summary.requests;
+    assert!(n >= 350, "{n}");
+    let recorded = report.corrected().len();
+    // About the second half only.
+    assert!(
+        recorded > n / 3 && recorded < n * 2 / 3,
+        "{recorded} of {n}"
+    );
+    assert_eq!(report.calibration.len(), 1);
+    assert!(report.calibration[0].sampling_interval_ms >= 10);
+    let text = aefm_loadgen::render_wrk2(&report, &Default::default());
+    assert!(
+        text.starts_with("  Thread calibration: mean lat.: "),
+        "{text}"
+    );
 }

@@ -1,1 +1,510 @@
-//! End-to-end tests: manager.
+//! End-to-end tests: the `aefm` manager on the local backend (demo service, aefm-stress, load in
+//! process), with short cases. Every test runs the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aefm_tests::bins;
+
+/// Tests that run experiments take this lock: they share the machine's cores, and the latency
+/// comparison must not compete with another experiment of the same test binary.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The aefm binary, with aefm-stress built beside it.
+fn aefm() -> PathBuf {
+    bins::bin("aefm-stress");
+    bins::bin("aefm")
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs to completion with a deadline; kills the process if it overruns.
+fn run_with_deadline(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn aefm");
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let killer = std::thread::spawn(move || {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: killing our own child.
+        unsafe {
+            libc_kill(pid as i32, 9);
+        }
+    });
+    let out = child.wait_with_output().expect("wait aefm");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = killer.join();
+    out
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+/// The only experiment directory under `results`.
+fn experiment_dir(results: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// summary.csv as a list of maps column -> value.
+fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// Direct children of `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let ppid: u32 = rest.split_whitespace().nth(1).unwrap().parse().unwrap();
+            if ppid == pid {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// True when the process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            !rest.starts_with('Z') && !rest.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+const INTERFERENCE_CONFIG: &str = r#"
+name: e2e
+results_dir: results
+duration: 2s
+warmup: 500ms
+settle: 500ms
+app:
+  demo: {front_work_us: 200, back_work_us: 300}
+  cores: [0]
+load:
+  connections: 32
+  timeout: 5s
+sweep:
+  rate: [100, 300]
+  interference:
+    stress:
+      - none
+      - {kind: cpu, load: 100}
+"#;
+
+#[test]
+fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "e2e.yaml", INTERFERENCE_CONFIG);
+    let mut cmd = Command::new(aefm());
+    cmd.args(["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let out = run_with_deadline(cmd, Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "aefm run failed: {stderr}");
+    let stdout = text(&out.stdout);
+    let dir = experiment_dir(&tmp.path().join("results"));
+    assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
+
+    for f in ["config.yaml", "config.resolved.yaml", "metadata.json", "journal.jsonl", "summary.csv", "aefm.log"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "finished");
+    assert_eq!(meta["cases"], 4);
+    assert!(meta["ended"].is_string());
+
+    let rows = summary(&dir);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["status"], "ok", "{r:?}");
+        let case_dir = dir.join("cases").join(&r["case"]);
+        for f in ["loadgen.json", "latency.hlog", "latency_percentiles.txt", "host.csv", "case.json"] {
+            assert!(case_dir.join(f).is_file(), "{} missing in {}", f, case_dir.display());
+        }
+        // The summary agrees with the loadgen report it came from.
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(case_dir.join("loadgen.json")).unwrap()).unwrap();
+        let p99_json = report["corrected"]["stats"]["p99"].as_f64().unwrap() / 1000.0;
+        let p99_csv: f64 = r["p99_ms"].parse().unwrap();
+        assert!((p99_json - p99_csv).abs() <= 0.01 + p99_json * 0.001, "{p99_json} vs {p99_csv}");
+        let offered: f64 = r["offered_rps"].parse().unwrap();
+        let achieved: f64 = r["achieved_rps"].parse().unwrap();
+        assert!(achieved > offered * 0.3 && achieved < offered * 1.3, "{r:?}");
+        let cpu: f64 = r["app_cpu_percent"].parse().unwrap();
+        assert!(cpu > 1.0, "{r:?}");
+    }
+    assert!(dir.join("plots/latency_vs_rate_p99.svg").is_file());
+    let timelines = std::fs::read_dir(dir.join("plots/timeline")).unwrap().count();
+    assert_eq!(timelines, 4);
+
+    let p99 = |stress: &str| -> f64 {
+        rows.iter()
+            .find(|r| r["stress"] == stress && r["rate"] == "300")
+            .map(|r| r["p99_ms"].parse().unwrap())
+            .unwrap()
+    };
+    let (none, cpu) = (p99("none"), p99("cpu-100"));
+    assert!(cpu > none, "p99 at 300 req/s: with cpu interference {cpu} ms, without {none} ms");
+}
+
+const SHORT_CONFIG: &str = r#"
+name: short
+results_dir: results
+duration: 1s
+warmup: 0s
+app:
+  demo: {front_work_us: 50, back_work_us: 50}
+sweep:
+  rate: [50, 100]
+  rounds: 3
+"#;
+
+#[test]
+fn resume_after_kill_skips_finished_cases() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "short.yaml", SHORT_CONFIG);
+    let mut child: Child = Command::new(aefm())
+        .args(["run", cfg.to_str().unwrap(), "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = tmp.path().join("results");
+    let journal_lines = |results: &Path| -> usize {
+        std::fs::read_dir(results)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path().join("journal.jsonl")).ok())
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let got = wait_until(Duration::from_secs(60), || journal_lines(&results) >= 2);
+    let kids = children_of(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(got, "no case finished in time");
+    let done_before = journal_lines(&results);
+    assert!(done_before < 6, "all cases finished before the kill ({done_before})");
+    // The app died with aefm (PDEATHSIG): nothing left behind even after SIGKILL.
+    assert!(wait_until(Duration::from_secs(5), || kids.iter().all(|p| !alive(*p))), "children survived: {kids:?}");
+
+    let mut cmd = Command::new(aefm());
+    cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
+    let out = run_with_deadline(cmd, Duration::from_secs(90));
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("finished earlier"), "{stdout}");
+    let dir = experiment_dir(&results);
+    let rows = summary(&dir);
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    // Finished cases were not run again: one journal line per case.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 6, "{journal}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["resumed"].as_array().unwrap().len(), 1);
+    assert_eq!(meta["status"], "finished");
+}
+
+#[test]
+fn sigint_stops_everything_and_keeps_results() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "long.yaml",
+        r#"
+name: long
+results_dir: results
+duration: 30s
+warmup: 0s
+app:
+  demo: {front_work_us: 50, back_work_us: 50}
+sweep:
+  rate: [50]
+  interference:
+    stress: [{kind: cpu, load: 30}]
+"#,
+    );
+    let child = Command::new(aefm())
+        .args(["run", cfg.to_str().unwrap(), "--no-progress"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the app (3 units) and the stressor run: 4 children.
+    let started = wait_until(Duration::from_secs(30), || children_of(pid).len() >= 4);
+    let kids = children_of(pid);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc_kill(pid as i32, 2);
+    }
+    let out = run_with_deadline_wait(child, Duration::from_secs(30));
+    assert!(started, "app and stressor did not start: {kids:?}");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--resume"), "{stderr}");
+    for k in &kids {
+        assert!(!alive(*k), "process {k} survived SIGINT");
+    }
+    let dir = experiment_dir(&tmp.path().join("results"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "interrupted");
+}
+
+fn run_with_deadline_wait(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        // SAFETY: our own child (harmless if it already exited and was reaped: ESRCH).
+        unsafe {
+            libc_kill(pid as i32, 9);
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(killer);
+    out
+}
+
+/// Runs `aefm` with a config and returns (exit code, stderr).
+fn aefm_fails(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let mut cmd = Command::new(aefm());
+    cmd.args(args).current_dir(dir);
+    let out = run_with_deadline(cmd, Duration::from_secs(60));
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn bad_key_is_named_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(tmp.path(), "bad.yaml", "name: x\nsweep:\n  rate: [10]\n  rouds: 2\n");
+    let (code, err) = aefm_fails(&["validate", "bad.yaml"], tmp.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad.yaml"), "{err}");
+    assert!(err.contains("sweep: unknown field `rouds`"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+}
+
+#[test]
+fn missing_script_is_named_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(
+        tmp.path(),
+        "c.yaml",
+        "name: x\nresults_dir: results\nload:\n  script: scripts/missing.lua\nsweep:\n  rate: [10]\n",
+    );
+    let (code, err) = aefm_fails(&["run", "c.yaml"], tmp.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("load.script"), "{err}");
+    assert!(err.contains("missing.lua"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    assert!(!tmp.path().join("results").exists(), "nothing may start");
+}
+
+#[test]
+fn app_that_fails_to_start_is_reported_before_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(
+        tmp.path(),
+        "c.yaml",
+        r#"
+name: x
+results_dir: results
+app:
+  commands:
+    - name: api
+      run: "echo 'listen: address already in use' >&2; exit 3"
+      ready: {tcp: "127.0.0.1:9"}
+load:
+  url: http://127.0.0.1:9/
+sweep:
+  rate: [10]
+"#,
+    );
+    let (code, err) = aefm_fails(&["run", "c.yaml", "--no-progress"], tmp.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("app unit \"api\""), "{err}");
+    assert!(err.contains("address already in use"), "{err}");
+    assert!(err.contains("init_environment"), "{err}");
+    let dir = experiment_dir(&tmp.path().join("results"));
+    assert!(!dir.join("cases").exists(), "no case may run");
+}
+
+#[test]
+fn app_that_never_becomes_ready_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write_config(
+        tmp.path(),
+        "c.yaml",
+        &format!(
+            "name: x\nresults_dir: results\napp:\n  ready_timeout: 1s\n  commands:\n    - name: sleeper\n      run: sleep 30\n      ready: {{http: \"http://127.0.0.1:{port}/health\"}}\nload:\n  url: http://127.0.0.1:{port}/\nsweep:\n  rate: [10]\n"
+        ),
+    );
+    let start = Instant::now();
+    let (code, err) = aefm_fails(&["run", "c.yaml", "--no-progress"], tmp.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("app unit \"sleeper\""), "{err}");
+    assert!(err.contains("not ready after 1.0s"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn unreachable_prometheus_is_reported_before_the_app_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write_config(
+        tmp.path(),
+        "c.yaml",
+        &format!(
+            "name: x\nresults_dir: results\ncollect:\n  prometheus:\n    url: http://127.0.0.1:{port}\nsweep:\n  rate: [10]\n"
+        ),
+    );
+    let (code, err) = aefm_fails(&["run", "c.yaml", "--no-progress"], tmp.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Prometheus"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("start_experiment"), "{err}");
+    let dir = experiment_dir(&tmp.path().join("results"));
+    assert!(!dir.join("app").exists(), "the app must not start");
+}
+
+#[test]
+fn missing_working_directory_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(
+        tmp.path(),
+        "c.yaml",
+        "name: x\napp:\n  commands:\n    - name: api\n      run: 'true'\n      cwd: no/such/dir\nload:\n  url: http://127.0.0.1:9/\nsweep:\n  rate: [10]\n",
+    );
+    let (code, err) = aefm_fails(&["validate", "c.yaml"], tmp.path());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("app.commands[0].cwd"), "{err}");
+    assert!(err.contains("no/such/dir"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn plan_lists_cases_in_run_order_with_estimate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "e2e.yaml", INTERFERENCE_CONFIG);
+    let out = Command::new(aefm()).args(["plan", cfg.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    let a = s.find("round-1_stress-none_rate-100").unwrap();
+    let b = s.find("round-1_stress-cpu-100_rate-300").unwrap();
+    assert!(a < b, "{s}");
+    assert!(s.contains("4 test cases"), "{s}");
+    assert!(s.contains("estimated total"), "{s}");
+}
+
+#[test]
+fn init_scaffolds_a_project_whose_custom_handler_runs() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = tmp.path().join("myexp");
+    let out = Command::new(aefm()).args(["init", "-d", proj.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["Cargo.toml", "src/main.rs", "src/handlers.rs", "config.yaml"] {
+        assert!(proj.join(f).is_file(), "{f}");
+    }
+    // Again without --force: refused, nothing overwritten.
+    let again = Command::new(aefm()).args(["init", "-d", proj.to_str().unwrap()]).output().unwrap();
+    assert!(!again.status.success());
+
+    // Build against the path dependency, reusing this workspace's lock file and target dir.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::copy(workspace.join("Cargo.lock"), proj.join("Cargo.lock")).unwrap();
+    let target = bins::target_dir().parent().unwrap().to_path_buf();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--offline"])
+        .current_dir(&proj)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scaffolded project does not build");
+    let exe = target.join("debug").join("myexp");
+    assert!(exe.is_file());
+
+    std::fs::write(
+        proj.join("config.yaml"),
+        "name: custom\nresults_dir: results\nduration: 1s\nwarmup: 0s\napp:\n  demo: {front_work_us: 50, back_work_us: 50}\nsweep:\n  rate: [50, 100]\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["run", "config.yaml", "--no-progress"]).current_dir(&proj);
+    let out = run_with_deadline(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = experiment_dir(&proj.join("results"));
+    let custom = std::fs::read_to_string(dir.join("custom_p99.csv")).unwrap();
+    assert_eq!(custom.lines().count(), 2, "{custom}");
+    assert!(custom.starts_with("round-1_rate-50,"), "{custom}");
+    // The custom event fired by the handler ran its own handler.
+    let log = std::fs::read_to_string(dir.join("aefm.log")).unwrap();
+    assert!(log.contains("custom handler ran"), "{log}");
+}

@@ -40,7 +40,10 @@ impl TestServer {
         let counter = Arc::clone(&requests);
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 loop {
@@ -73,7 +76,12 @@ impl TestServer {
                 }
             });
         });
-        TestServer { addr, requests, stop: Some(stop), thread: Some(thread) }
+        TestServer {
+            addr,
+            requests,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -103,7 +111,10 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
             match b[i] {
                 b'+' => out.push(b' '),
                 b'%' if i + 2 < b.len() => {
-                    match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
                         Ok(v) => {
                             out.push(v);
                             i += 2;
@@ -156,7 +167,14 @@ pub struct SpanSpec {
 }
 
 /// Shorthand for a span.
-pub fn span(id: &str, parent: Option<(Ref, &str)>, service: &str, op: &str, start_us: u64, duration_us: u64) -> SpanSpec {
+pub fn span(
+    id: &str,
+    parent: Option<(Ref, &str)>,
+    service: &str,
+    op: &str,
+    start_us: u64,
+    duration_us: u64,
+) -> SpanSpec {
     SpanSpec {
         id: id.into(),
         parent: parent.map(|(r, p)| (r, p.to_string())),
@@ -243,15 +261,26 @@ pub struct FakeJaeger {
 impl FakeJaeger {
     /// Serves `traces`.
     pub fn start(traces: Vec<TraceSpec>, mode: Mode) -> FakeJaeger {
-        let traces: Arc<Vec<(TraceSpec, String)>> =
-            Arc::new(traces.into_iter().map(|t| { let j = t.to_json().to_string(); (t, j) }).collect());
+        let traces: Arc<Vec<(TraceSpec, String)>> = Arc::new(
+            traces
+                .into_iter()
+                .map(|t| {
+                    let j = t.to_json().to_string();
+                    (t, j)
+                })
+                .collect(),
+        );
         let handler: Handler = Arc::new(move |path, query| {
-            let services: BTreeSet<&str> =
-                traces.iter().flat_map(|(t, _)| t.spans.iter().map(|s| s.service.as_str())).collect();
+            let services: BTreeSet<&str> = traces
+                .iter()
+                .flat_map(|(t, _)| t.spans.iter().map(|s| s.service.as_str()))
+                .collect();
             match path {
-                "/api/services" => {
-                    (200, "application/json", json!({"data": services, "total": services.len(), "errors": null}).to_string())
-                }
+                "/api/services" => (
+                    200,
+                    "application/json",
+                    json!({"data": services, "total": services.len(), "errors": null}).to_string(),
+                ),
                 "/api/traces" => {
                     if let Mode::Fail(status, body) = &mode {
                         return (*status, "application/json", body.clone());
@@ -262,16 +291,27 @@ impl FakeJaeger {
                         return (400, "application/json", json!({"data": null, "errors": [{"code": 400, "msg": "parameter 'service' is required"}]}).to_string());
                     };
                     let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
-                    let (start, end, limit) = (num("start").unwrap_or(0), num("end").unwrap_or(u64::MAX), num("limit").unwrap_or(20) as usize);
+                    let (start, end, limit) = (
+                        num("start").unwrap_or(0),
+                        num("end").unwrap_or(u64::MAX),
+                        num("limit").unwrap_or(20) as usize,
+                    );
                     let mut hits: Vec<&(TraceSpec, String)> = traces
                         .iter()
-                        .filter(|(t, _)| t.spans.iter().any(|s| s.service == service && s.start_us >= start && s.start_us <= end))
+                        .filter(|(t, _)| {
+                            t.spans.iter().any(|s| {
+                                s.service == service && s.start_us >= start && s.start_us <= end
+                            })
+                        })
                         .collect();
                     hits.sort_by_key(|(t, _)| std::cmp::Reverse(t.start_us()));
                     hits.truncate(limit);
                     let body = format!(
                         r#"{{"data":[{}],"total":{},"limit":0,"offset":0,"errors":null}}"#,
-                        hits.iter().map(|(_, j)| j.as_str()).collect::<Vec<_>>().join(","),
+                        hits.iter()
+                            .map(|(_, j)| j.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
                         hits.len()
                     );
                     (200, "application/json", body)
@@ -279,7 +319,9 @@ impl FakeJaeger {
                 _ => (404, "text/plain", "404 page not found\n".into()),
             }
         });
-        FakeJaeger { server: TestServer::start(handler) }
+        FakeJaeger {
+            server: TestServer::start(handler),
+        }
     }
 
     /// Base URL.

@@ -28,18 +28,26 @@ impl TestEndpoint {
             if path != "/metrics" {
                 return (404, "text/plain", "not found\n".into());
             }
-            let mut body = String::from("# HELP aefm_test_value A value set by the test.\n# TYPE aefm_test_value gauge\n");
+            let mut body = String::from(
+                "# HELP aefm_test_value A value set by the test.\n# TYPE aefm_test_value gauge\n",
+            );
             for (labels, value) in v.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 body.push_str(&format!("aefm_test_value{{{labels}}} {value}\n"));
             }
             (200, "text/plain; version=0.0.4", body)
         });
-        TestEndpoint { server: TestServer::start(handler), values }
+        TestEndpoint {
+            server: TestServer::start(handler),
+            values,
+        }
     }
 
     /// Sets `aefm_test_value{<labels>}` (labels in exposition syntax: `series="a"`).
     pub fn set(&self, labels: &str, value: f64) {
-        self.values.lock().unwrap_or_else(|e| e.into_inner()).insert(labels.to_string(), value);
+        self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(labels.to_string(), value);
     }
 
     /// `host:port`.
@@ -61,7 +69,9 @@ pub struct Prometheus {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {
@@ -75,7 +85,9 @@ fn which(bin: &str) -> Option<std::path::PathBuf> {
 /// A blocking GET returning (status, body); `None` on connection failure.
 pub fn http_get(url: &str) -> Option<(u16, String)> {
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut s = std::net::TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     use std::io::{Read, Write};
@@ -83,7 +95,10 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -91,7 +106,8 @@ impl Prometheus {
     /// Starts node exporter, the test endpoint and Prometheus, and waits until Prometheus has
     /// scraped both targets successfully (bounded: 30 s).
     pub fn start() -> anyhow::Result<Option<Prometheus>> {
-        let (Some(prom), Some(ne)) = (which("prometheus"), which("prometheus-node-exporter")) else {
+        let (Some(prom), Some(ne)) = (which("prometheus"), which("prometheus-node-exporter"))
+        else {
             if std::env::var_os("AEFM_REQUIRE_PROMETHEUS").is_some() {
                 anyhow::bail!("prometheus or prometheus-node-exporter not on PATH and AEFM_REQUIRE_PROMETHEUS is set");
             }
@@ -105,7 +121,13 @@ impl Prometheus {
         children.push(
             Command::new(ne)
                 .arg(format!("--web.listen-address=127.0.0.1:{ne_port}"))
-                .args(["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.netdev", "--collector.loadavg"])
+                .args([
+                    "--collector.disable-defaults",
+                    "--collector.cpu",
+                    "--collector.meminfo",
+                    "--collector.netdev",
+                    "--collector.loadavg",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?,
@@ -123,7 +145,10 @@ impl Prometheus {
         children.push(
             Command::new(prom)
                 .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -145,7 +170,8 @@ impl Prometheus {
                 }
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(p._dir.path().join("prometheus.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(p._dir.path().join("prometheus.log"))
+                    .unwrap_or_default();
                 anyhow::bail!("Prometheus did not scrape both targets within 30 s (last: {up:?}); log tail: {}", &log[log.len().saturating_sub(2000)..]);
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -21,7 +21,10 @@ fn trace(id: &str, spans: &[String]) -> String {
 
 fn run(traces: &[String]) -> (TraceCounts, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let page = format!(r#"{{"data":[{}],"total":0,"limit":0,"offset":0,"errors":null}}"#, traces.join(","));
+    let page = format!(
+        r#"{{"data":[{}],"total":0,"limit":0,"offset":0,"errors":null}}"#,
+        traces.join(",")
+    );
     let mut p = TraceProcessor::create(dir.path()).unwrap();
     p.add_page::<Vec<u8>>(page.as_bytes(), None).unwrap();
     let (c, _) = p.finish().unwrap();
@@ -36,7 +39,10 @@ fn spans_of(dir: &Path) -> BTreeMap<String, (String, u64, String)> {
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[1].to_string(), (f[3].to_string(), f[10].parse().unwrap(), f[2].to_string()))
+            (
+                f[1].to_string(),
+                (f[3].to_string(), f[10].parse().unwrap(), f[2].to_string()),
+            )
         })
         .collect()
 }
@@ -120,8 +126,17 @@ fn orphans_and_multiple_roots_are_counted_not_dropped() {
             span("X", "lost", 10, 10, &[("CHILD_OF", "missing")], "p2"),
         ],
     );
-    let t2 = trace("m1", &[span("A", "r1", 0, 10, &[], "p1"), span("B", "r2", 20, 10, &[], "p1")]);
-    let t3 = trace("n1", &[span("X", "lost", 10, 10, &[("CHILD_OF", "gone")], "p2")]);
+    let t2 = trace(
+        "m1",
+        &[
+            span("A", "r1", 0, 10, &[], "p1"),
+            span("B", "r2", 20, 10, &[], "p1"),
+        ],
+    );
+    let t3 = trace(
+        "n1",
+        &[span("X", "lost", 10, 10, &[("CHILD_OF", "gone")], "p2")],
+    );
     let (c, dir) = run(&[t1, t2, t3.clone(), t3]);
     assert_eq!(c.traces, 3);
     assert_eq!(c.duplicate_traces, 1);
@@ -130,7 +145,10 @@ fn orphans_and_multiple_roots_are_counted_not_dropped() {
     assert_eq!(c.multi_root_traces, 1);
     assert_eq!(c.no_root_traces, 1);
     let s = std::fs::read_to_string(dir.path().join("spans.csv")).unwrap();
-    assert!(s.contains("o1,X,missing,ORPHAN,back,back-xyz-2,lost,10,20,10,10,0,0"), "{s}");
+    assert!(
+        s.contains("o1,X,missing,ORPHAN,back,back-xyz-2,lost,10,20,10,10,0,0"),
+        "{s}"
+    );
     let e2e = std::fs::read_to_string(dir.path().join("end_to_end.csv")).unwrap();
     assert!(e2e.contains("m1,0,30,30,2,2,0,front,r1,0"), "{e2e}"); // multi-root: extent
     let summary = std::fs::read_to_string(dir.path().join("traces_summary.csv")).unwrap();
@@ -140,12 +158,23 @@ fn orphans_and_multiple_roots_are_counted_not_dropped() {
 #[test]
 fn statistics_per_operation_and_pod() {
     let traces: Vec<String> = (1..=4)
-        .map(|i| trace(&format!("s{i}"), &[span("A", "GET /", 0, 100 * i, &[], "p1"), span("B", "db", 0, 10 * i, &[("CHILD_OF", "A")], "p2")]))
+        .map(|i| {
+            trace(
+                &format!("s{i}"),
+                &[
+                    span("A", "GET /", 0, 100 * i, &[], "p1"),
+                    span("B", "db", 0, 10 * i, &[("CHILD_OF", "A")], "p2"),
+                ],
+            )
+        })
         .collect();
     let (_, dir) = run(&traces);
     let ops = std::fs::read_to_string(dir.path().join("operations.csv")).unwrap();
     let mut lines = ops.lines();
-    assert_eq!(lines.next().unwrap(), format!("microservice,operation,{STAT_COLUMNS}"));
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("microservice,operation,{STAT_COLUMNS}")
+    );
     let back = lines.next().unwrap();
     // back/db: self = total = 10,20,30,40 → mean 25, p50 25, p90 37, p95 38.5, p99 39.7
     assert!(back.starts_with("back,db,4,0,25,25,37,38.5,39.7"), "{back}");
@@ -168,12 +197,22 @@ fn escaped_strings_and_quotes_survive() {
 fn malformed_json_leaves_no_tables() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = TraceProcessor::create(dir.path()).unwrap();
-    let err = p.add_page(br#"{"data":[{"traceID":"x","spans":[{"spanID":1}]}]}"#, None::<&mut Vec<u8>>).unwrap_err();
+    let err = p
+        .add_page(
+            br#"{"data":[{"traceID":"x","spans":[{"spanID":1}]}]}"#,
+            None::<&mut Vec<u8>>,
+        )
+        .unwrap_err();
     assert!(err.contains("line"), "{err}");
     drop(p);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let mut p = TraceProcessor::create(dir.path()).unwrap();
-    let err = p.add_page(br#"{"data":null,"errors":[{"code":400,"msg":"bad service"}]}"#, None::<&mut Vec<u8>>).unwrap_err();
+    let err = p
+        .add_page(
+            br#"{"data":null,"errors":[{"code":400,"msg":"bad service"}]}"#,
+            None::<&mut Vec<u8>>,
+        )
+        .unwrap_err();
     assert!(err.contains("bad service"), "{err}");
 }
 
@@ -185,6 +224,7 @@ fn raw_output_keeps_new_traces_only() {
     let mut raw = Vec::new();
     let mut p = TraceProcessor::create(dir.path()).unwrap();
     assert_eq!(p.add_page(page.as_bytes(), Some(&mut raw)).unwrap(), 1);
-    let v: serde_json::Value = serde_json::from_slice(&[b"[".as_slice(), &raw, b"]"].concat()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&[b"[".as_slice(), &raw, b"]"].concat()).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
 }

@@ -82,9 +82,10 @@ enum Kind {
         common: Common,
     },
     /// Network interference with iperf3: a server, or a client towards a server.
+    #[command(group(clap::ArgGroup::new("mode").required(true).args(["server", "target"])))]
     Net {
         /// Run an iperf3 server.
-        #[arg(long, conflicts_with_all = ["target", "bandwidth", "streams"], required_unless_present = "target")]
+        #[arg(long, conflicts_with_all = ["target", "bandwidth", "streams"])]
         server: bool,
         /// Server to send to: HOST[:PORT].
         #[arg(long, short = 't')]

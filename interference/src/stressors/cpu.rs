@@ -116,6 +116,12 @@ impl CpuStress {
         self.workers.iter().map(|w| clock_ns(w.clock)).sum()
     }
 
+    /// The per-worker utilisation the quota allows, when it is below the target.
+    fn quota_cap(&self) -> Option<f64> {
+        let cap = self.quota? * 100.0 / self.workers.len() as f64;
+        (cap < self.load_pct).then(|| round(cap, 2))
+    }
+
     fn details(&self, total_pct: f64) -> Map<String, Value> {
         details([
             ("workers", json!(self.workers.len())),
@@ -125,6 +131,8 @@ impl CpuStress {
             ),
             ("total_pct", json!(round(total_pct, 2))),
             ("quota_cores", json!(self.quota)),
+            // When the CFS quota cannot give every worker its load, say so: achieved will be lower.
+            ("quota_caps_pct", json!(self.quota_cap())),
         ])
     }
 }

@@ -48,6 +48,10 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(Error::sys(format!("mmap of {len} bytes")));
         }
+        // Transparent huge pages where the kernel allows them (THP "madvise" mode): 512x fewer
+        // page faults to fill and a faster unmap at the end. Advice only; failure is harmless.
+        // SAFETY: advice on the region just mapped.
+        unsafe { libc::madvise(ptr, len.max(1), libc::MADV_HUGEPAGE) };
         Ok(Mapping {
             ptr: ptr as *mut u8,
             len,
@@ -66,6 +70,27 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Bytes of the mapping resident in RAM (`mincore`), independent of the rest of the process.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        let page = cgroup::page_size() as usize;
+        let pages = self.len.div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: vec has one byte per page of the mapping.
+        let rc = unsafe {
+            libc::mincore(
+                self.ptr as *mut libc::c_void,
+                self.len.max(1),
+                vec.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return 0;
+        }
+        vec.iter().filter(|b| **b & 1 == 1).count() as u64 * page as u64
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: exactly the region mmap returned.
@@ -73,8 +98,13 @@ impl Drop for Mapping {
     }
 }
 
-/// Resolves a size request against the limit, refusing what does not fit.
-pub fn resolve_size(size: Size, limit: &MemoryLimit) -> Result<u64> {
+/// Memory the process needs besides the held block when filling up to a cgroup limit (its own
+/// RSS is added): without it a request of 100 % would end in an OOM kill instead of an error.
+pub const RESERVE: u64 = 8 << 20;
+
+/// Resolves a size request against the limit, refusing what does not fit. `own` is what the
+/// process already uses; under a cgroup limit the block plus `own` plus [`RESERVE`] must fit.
+pub fn resolve_size(size: Size, limit: &MemoryLimit, own: u64) -> Result<u64> {
     let bytes = match size {
         Size::Bytes(b) => b,
         Size::PercentOfLimit(p) => {
@@ -92,6 +122,17 @@ pub fn resolve_size(size: Size, limit: &MemoryLimit) -> Result<u64> {
             requested: bytes,
             limit: limit.bytes,
             source_name: limit.source.clone(),
+        });
+    }
+    let room = limit.bytes.saturating_sub(own + RESERVE);
+    if limit.cgroup && bytes > room {
+        return Err(Error::Invalid {
+            what: "size",
+            reason: format!(
+                "{bytes} bytes plus this process ({own} bytes resident) and {RESERVE} bytes of headroom exceed \
+                 the memory limit of {} bytes from {}; at most {room} bytes can be held; nothing was allocated",
+                limit.bytes, limit.source
+            ),
         });
     }
     if bytes == 0 {
@@ -174,7 +215,7 @@ pub(crate) fn start(ctx: &Ctx, size: Size, retouch_per_s: Option<f64>) -> Result
         }
     }
     let limit = cgroup::memory_limit(&ctx.root)?;
-    let bytes = resolve_size(size, &limit)?;
+    let bytes = resolve_size(size, &limit, cgroup::self_rss())?;
     let len = usize::try_from(bytes).map_err(|_| Error::Invalid {
         what: "size",
         reason: format!("{bytes} bytes does not fit in memory"),
@@ -211,6 +252,7 @@ impl MemCap {
         let filled = self.filled_after.load(Ordering::Relaxed);
         details([
             ("touched_bytes", json!(self.touched.load(Ordering::Relaxed))),
+            ("block_resident_bytes", json!(self.map.resident_bytes())),
             ("limit_bytes", json!(self.limit.bytes)),
             ("limit_source", json!(self.limit.source)),
             (
@@ -264,15 +306,31 @@ mod tests {
 
     #[test]
     fn sizes_against_the_limit() {
+        let gib = limit(1 << 30);
         assert_eq!(
-            resolve_size(Size::PercentOfLimit(50.0), &limit(1 << 30)).unwrap(),
+            resolve_size(Size::PercentOfLimit(50.0), &gib, 0).unwrap(),
             512 << 20
         );
-        assert_eq!(
-            resolve_size(Size::Bytes(1000), &limit(1 << 30)).unwrap(),
-            1000
+        assert_eq!(resolve_size(Size::Bytes(1000), &gib, 0).unwrap(), 1000);
+        // 100 % of a cgroup limit leaves no room for the process itself: refused, not OOM-killed.
+        let e = resolve_size(Size::PercentOfLimit(100.0), &gib, 3 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("at most") && e.contains("nothing was allocated"),
+            "{e}"
         );
-        let e = resolve_size(Size::Bytes(2 << 30), &limit(1 << 30))
+        // Host memory (no cgroup limit): only the limit itself applies.
+        let host = MemoryLimit {
+            bytes: 1 << 30,
+            source: "/proc/meminfo MemTotal".into(),
+            cgroup: false,
+        };
+        assert_eq!(
+            resolve_size(Size::PercentOfLimit(100.0), &host, 3 << 20).unwrap(),
+            1 << 30
+        );
+        let e = resolve_size(Size::Bytes(2 << 30), &gib, 0)
             .unwrap_err()
             .to_string();
         assert!(
@@ -291,7 +349,6 @@ mod tests {
             stop: stop.clone(),
             duration: None,
         };
-        let before = cgroup::self_rss();
         let mut m = start(&ctx, Size::Bytes(64 << 20), None).unwrap();
         let t0 = Instant::now();
         while m.touched.load(Ordering::Relaxed) < 64 << 20 && t0.elapsed() < Duration::from_secs(20)
@@ -299,10 +356,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         let (rss, d) = m.sample();
-        assert!(
-            rss as u64 >= before + (60 << 20),
-            "rss {rss} before {before}"
-        );
+        // The block itself is resident (mincore), and the process RSS includes it.
+        assert_eq!(d["block_resident_bytes"], 64 << 20, "{d:?}");
+        assert!(rss as u64 >= 64 << 20, "rss {rss}");
         assert_eq!(d["touched_bytes"], 64 << 20);
         stop.store(true, Ordering::SeqCst);
         Box::new(m).finish();

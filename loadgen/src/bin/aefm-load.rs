@@ -3,9 +3,11 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use aefm_loadgen::cli::{self, Command, USAGE};
-use aefm_loadgen::{render_banner, render_wrk2, write_interval_log, ReportOptions, Run, RunControl};
+use aefm_loadgen::{
+    render_banner, render_wrk2, write_interval_log, ReportOptions, Run, RunControl,
+};
+use anyhow::Context as _;
 
 /// Raises the soft open-files limit to the hard limit: 10 000 connections need it.
 fn raise_nofile_limit() {

@@ -393,32 +393,4 @@ fn lua_path_and_globals_after_use() {
     assert!(t.starts_with("GET /HI-TRUE HTTP/1.1"), "{t}");
 }
 
-#[test]
-#[ignore]
-fn scratch_timing() {
-    let code = std::fs::read_to_string("/tmp/form600.lua").unwrap();
-    let mut s = source_for(&code, &[]).unwrap();
-    let n = 200_000;
-    let t = std::time::Instant::now();
-    let mut total = 0;
-    for _ in 0..n {
-        total += s.next_batch().unwrap().bytes.len();
-    }
-    let el = t.elapsed();
-    println!("next_batch: {:.2} us/call, avg {} bytes", el.as_secs_f64() * 1e6 / n as f64, total / n);
-}
 
-#[test]
-#[ignore]
-fn scratch_timing2() {
-    let mut s = source_for("local r = wrk.format(nil, '/x', {}, string.rep('a', 600)) function request() return r end", &[]).unwrap();
-    let n = 200_000;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        s.next_batch().unwrap();
-    }
-    println!("overhead: {:.3} us/call", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    let code = std::fs::read_to_string("/tmp/form600.lua").unwrap();
-    let code = format!("{code}\nlocal t0 = os.clock() for i = 1, 100000 do request() end print('pure lua us/call', (os.clock() - t0) * 10, jit.status())");
-    let _ = source_for(&code, &[]).unwrap();
-}

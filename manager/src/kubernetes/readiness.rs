@@ -185,7 +185,9 @@ pub async fn explain_pods(client: &Client, ns: &str, selector: &str, owner: &str
 /// message (ErrImagePull, ImagePullBackOff, CrashLoopBackOff with restarts), an unschedulable
 /// pod's scheduler message, or its phase.
 pub fn pod_problem(p: &Pod) -> Option<String> {
-    let status = p.status.as_ref()?;
+    let Some(status) = p.status.as_ref() else {
+        return Some("no status yet (not scheduled)".into());
+    };
     let phase = status.phase.clone().unwrap_or_else(|| "Unknown".into());
     if phase == "Succeeded" {
         return None;
