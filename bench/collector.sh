@@ -22,9 +22,12 @@ echo "input: $TRACES traces x $SPANS spans, $(du -h "$WORK/traces.json" | cut -f
 run() { # name, command...
   local name=$1; shift
   /usr/bin/time -v "$@" >"$WORK/$name.out" 2>"$WORK/$name.time"
-  local rss
+  local rss cpu spans
   rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/$name.time")
-  echo "$name: $(tail -n1 "$WORK/$name.out") peak_rss_kib=$rss"
+  cpu=$(awk -F: '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$WORK/$name.time")
+  spans=$(sed -n 's/.*spans=\([0-9]*\) .*/\1/p' "$WORK/$name.out")
+  # The box is shared: CPU seconds (user+sys) measure one thread's work better than wall time.
+  echo "$name: $(tail -n1 "$WORK/$name.out") cpu_seconds=$cpu spans_per_cpu_second=$(awk -v n="$spans" -v c="$cpu" 'BEGIN{printf "%.0f", n/c}') peak_rss_kib=$rss"
 }
 cat /dev/null > /dev/null
 # Warm the page cache so both read from memory.
@@ -85,6 +88,6 @@ with open(os.path.join(sys.argv[2], "operations.csv"), "w", newline="") as of:
 secs = time.time() - t0
 print(f"traces={len(data)} spans={spans_n} seconds={secs:.3f} spans_per_second={spans_n/secs:.0f}")
 PY
-rust=$(sed -n 's/.*spans_per_second=\([0-9]*\).*/\1/p' "$WORK/aefm-collector-10k.out")
-py=$(sed -n 's/.*spans_per_second=\([0-9]*\).*/\1/p' "$WORK/python-peer-10k.out")
-echo "ratio aefm-collector/python-peer (10k traces, same run): $(awk -v a="$rust" -v b="$py" 'BEGIN{printf "%.1f", a/b}')x"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a/b}'; }
+cpu_of() { awk -F: '/User time|System time/ {s+=$2} END {print s}' "$WORK/$1.time"; }
+echo "ratio python-peer/aefm-collector CPU seconds (10k traces, same run): $(ratio "$(cpu_of python-peer-10k)" "$(cpu_of aefm-collector-10k)")x"

@@ -89,6 +89,8 @@
 //! **`collection.json`**: the case, window, template context, and per source `ok` with its files
 //! or `error` with the message.
 
+#![warn(missing_docs)]
+
 pub mod case;
 pub mod cli;
 pub mod error;

@@ -199,24 +199,56 @@ impl<'de> Deserialize<'de> for SpanTags {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list of tags")
             }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> std::result::Result<SpanTags, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<SpanTags, A::Error> {
                 let mut t = SpanTags::default();
-                while let Some(tag) = seq.next_element::<TagJson<'de>>()? {
-                    if tag.key == "error" {
-                        t.error |= match tag.value {
-                            TagVal::Bool(b) => b,
-                            TagVal::Str(s) => s == "true",
-                            TagVal::Other => false,
-                        };
-                    }
+                while let Some(error) = seq.next_element_seed(ErrorTagSeed)? {
+                    t.error |= error;
                 }
                 Ok(t)
             }
         }
         d.deserialize_seq(V)
+    }
+}
+
+/// One span tag, reduced to "is this `error=true`?". Values of other keys are skipped without
+/// being decoded (Jaeger writes `key` before `value`; if not, the value is decoded anyway).
+struct ErrorTagSeed;
+
+impl<'de> DeserializeSeed<'de> for ErrorTagSeed {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<bool, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ErrorTagSeed {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a tag object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<bool, A::Error> {
+        let (mut is_error, mut key_seen, mut value_true) = (false, false, false);
+        while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+            match k.as_ref() {
+                "key" => {
+                    let key: Cow<'de, str> = m.next_value()?;
+                    is_error = key == "error";
+                    key_seen = true;
+                }
+                "value" if !key_seen || is_error => {
+                    value_true = match m.next_value::<TagVal<'de>>()? {
+                        TagVal::Bool(b) => b,
+                        TagVal::Str(s) => s == "true",
+                        TagVal::Other => false,
+                    };
+                }
+                _ => {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(is_error && value_true)
     }
 }
 
@@ -416,7 +448,7 @@ impl Table {
             .prefix(&format!(".{name}."))
             .tempfile_in(dir)
             .map_err(|e| Error::io("writing", &path, e))?;
-        let mut file = BufWriter::with_capacity(1 << 18, tmp);
+        let mut file = BufWriter::with_capacity(1 << 20, tmp);
         writeln!(file, "{header}").map_err(|e| Error::io("writing", &path, e))?;
         Ok(Table { name, file })
     }

@@ -118,7 +118,7 @@ pub fn parse_time_at(s: &str, now: SystemTime) -> Result<SystemTime> {
     let t = s.trim();
     let bad = |m: String| Error::Invalid {
         what: "time",
-        message: format!("`{t}`: {m} (expected Unix seconds, RFC 3339 or now-5m)"),
+        message: format!("`{t}`: {m} (expected Unix seconds, RFC 3339 such as 2026-11-25T01:00:00Z, or now-5m)"),
     };
     if let Some(rest) = t.strip_prefix("now") {
         let rest = rest.trim();
@@ -138,7 +138,14 @@ pub fn parse_time_at(s: &str, now: SystemTime) -> Result<SystemTime> {
     if let Some(d) = parse_unix(t) {
         return Ok(UNIX_EPOCH + d);
     }
-    let ts: jiff::Timestamp = t.parse().map_err(|e: jiff::Error| bad(e.to_string()))?;
+    let ts: jiff::Timestamp = t.parse().map_err(|e: jiff::Error| {
+        // jiff's message helps for a mistyped timestamp, not for a word like `yesterday`.
+        if t.starts_with(|c: char| c.is_ascii_digit()) {
+            bad(e.to_string())
+        } else {
+            bad("not a time".into())
+        }
+    })?;
     Ok(SystemTime::from(ts))
 }
 

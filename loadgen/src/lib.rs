@@ -12,6 +12,10 @@
 //!
 //! Pacing uses a per-thread `timerfd` (sub-millisecond), not tokio's 1 ms timer wheel.
 //!
+//! wrk Lua scripts (`-s script.lua`) run unchanged on LuaJIT through [`script`]: the whole wrk2
+//! scripting API, with loud errors (file and line, before any load) where wrk2 silently sends
+//! `GET /`. Embedders can pass a Rust generator instead ([`source::Workload::Generator`]).
+//!
 //! Data flows one way: [`Spec`] → [`run`] (or [`Run::prepare`] / [`Run::execute`] /
 //! [`Run::finish`]) → [`Report`] → [`render_wrk2`] / JSON (serde) / [`write_interval_log`].
 //!

@@ -381,9 +381,9 @@ pub fn diagnose(report: &Report) -> Vec<String> {
     }
     let lag = &report.send_lag.stats;
     let corrected = &report.corrected.stats;
-    // Over 1 ms and over a tenth of the corrected p99: the generator's own delay is a visible
+    // Enough samples, over 1 ms and over a tenth of the corrected p99: the generator's own delay is a visible
     // part of the measured latency.
-    if lag.count > 0 && lag.p99 > 1_000 && lag.p99 * 10 > corrected.p99 {
+    if lag.count >= 100 && lag.p99 > 1_000 && lag.p99 * 10 > corrected.p99 {
         out.push(format!(
             "generator send lag p99 is {:.2}ms (corrected latency p99 {:.2}ms): the generator was overloaded and its own delay is part of the latencies; use more threads or a lower rate",
             lag.p99 as f64 / 1000.0,

@@ -46,9 +46,10 @@ pub enum Error {
         /// The last connect error.
         reason: String,
     },
-    /// A request source (script or generator) failed: at load, or during the run.
+    /// A request source (script or generator) failed: at load, or during the run. The message
+    /// is the source's one line (not repeated as a cause).
     #[error("{0}")]
-    Source(#[from] SourceError),
+    Source(SourceError),
     /// A worker thread could not be set up.
     #[error("worker thread {0}: {1}")]
     Thread(usize, String),
@@ -58,6 +59,12 @@ pub enum Error {
     /// [`Run::execute`] was called twice.
     #[error("this run has already been executed")]
     AlreadyExecuted,
+}
+
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Self {
+        Error::Source(e)
+    }
 }
 
 /// A cloneable cancellation flag. Cancelling stops the run at once; the partial report is
@@ -100,6 +107,7 @@ pub struct Progress {
 }
 
 type ProgressFn = dyn FnMut(&Progress) + Send;
+type StartFn = dyn FnMut() + Send;
 
 /// How the caller controls a run: cancellation and progress.
 #[derive(Clone, Default)]
@@ -107,6 +115,7 @@ pub struct RunControl {
     /// Cancel through this token (or a clone of it).
     pub cancel: CancelToken,
     progress: Option<Arc<Mutex<Box<ProgressFn>>>>,
+    on_start: Option<Arc<Mutex<Box<StartFn>>>>,
 }
 
 impl RunControl {
@@ -119,6 +128,20 @@ impl RunControl {
     pub fn with_progress(mut self, f: impl FnMut(&Progress) + Send + 'static) -> Self {
         self.progress = Some(Arc::new(Mutex::new(Box::new(f))));
         self
+    }
+
+    /// Calls `f` once every thread has built its request source and opened its connections,
+    /// just before the clock starts (wrk2 prints its banner at that point).
+    pub fn on_start(mut self, f: impl FnMut() + Send + 'static) -> Self {
+        self.on_start = Some(Arc::new(Mutex::new(Box::new(f))));
+        self
+    }
+
+    fn started(&self) {
+        if let Some(f) = &self.on_start {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            f();
+        }
     }
 
     fn report(&self, p: &Progress) {
@@ -297,8 +320,12 @@ impl Run {
             }
             return Err(e);
         }
-        let start = Instant::now();
-        let start_wall = SystemTime::now();
+        control.started();
+        // A small margin so every worker is waiting on its timer when the first request is due
+        // (otherwise the first sends carry the threads' wake-up time as send lag).
+        let margin = Duration::from_millis(10);
+        let start = Instant::now() + margin;
+        let start_wall = SystemTime::now() + margin;
         for s in &starts {
             let _ = s.send(Some(start));
         }
@@ -372,7 +399,7 @@ impl Run {
                 stop_all(&stops);
             }
         }
-        let ended = Instant::now();
+        let ended = Instant::now().max(start);
         for h in handles {
             let _ = h.join();
         }

@@ -366,7 +366,9 @@ async fn ticker(sh: Rc<Shared>, msgs: Sender<Msg>) {
 /// Ends the warm-up (wrk2's calibration: print-worthy mean, sampling interval, histogram reset),
 /// then samples this thread's request rate for the `Req/Sec` row.
 async fn sampler(sh: Rc<Shared>, warmup: Duration) {
-    let mut interval = Duration::from_secs(1);
+    // Without a warm-up there is no calibration to derive wrk2's interval from: sample every
+    // 100 ms (wrk2's interval is 10 ms or more; 100 ms keeps low rates from quantising to 0).
+    let mut interval = Duration::from_millis(100);
     if !warmup.is_zero() {
         tokio::time::sleep_until((sh.start.get() + warmup).into()).await;
         let mut st = sh.stats.borrow_mut();
@@ -385,7 +387,7 @@ async fn sampler(sh: Rc<Shared>, warmup: Duration) {
         interval = Duration::from_millis(ms);
     }
     let mut last_requests = sh.stats.borrow().requests;
-    let mut last = Instant::now();
+    let mut last = Instant::now().max(sh.start.get());
     loop {
         tokio::time::sleep_until((last + interval).into()).await;
         let now = Instant::now();
@@ -558,7 +560,12 @@ async fn wrk2_connection(sh: Rc<Shared>, mut conn: Option<Connection>, t0: Insta
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => conn.insert(connect_retry(&sh).await),
+            None => {
+                let c = connect_retry(&sh).await;
+                // Connection set-up is the server's time, not the generator's lag.
+                ready = Instant::now();
+                conn.insert(c)
+            }
         };
         let batch = match sh.source.borrow_mut().next_batch() {
             Ok(b) => b,
@@ -627,6 +634,7 @@ async fn open_dispatch(
 async fn open_request(sh: Rc<Shared>, pool: Rc<Pool>, batch: Batch, intended: Instant) {
     let mut backoff = Duration::from_millis(1);
     loop {
+        let mut ready = intended;
         let mut conn = loop {
             if let Some(c) = pool.idle.borrow_mut().pop() {
                 break c;
@@ -639,7 +647,11 @@ async fn open_request(sh: Rc<Shared>, pool: Rc<Pool>, batch: Batch, intended: In
                 )
                 .await
                 {
-                    Ok(Ok(c)) => break c,
+                    Ok(Ok(c)) => {
+                        // Connection set-up is the server's time, not the generator's lag.
+                        ready = Instant::now();
+                        break c;
+                    }
                     _ => {
                         pool.open.set(pool.open.get() - 1);
                         sh.stats.borrow_mut().errors.connect += 1;
@@ -651,7 +663,7 @@ async fn open_request(sh: Rc<Shared>, pool: Rc<Pool>, batch: Batch, intended: In
             }
             pool.freed.notified().await;
         };
-        let out = exchange(&sh, &mut conn, &batch, intended, intended).await;
+        let out = exchange(&sh, &mut conn, &batch, intended, ready).await;
         if out.reusable {
             pool.idle.borrow_mut().push(conn);
         } else {

@@ -28,10 +28,11 @@ pub fn build_components(cfg: &Config) -> Result<Components, BackendError> {
             workload: Box::new(LocalWorkload),
             collector: Box::new(LocalCollector::new()),
         }),
-        // The Kubernetes backend adds its arm here.
-        Backend::Kubernetes => Err(BackendError::Unavailable {
-            backend: "kubernetes".into(),
-            message: "not built into this version yet".into(),
-        }),
+        Backend::Kubernetes => {
+            crate::kubernetes::components::build(cfg).map_err(|message| BackendError::Unavailable {
+                backend: "kubernetes".into(),
+                message,
+            })
+        }
     }
 }

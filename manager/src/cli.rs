@@ -28,8 +28,9 @@ pub enum Commands {
     Run {
         /// The config file.
         config: PathBuf,
-        /// Resume an interrupted experiment (the newest of this config, or DIR), skipping finished cases.
-        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+        /// Resume an interrupted experiment, skipping finished cases: `--resume` = the newest
+        /// experiment of this config, `--resume=DIR` = that experiment directory.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "")]
         resume: Option<PathBuf>,
         /// No progress bar.
         #[arg(long)]
@@ -66,7 +67,10 @@ pub enum Commands {
         #[command(subcommand)]
         cmd: aefm_collector::cli::CollectCommand,
     },
-    // Kubernetes subcommands (`clean`, `auto-config`) go here; their arms go in `dispatch`.
+    /// Remove everything an experiment left on the cluster (Kubernetes backend).
+    Clean(crate::kubernetes::cli::CleanArgs),
+    /// Inspect the cluster and write a starter config (Kubernetes backend).
+    AutoConfig(crate::kubernetes::cli::AutoConfigArgs),
 }
 
 /// `aefm demo ...`.
@@ -130,7 +134,10 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
         Commands::Plan { config } => {
             let cfg = Config::load(&config)?;
             print!("{}", crate::experiment::plan_text(&cfg));
-            // The Kubernetes backend prints the manifests it would apply here.
+            if cfg.backend == crate::config::Backend::Kubernetes {
+                println!("\n# Manifests that would be applied:");
+                print!("{}", crate::kubernetes::plan_manifests(&cfg)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Commands::Run {
@@ -164,7 +171,7 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             );
             if out.interrupted {
                 eprintln!(
-                    "aefm: interrupted; finished cases are kept. Resume with: aefm run {} --resume {}",
+                    "aefm: interrupted; finished cases are kept. Resume with: aefm run {} --resume={}",
                     config.display(),
                     out.dir.display()
                 );
@@ -176,6 +183,8 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Commands::Clean(args) => crate::kubernetes::cli::clean(args).map(|()| ExitCode::SUCCESS),
+        Commands::AutoConfig(args) => crate::kubernetes::cli::auto_config(args).map(|()| ExitCode::SUCCESS),
         Commands::Init { dir, force } => {
             let files = crate::scaffold::init(&dir, force)?;
             for f in &files {

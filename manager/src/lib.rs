@@ -54,3 +54,6 @@ pub mod signals;
 pub mod sweep;
 pub mod ui;
 pub mod workflow;
+
+/// Re-exported so handlers in projects made by `aefm init` can log without another dependency.
+pub use tracing;

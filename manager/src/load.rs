@@ -97,6 +97,19 @@ impl Percentiles {
     }
 }
 
+impl From<&aefm_loadgen::Percentiles> for Percentiles {
+    fn from(p: &aefm_loadgen::Percentiles) -> Self {
+        Self {
+            p50_us: p.p50 as f64,
+            p90_us: p.p90 as f64,
+            p99_us: p.p99 as f64,
+            p999_us: p.p99_9 as f64,
+            max_us: p.max as f64,
+            mean_us: p.mean,
+        }
+    }
+}
+
 /// One second of the measured window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Second {
@@ -229,7 +242,7 @@ pub fn from_loadgen(r: &aefm_loadgen::Report, spec: &LoadSpec) -> LoadReport {
             t: i as u64,
             completed: s.completed,
             errors: s.errors,
-            latency: Percentiles::of(&s.histogram),
+            latency: (&aefm_loadgen::Percentiles::of(&s.histogram)).into(),
         })
         .collect();
     let window_s = (r.summary.duration_us as f64 / 1e6 - warm_s).max(0.0);
@@ -245,7 +258,8 @@ pub fn from_loadgen(r: &aefm_loadgen::Report, spec: &LoadSpec) -> LoadReport {
         requests,
         errors,
         window_s,
-        latency: Percentiles::of(r.corrected()),
+        // The generator's own statistics, so summary.csv and loadgen.json agree exactly.
+        latency: (&r.corrected.stats).into(),
         per_second,
         started: SystemTime::UNIX_EPOCH + Duration::from_secs_f64(start_unix.max(0.0)),
         cancelled: r.summary.cancelled,

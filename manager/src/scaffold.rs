@@ -62,7 +62,9 @@ pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ScaffoldError> {
             format!(
                 "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
                  [dependencies]\n{}\n\n\
-                 # A workspace of its own, so the project builds even inside another workspace's tree.\n[workspace]\n",
+                 # A workspace of its own, so the project builds even inside another workspace's tree.\n[workspace]\n\n\
+                 # Optimised dependencies in debug builds: the load generator needs them.\n\
+                 [profile.dev.package.\"*\"]\nopt-level = 1\n",
                 dependency_line()
             ),
         ),
@@ -133,7 +135,7 @@ fn record_p99(ctx: &mut Context, _components: &mut Components) -> Result<(), Han
 fn count(ctx: &mut Context, _components: &mut Components) -> Result<(), HandlerError> {
     let n = ctx.data.get("recorded").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
     ctx.data.insert("recorded".into(), n.into());
-    tracing::info!(recorded = n, "custom handler ran");
+    aefm::tracing::info!(recorded = n, "custom handler ran");
     Ok(())
 }
 "#;

@@ -776,3 +776,38 @@ fn a_failing_source_does_not_stop_the_others() {
     assert_eq!(wrk[0]["requests"], "81234");
     assert_eq!(wrk[0]["throughput_rps"], "8123.4");
 }
+
+#[test]
+fn aefm_collect_command_line() {
+    let aefm = aefm_tests::bins::bin("aefm");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("wrk.txt");
+    std::fs::write(
+        &report,
+        "Running 10s test @ http://h/\n  2 threads and 10 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.20ms  300.00us   9.00ms   80.00%\n    Req/Sec     4.10k   200.00     5.00k    70.00%\n  Latency Distribution\n     50%    1.10ms\n     99%    2.50ms\n  81234 requests in 10.00s, 12.00MB read\nRequests/sec:   8123.40\nTransfer/sec:      1.20MB\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(&aefm).args(["collect", "loadgen"]).arg(&report).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("wrk.csv") && stdout.contains("wrk_summary.csv"), "{stdout}");
+    let summary = csv(&out.join("wrk_summary.csv"));
+    assert_eq!((summary[0]["p50_us"].as_str(), summary[0]["p99_us"].as_str()), ("1100", "2500"));
+
+    // Bad input: one clear line on stderr, non-zero exit, nothing written.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bad = dir.path().join("bad");
+    for args in [
+        vec!["collect", "prometheus", "--url", &format!("http://127.0.0.1:{port}"), "--query", "up", "--start", "now-1m", "--end", "now", "--timeout", "2s", "--retries", "0"],
+        vec!["collect", "jaeger", "--url", "http://127.0.0.1:9", "--service", "s", "--start", "yesterday", "--end", "now"],
+        vec!["collect", "prometheus", "--url", "http://h", "--query", "up", "--start", "now", "--end", "now-1h"],
+    ] {
+        let o = Command::new(&aefm).args(&args).arg("--out").arg(&bad).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_no_files(&bad);
+    }
+}

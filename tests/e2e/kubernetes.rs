@@ -195,11 +195,9 @@ fn faults_name_object_and_answer_and_leave_nothing_running() {
     assert!(msg.contains("apply Deployment/hotel/") && msg.contains("403 Forbidden") && msg.contains("cannot patch"), "{msg}");
 
     // API server answering errors.
-    fake.faults(|f| f.unavailable = true);
-    let t = std::time::Instant::now();
+    fake.faults(|f| f.error_status = Some(500));
     let msg = cluster.clear_interference().unwrap_err().to_string();
-    eprintln!("503 took {:?}", t.elapsed());
-    assert!(msg.contains("503"), "{msg}");
+    assert!(msg.contains("list pods in aefm-interference") && msg.contains("500 InternalError"), "{msg}");
 
     // API server unreachable (the kubeconfig outlives the server).
     let mut cfg = section(&fake, "");
@@ -207,11 +205,9 @@ fn faults_name_object_and_answer_and_leave_nothing_running() {
     std::fs::copy(fake.kubeconfig(), kept.path()).unwrap();
     cfg.kubeconfig = Some(kept.path().to_path_buf());
     drop(fake);
-    let t = std::time::Instant::now();
     let err = Cluster::connect(&cfg, "exp1").and_then(|c| c.deploy(DeployAction::Apply)).unwrap_err();
     let msg = err.to_string();
-    eprintln!("unreachable took {:?}: {msg}", t.elapsed());
-    assert!(msg.contains("127.0.0.1") || msg.to_lowercase().contains("connect"), "{msg}");
+    assert!(msg.contains("Connection refused") && msg.contains("Namespace/hotel"), "{msg}");
 }
 
 #[test]

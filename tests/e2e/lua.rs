@@ -134,9 +134,9 @@ fn mixed_workload_sends_the_mix_bodies_and_headers() {
                 let user = &f["user_id"];
                 assert_eq!(f["username"], format!("user_{user}"));
                 assert_eq!(f["post_type"], "0");
-                // "hi @user_N <32 alnum>" form-encoded: '@' -> %40, ' ' -> '+'.
+                // "hi @user_N <32 alnum>" form-encoded: '@' -> %40, '_' -> %5F, ' ' -> '+'.
                 let text = &f["text"];
-                assert!(text.starts_with("hi+%40user_"), "{text}");
+                assert!(text.starts_with("hi+%40user%5F"), "{text}");
                 assert_eq!(text.rsplit('+').next().unwrap().len(), 32, "{text}");
             }
             "order" => {
@@ -205,16 +205,21 @@ fn bare_require_socket_sets_the_global() {
     }
 }
 
-#[test]
-fn setup_thread_state_response_and_done() {
-    let server = RecordingServer::start_with(|r| {
+/// The replies `threads.lua` expects: `X-Echo: yes`, body `hello`, 404 for every 4th request.
+fn echo_server() -> RecordingServer {
+    RecordingServer::start_with(|r| {
         let n: u64 = r.target.rsplit('/').next().unwrap().parse().unwrap_or(0);
         Reply {
             status: if n % 4 == 0 { 404 } else { 200 },
             headers: vec![("X-Echo".into(), "yes".into())],
             body: b"hello".to_vec(),
         }
-    });
+    })
+}
+
+#[test]
+fn setup_thread_state_response_and_done() {
+    let server = echo_server();
     let s = script("threads.lua");
     let out = aefm_load(
         &[
@@ -576,7 +581,7 @@ fn library_runs_a_script_and_a_rust_generator() {
     use aefm_loadgen::source::{ThreadContext, Workload};
     use std::sync::Arc;
 
-    let server = RecordingServer::start();
+    let server = echo_server();
     let workload = Workload::Script {
         path: script("threads.lua"),
         args: vec!["lib".into()],
@@ -633,4 +638,32 @@ fn library_reports_script_errors_with_file_and_line() {
     let msg = err.to_string();
     assert!(msg.contains("err_init.lua:3: init refuses: zzz"), "{msg}");
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn thread_stop_ends_the_thread_early() {
+    let server = RecordingServer::start();
+    let s = script("stop.lua");
+    let started = Instant::now();
+    ok(&aefm_load(
+        &[
+            "-t1",
+            "-c1",
+            "-d10s",
+            "-R100",
+            "-s",
+            s.to_str().unwrap(),
+            &server.url("/"),
+        ],
+        &[],
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "thread:stop() did not end the run"
+    );
+    let n = server.requests().len();
+    assert!(
+        (10..=12).contains(&n),
+        "{n} requests after stop at 10 responses"
+    );
 }

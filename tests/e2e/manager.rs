@@ -405,6 +405,7 @@ fn app_that_never_becomes_ready_is_reported() {
             "name: x\nresults_dir: results\napp:\n  ready_timeout: 1s\n  commands:\n    - name: sleeper\n      run: sleep 30\n      ready: {{http: \"http://127.0.0.1:{port}/health\"}}\nload:\n  url: http://127.0.0.1:{port}/\nsweep:\n  rate: [10]\n"
         ),
     );
+    aefm(); // build first: the time limit is for the run
     let start = Instant::now();
     let (code, err) = aefm_fails(&["run", "c.yaml", "--no-progress"], tmp.path());
     assert_eq!(code, Some(1), "{err}");

@@ -48,10 +48,15 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(Error::sys(format!("mmap of {len} bytes")));
         }
-        // Transparent huge pages where the kernel allows them (THP "madvise" mode): 512x fewer
-        // page faults to fill and a faster unmap at the end. Advice only; failure is harmless.
-        // SAFETY: advice on the region just mapped.
-        unsafe { libc::madvise(ptr, len.max(1), libc::MADV_HUGEPAGE) };
+        // Transparent huge pages where the kernel allows them (THP `madvise` mode): unmapping
+        // 4 GiB of 4 KiB pages takes over a second on a VM (measured 1.2 s), which breaks the
+        // 0.5 s stop promise; with 2 MiB pages it is a few ms, and filling needs 512x fewer
+        // faults. The cost: with THP defrag `madvise`, a fault may compact memory first when free
+        // memory is fragmented. AEFM_MEMCAP_THP=0 turns the advice off.
+        if std::env::var("AEFM_MEMCAP_THP").map_or(true, |v| v != "0") {
+            // SAFETY: advice on the region just mapped; failure is harmless.
+            unsafe { libc::madvise(ptr, len.max(1), libc::MADV_HUGEPAGE) };
+        }
         Ok(Mapping {
             ptr: ptr as *mut u8,
             len,

@@ -67,20 +67,21 @@ fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> 
     }
     let text = !output.json_on_stdout();
     let mut stdout = std::io::stdout();
-    if text {
-        print!(
-            "{}",
-            render_banner(
-                &spec.url,
-                spec.duration.as_secs_f64(),
-                spec.threads,
-                spec.connections
-            )
-        );
-        stdout.flush().ok();
-    }
+    let banner = render_banner(
+        &spec.url,
+        spec.duration.as_secs_f64(),
+        spec.threads,
+        spec.connections,
+    );
+    // The banner appears once every thread's script and connections are ready, like wrk2.
+    let control = RunControl::new().on_start(move || {
+        if text {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(banner.as_bytes());
+            let _ = out.flush();
+        }
+    });
     // Ctrl-C ends the run early with the normal report and exit 0, like wrk2.
-    let control = RunControl::new();
     let token = control.cancel.clone();
     std::thread::spawn(move || {
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()

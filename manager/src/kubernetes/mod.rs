@@ -19,7 +19,9 @@
 
 pub mod autoconfig;
 pub mod cleanup;
+pub mod cli;
 pub mod client;
+pub mod components;
 pub mod deploy;
 mod error;
 pub mod interference;
@@ -143,6 +145,11 @@ impl Cluster {
     /// Pod name → owning workload (service) name in the application namespace.
     pub fn pod_services(&self) -> Result<BTreeMap<String, String>, KubeError> {
         self.rt.block_on(owners::pod_services(self.kube.client(), &self.cfg.namespace, None))
+    }
+
+    /// The application's pods with their owning service and node.
+    pub fn pod_owners(&self) -> Result<Vec<owners::PodOwner>, KubeError> {
+        self.rt.block_on(owners::pod_owners(self.kube.client(), &self.cfg.namespace, None))
     }
 
     /// Deletes everything labelled with `experiment` (or everything AEFM manages with `None`).

@@ -9,6 +9,37 @@ use kube::api::{Api, ListParams};
 
 use super::error::KubeError;
 
+/// A pod and the workload (service) that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodOwner {
+    /// Pod name.
+    pub pod: String,
+    /// Owning workload's name.
+    pub service: String,
+    /// Node the pod runs on.
+    pub node: Option<String>,
+}
+
+/// Like [`pod_services`], with each pod's node.
+pub async fn pod_owners(client: &kube::Client, namespace: &str, selector: Option<&str>) -> Result<Vec<PodOwner>, KubeError> {
+    let map = pod_services(client, namespace, selector).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut lp = ListParams::default();
+    if let Some(s) = selector {
+        lp = lp.labels(s);
+    }
+    let list = pods.list(&lp).await.map_err(|e| KubeError::from_kube("list", format!("pods in {namespace}"), e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.metadata.name?;
+            let service = map.get(&name)?.clone();
+            Some(PodOwner { pod: name, service, node: p.spec.and_then(|s| s.node_name) })
+        })
+        .collect())
+}
+
 /// Maps each pod of `namespace` (matching `selector`, if any) to the name of the workload that
 /// owns it: the Deployment for ReplicaSet-owned pods, else the direct controller's name; pods
 /// without an owner map to themselves.

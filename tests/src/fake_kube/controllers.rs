@@ -31,8 +31,9 @@ pub struct Faults {
     pub forbidden: Vec<(String, String)>,
     /// Maximum pods per namespace; creating more is refused with 403 exceeded quota.
     pub pod_quota: Option<usize>,
-    /// Answer every request with 503.
-    pub unavailable: bool,
+    /// Answer every request with this error status (500 InternalError, 503 ServiceUnavailable,
+    /// ...). Note that kube's client retries 429/503/504 with backoff before giving up.
+    pub error_status: Option<u16>,
     /// Time from pod creation to readiness.
     pub ready_delay: Duration,
 }

@@ -132,8 +132,13 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     shared.log_request(&method, &uri);
-    if shared.faults().unavailable {
-        return Ok(err(503, "ServiceUnavailable", "the server is currently unable to handle the request"));
+    if let Some(code) = shared.faults().error_status {
+        let reason = match code {
+            503 => "ServiceUnavailable",
+            429 => "TooManyRequests",
+            _ => "InternalError",
+        };
+        return Ok(err(code, reason, "the fake API server was told to fail this request"));
     }
     let path = uri.path();
     match path {
