@@ -346,7 +346,10 @@ mod tests {
             send_lag: HistogramReport::new(l),
             requests_per_thread: HistogramReport::default(),
             calibration: vec![],
-            per_second: vec![Second::new(0, 1_000_000, 501, 500, 0, s1.clone()), Second::new(1, 500_000, 501, 500, 3, s1)],
+            per_second: vec![
+                Second::new(0, 1_000_000, 501, 500, 0, s1.clone()),
+                Second::new(1, 500_000, 501, 500, 3, s1),
+            ],
         };
         r.summary.errors.timeout = 3;
         r
@@ -367,11 +370,24 @@ mod tests {
         let kinds: Vec<&str> = summary.iter().map(|s| s.kind.as_str()).collect();
         assert_eq!(kinds, ["corrected", "uncorrected", "send_lag"]);
         let c = &summary[0];
-        assert_eq!((c.requests, c.errors, c.duration_s, c.throughput_rps), (1000, 3, 2.0, 500.0));
+        assert_eq!(
+            (c.requests, c.errors, c.duration_s, c.throughput_rps),
+            (1000, 3, 2.0, 500.0)
+        );
         // p50 of 10..=10000 step 10 is about 5000 µs (HdrHistogram precision: 3 digits).
-        assert!((c.percentiles_us[0] - 5000.0).abs() <= 10.0, "{:?}", c.percentiles_us);
-        assert!((summary[1].percentiles_us[3] - 990.0).abs() <= 2.0, "{:?}", summary[1].percentiles_us);
-        assert!(rows.iter().any(|x| x.metric == "errors" && x.labels.get("type").map(String::as_str) == Some("timeout") && x.value == 3.0));
+        assert!(
+            (c.percentiles_us[0] - 5000.0).abs() <= 10.0,
+            "{:?}",
+            c.percentiles_us
+        );
+        assert!(
+            (summary[1].percentiles_us[3] - 990.0).abs() <= 2.0,
+            "{:?}",
+            summary[1].percentiles_us
+        );
+        assert!(rows.iter().any(|x| x.metric == "errors"
+            && x.labels.get("type").map(String::as_str) == Some("timeout")
+            && x.value == 3.0));
     }
 
     #[test]

@@ -199,7 +199,10 @@ impl<'de> Deserialize<'de> for SpanTags {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list of tags")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<SpanTags, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<SpanTags, A::Error> {
                 let mut t = SpanTags::default();
                 while let Some(error) = seq.next_element_seed(ErrorTagSeed)? {
                     t.error |= error;
@@ -508,7 +511,11 @@ impl TraceProcessor {
     /// Parses one page (`{"data":[trace,...]}`, the query API's answer and the UI's export format,
     /// or a bare `[trace,...]`) and processes each trace as it is parsed. When `raw` is given, the
     /// JSON of every new (not duplicate) trace is appended to it, comma-separated.
-    pub fn add_page<W: Write>(&mut self, json: &[u8], raw: Option<&mut W>) -> std::result::Result<usize, String> {
+    pub fn add_page<W: Write>(
+        &mut self,
+        json: &[u8],
+        raw: Option<&mut W>,
+    ) -> std::result::Result<usize, String> {
         // One SIMD UTF-8 check of the whole page lets serde_json borrow strings without checking
         // each one again (StrRead vs SliceRead: a measurable share of the parse).
         match std::str::from_utf8(json) {
@@ -522,8 +529,15 @@ impl TraceProcessor {
         mut de: serde_json::Deserializer<R>,
         raw: Option<&mut W>,
     ) -> std::result::Result<usize, String> {
-        let mut state = PageState { proc: self, raw, io_error: None, added: 0 };
-        let r = PageSeed(&mut state).deserialize(&mut de).and_then(|_| de.end());
+        let mut state = PageState {
+            proc: self,
+            raw,
+            io_error: None,
+            added: 0,
+        };
+        let r = PageSeed(&mut state)
+            .deserialize(&mut de)
+            .and_then(|_| de.end());
         if let Some(e) = state.io_error.take() {
             return Err(format!("writing tables: {e}"));
         }

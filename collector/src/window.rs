@@ -118,7 +118,9 @@ pub fn parse_time_at(s: &str, now: SystemTime) -> Result<SystemTime> {
     let t = s.trim();
     let bad = |m: String| Error::Invalid {
         what: "time",
-        message: format!("`{t}`: {m} (expected Unix seconds, RFC 3339 such as 2026-11-25T01:00:00Z, or now-5m)"),
+        message: format!(
+            "`{t}`: {m} (expected Unix seconds, RFC 3339 such as 2026-11-25T01:00:00Z, or now-5m)"
+        ),
     };
     if let Some(rest) = t.strip_prefix("now") {
         let rest = rest.trim();

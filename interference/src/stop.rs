@@ -132,7 +132,7 @@ impl StopSignal {
     }
 }
 
-/// Sleeps up to `d` in slices of at most 50 ms, returning early once `flag` is set; true if set.
+/// Sleeps up to `d` in slices of at most 20 ms, returning early once `flag` is set; true if set.
 /// Used by worker threads, which poll the flag rather than the pipe.
 pub(crate) fn sleep_polling(flag: &AtomicBool, d: Duration) -> bool {
     let end = Instant::now() + d;
@@ -144,7 +144,7 @@ pub(crate) fn sleep_polling(flag: &AtomicBool, d: Duration) -> bool {
         if now >= end {
             return false;
         }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        std::thread::sleep((end - now).min(Duration::from_millis(20)));
     }
 }
 

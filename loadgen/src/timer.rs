@@ -136,13 +136,15 @@ impl PreciseTimer {
             }
             tokio::select! {
                 guard = self.fd.readable() => {
+                    // No read(2) of the expiry count: every timerfd_settime resets it, and with
+                    // edge-triggered epoll each new expiry is a new event. Saves a syscall per
+                    // wake-up.
                     if let Ok(mut guard) = guard {
                         let mut buf = [0u8; 8];
                         // SAFETY: reading 8 bytes into an 8-byte buffer from our fd.
                         unsafe {
                             libc::read(self.fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), 8);
                         }
-                        // Edge-triggered: the expiry is consumed, wait for the next edge.
                         guard.clear_ready();
                     }
                     self.inner.borrow_mut().armed = None;

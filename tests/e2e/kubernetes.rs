@@ -266,3 +266,166 @@ fn auto_config_proposes_roles_and_levels_for_one_master_three_workers() {
     let cfg = aefm::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&path).unwrap()));
     assert_eq!(cfg.kubernetes.unwrap().nodes.len(), 3);
 }
+
+/// Runs Job pods for real: `aefm-load` with the Job's arguments; its stdout is the pod log.
+fn real_load_runner(fake: &FakeKube, seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let bin = aefm_tests::bins::bin("aefm-load");
+    fake.set_job_runner(std::sync::Arc::new(move |run: &aefm_tests::fake_kube::JobRun| {
+        let out = std::process::Command::new(&bin).args(&run.args).output().expect("run aefm-load");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        seen.lock().unwrap().push(log.clone());
+        (out.status.code().unwrap_or(1), log)
+    }));
+}
+
+fn experiment_config(fake: &FakeKube, dir: &Path, url: &str, duration: &str, extra_kube: &str) -> PathBuf {
+    let yaml = format!(
+        r#"name: k8s-e2e
+backend: kubernetes
+results_dir: {results}
+duration: {duration}
+warmup: 0s
+settle: 0s
+load: {{url: "{url}", threads: 1, connections: 2}}
+sweep:
+  rate: [40]
+  interference:
+    cpu: [none, {{kind: cpu, label: cpu-1w, workers: 1, load: 50}}]
+kubernetes:
+  kubeconfig: {kc}
+  namespace: hotel
+  yaml_repo: {repo}
+  app_image: repo/hotel:1
+  nodes:
+    - {{name: w1, roles: [infra]}}
+    - {{name: w2, roles: [testbed]}}
+    - {{name: w3, roles: [testbed, loadgen]}}
+  readiness_timeout_secs: 20
+{extra_kube}"#,
+        results = dir.join("results").display(),
+        kc = fake.kubeconfig().display(),
+        repo = repo().display(),
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn experiment_end_to_end_with_the_fake_cluster() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let app = aefm_tests::http_server::HttpServer::start(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = experiment_config(&fake, dir.path(), &app.url("/"), "1s", "");
+    let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
+        .args(["run", "--no-progress"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "aefm run failed: {stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    // The app was deployed, interference was placed on the testbed nodes, then removed.
+    assert!(fake.get("deployments", "hotel", "frontend").is_some());
+    let placed: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PATCH /api/v1/namespaces/aefm-interference/pods/"))
+        .collect();
+    assert_eq!(placed.len(), 2, "one cpu pod per testbed node: {placed:?}");
+    assert!(placed.iter().any(|r| r.contains("-w2-")) && placed.iter().any(|r| r.contains("-w3-")));
+    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty(), "interference cleared");
+    // The load reached the local test service; each case has its pod map.
+    assert!(!app.requests().is_empty());
+    let pods_csv: Vec<_> = walk(&dir.path().join("results")).into_iter().filter(|p| p.ends_with("pods.csv")).collect();
+    assert_eq!(pods_csv.len(), 2, "{pods_csv:?}");
+    let text = std::fs::read_to_string(&pods_csv[0]).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("frontend-") && l.contains(",frontend,w")), "{text}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn distributed_load_runs_jobs_and_merges_histograms_exactly() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    real_load_runner(&fake, seen.clone());
+    let app = aefm_tests::http_server::HttpServer::start(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = experiment_config(&fake, dir.path(), &app.url("/"), "2s", "  load: {max_rate_per_generator: 15}\n");
+    let config = std::sync::Arc::new(aefm::config::Config::load(&path).unwrap());
+    let mut comps = aefm::backend::build_components(&config).unwrap();
+    let cases = std::sync::Arc::new(aefm::sweep::expand(&config));
+    let ctx = aefm::context::Context::new(config.clone(), dir.path().to_path_buf(), cases.clone());
+    let spec = aefm::load::LoadSpec {
+        url: app.url("/"),
+        rate: 40.0,
+        duration: Duration::from_secs(2),
+        warmup: Duration::ZERO,
+        threads: 1,
+        connections: 2,
+        timeout: Duration::from_secs(2),
+        headers: vec![],
+        script: None,
+        script_args: vec![],
+        cores: None,
+    };
+    let report = comps.workload.run(&ctx, &spec, &aefm::load::CancelToken::new()).unwrap();
+    let logs = seen.lock().unwrap().clone();
+    assert_eq!(logs.len(), 3, "ceil(40 / 15) generators");
+    let parts: Vec<aefm_loadgen::Report> = logs.iter().map(|l| aefm_loadgen::Report::from_json(&l[l.find('{').unwrap()..]).unwrap()).collect();
+    let rates: Vec<String> = fake.requests().into_iter().filter(|r| r.starts_with("PATCH /apis/batch/v1/namespaces/hotel/jobs/")).collect();
+    assert_eq!(rates.len(), 3);
+    let total: u64 = parts.iter().map(|p| p.corrected().len()).sum();
+    assert_eq!(report.requests, total, "the merged histogram holds every sample of every job");
+    assert_eq!(report.histogram.max(), parts.iter().map(|p| p.corrected().max()).max().unwrap());
+    assert!(total > 0);
+    assert!(fake.objects("jobs").is_empty(), "load Jobs are deleted afterwards");
+}
+
+#[test]
+fn sigint_during_an_experiment_removes_interference() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let app = aefm_tests::http_server::HttpServer::start(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string(experiment_config(&fake, dir.path(), &app.url("/"), "30s", "")).unwrap();
+    // Interference first, so it is running while the long load runs.
+    let yaml = yaml.replace("cpu: [none, {kind: cpu, label: cpu-1w, workers: 1, load: 50}]", "cpu: [{kind: cpu, label: cpu-1w, workers: 1, load: 50}]");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut child = std::process::Command::new(aefm_tests::bins::bin("aefm"))
+        .args(["run", "--no-progress"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let placed = fake.wait_for(Duration::from_secs(60), |f| {
+        let pods = f.labelled("pods", "aefm.io/component", "interference");
+        pods.len() == 2 && pods.iter().all(|p| p["status"]["phase"] == "Running")
+    });
+    assert!(placed, "interference never ran");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "aefm did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!code.success());
+    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty(), "interference left running after Ctrl-C");
+}

@@ -234,12 +234,23 @@ fn error_tags_are_counted() {
     let mut ok = span("A", "GET /", 0, 10, &[], "p1");
     let mut bad = span("B", "db", 1, 5, &[("CHILD_OF", "A")], "p2");
     ok = ok.replace(r#""tags":[{"#, r#""tags":[{"value":false,"key":"error"},{"#);
-    bad = bad.replace(r#""tags":[{"#, r#""tags":[{"key":"error","type":"bool","value":true},{"#);
+    bad = bad.replace(
+        r#""tags":[{"#,
+        r#""tags":[{"key":"error","type":"bool","value":true},{"#,
+    );
     let (c, dir) = run(&[trace("e1", &[ok, bad])]);
     assert_eq!(c.error_spans, 1);
     let s = std::fs::read_to_string(dir.path().join("spans.csv")).unwrap();
-    assert!(s.lines().any(|l| l.starts_with("e1,B,") && l.ends_with(",1")), "{s}");
-    assert!(s.lines().any(|l| l.starts_with("e1,A,") && l.ends_with(",0")), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("e1,B,") && l.ends_with(",1")),
+        "{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("e1,A,") && l.ends_with(",0")),
+        "{s}"
+    );
     let ops = std::fs::read_to_string(dir.path().join("operations.csv")).unwrap();
     assert!(ops.contains("\nback,db,1,1,"), "{ops}");
 }

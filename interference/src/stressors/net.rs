@@ -201,6 +201,9 @@ fn supervise(
             .unwrap_or(86400)
             .clamp(1, 86400);
         let mut cmd = Command::new(&exe);
+        // Own process group: a terminal's Ctrl-C reaches aefm-stress only, which then stops iperf3
+        // itself (and still prints iperf3's totals); PR_SET_PDEATHSIG covers a killed parent.
+        cmd.process_group(0);
         cmd.args(iperf_args(&mode, secs))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

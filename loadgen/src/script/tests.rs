@@ -392,5 +392,3 @@ fn lua_path_and_globals_after_use() {
     let t = text(&s.next_batch().unwrap());
     assert!(t.starts_with("GET /HI-TRUE HTTP/1.1"), "{t}");
 }
-
-

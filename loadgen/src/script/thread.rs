@@ -25,37 +25,50 @@ pub(crate) enum Transfer {
     Table(Vec<(Transfer, Transfer)>),
 }
 
-/// Tables nested deeper than this (or cyclic ones) cannot be transferred.
+/// Tables nested deeper than this cannot be transferred.
 const MAX_DEPTH: usize = 32;
+
+/// Most table entries one transfer may copy (bounds the work on huge or heavily shared tables).
+const MAX_ENTRIES: usize = 1_000_000;
 
 impl Transfer {
     /// Copies `value` out of a state.
     pub fn from_lua(value: &Value) -> mlua::Result<Transfer> {
-        Self::from_lua_depth(value, 0)
+        let mut path = Vec::new();
+        let mut budget = MAX_ENTRIES;
+        Self::copy(value, &mut path, &mut budget)
     }
 
-    fn from_lua_depth(value: &Value, depth: usize) -> mlua::Result<Transfer> {
+    /// `path` holds the tables being copied (to refuse cycles); `budget` the entries left.
+    fn copy(
+        value: &Value,
+        path: &mut Vec<*const std::ffi::c_void>,
+        budget: &mut usize,
+    ) -> mlua::Result<Transfer> {
         Ok(match value {
             Value::Nil => Transfer::Nil,
             Value::Boolean(b) => Transfer::Bool(*b),
             Value::Integer(i) => Transfer::Number(*i as f64),
             Value::Number(n) => Transfer::Number(*n),
             Value::String(s) => Transfer::String(s.as_bytes().to_vec()),
-            Value::Table(t) if depth < MAX_DEPTH => {
+            Value::Table(t) => {
+                let ptr = t.to_pointer();
+                if path.contains(&ptr) || path.len() >= MAX_DEPTH {
+                    return Err(mlua::Error::runtime(
+                        "cannot transfer 'table' to thread (cyclic or nested too deep)",
+                    ));
+                }
+                path.push(ptr);
                 let mut entries = Vec::new();
                 for pair in t.pairs::<Value, Value>() {
                     let (k, v) = pair?;
-                    entries.push((
-                        Self::from_lua_depth(&k, depth + 1)?,
-                        Self::from_lua_depth(&v, depth + 1)?,
-                    ));
+                    *budget = budget.checked_sub(1).ok_or_else(|| {
+                        mlua::Error::runtime("cannot transfer 'table' to thread (too large)")
+                    })?;
+                    entries.push((Self::copy(&k, path, budget)?, Self::copy(&v, path, budget)?));
                 }
+                path.pop();
                 Transfer::Table(entries)
-            }
-            Value::Table(_) => {
-                return Err(mlua::Error::runtime(
-                    "cannot transfer 'table' to thread (nested too deep or cyclic)",
-                ))
             }
             other => {
                 return Err(mlua::Error::runtime(format!(
@@ -265,6 +278,17 @@ mod tests {
         );
         let cyclic: Value = a.load("local t = {} t.t = t return t").eval().unwrap();
         assert!(Transfer::from_lua(&cyclic).is_err());
+        // Shared (not cyclic) subtables are fine; a doubling chain is cut by the entry budget.
+        let shared: Value = a
+            .load("local s = {1} return {a = s, b = s}")
+            .eval()
+            .unwrap();
+        assert!(Transfer::from_lua(&shared).is_ok());
+        let dag: Value = a
+            .load("local t = {1} for i = 1, 30 do t = {t, t} end return t")
+            .eval()
+            .unwrap();
+        assert!(Transfer::from_lua(&dag).is_err());
     }
 
     #[test]

@@ -390,7 +390,7 @@ pub fn render_config(p: &Proposal) -> String {
     let mut interference = serde_json::Map::new();
     if !p.cpu_levels.is_empty() {
         let mut lv = vec![json!("none")];
-        lv.extend(p.cpu_levels.iter().map(|w| json!({"kind": "cpu", "workers": w, "load": 100})));
+        lv.extend(p.cpu_levels.iter().map(|w| json!({"kind": "cpu", "label": format!("cpu-{w}w"), "workers": w, "load": 100})));
         interference.insert("cpu".into(), Value::Array(lv));
     }
     if !p.memcap_levels.is_empty() {
