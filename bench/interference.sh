@@ -112,4 +112,10 @@ for kind in "cpu --load 50 --workers 1 --cpus $CPU" "memcap --size 256MiB" "memb
     log "D1 ${kind%% *} ($co): wall $(python3 -c "print(round($t1-$t0,3))") s for ${DUR} s  [issue: within 0.5 s]"
   done
 done
+# --- D2: SIGTERM once memcap 4 GiB is resident: exit time (free included) and final line --------
+"$S" memcap --size 4GiB >"$OUT/d2_memcap.jsonl" 2>&1 &
+P=$!
+for _ in $(seq 240); do grep -q '"fill_s":[0-9]' "$OUT/d2_memcap.jsonl" && break; sleep 0.5; done
+t0=$(date +%s.%N); kill -TERM "$P"; wait "$P"; rc=$?; t1=$(date +%s.%N)
+log "D2 SIGTERM memcap 4 GiB (resident): exit after $(python3 -c "print(round($t1-$t0,3))") s, rc $rc, final line: $($JL final "$OUT/d2_memcap.jsonl" final)  [issue: within 0.5 s, final report, exit 0]"
 echo "summary: $OUT/summary.txt"

@@ -75,12 +75,15 @@ echo "# wrk: $(command -v "$wrk_bin") ($("$wrk_bin" -v 2>&1 | head -1))"
 echo "# script: form600.lua, request() builds a ~600-byte form body per call"
 echo
 echo "## (a) max rate, -t1 -c50 -d$duration (R=1000000 for aefm-load = as fast as it can)"
-printf '%-4s %14s %14s %14s %10s %10s\n' run noscript_rps script_rps wrk_script_rps script/no wrk/script
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# rps = Requests/sec; cpu = generator user+sys CPU µs per completed request (less sensitive"
+echo "# to a busy machine than rps); script/no and aefm/wrk are rps ratios"
+printf '%-4s %12s %12s %12s %9s %9s %9s %10s %9s\n' run noscript_rps script_rps wrk_rps cpu_no cpu_scr cpu_wrk script/no aefm/wrk
 for i in $(seq 1 "$repeat"); do
-  read -r a _ _ < <(run noscript "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 "$url")
-  read -r b _ _ < <(run script "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 -s "$work/form600.lua" "$url")
-  read -r c _ _ < <(run wrk "$wrk_bin" -t1 -c50 -d"$duration" -s "$work/form600.lua" "$url")
-  python3 -c "a,b,c=$a,$b,$c; print(f'{$i:<4} {a:14.0f} {b:14.0f} {c:14.0f} {b/a:10.3f} {c/b:10.3f}')"
+  read -r a an ac < <(run noscript "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 "$url")
+  read -r b bn bc < <(run script "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 -s "$work/form600.lua" "$url")
+  read -r c cn cc < <(run wrk "$wrk_bin" -t1 -c50 -d"$duration" -s "$work/form600.lua" "$url")
+  python3 -c "a,b,c=$a,$b,$c; ca,cb,cc=1e6*$ac/$an,1e6*$bc/$bn,1e6*$cc/$cn; print(f'{$i:<4} {a:12.0f} {b:12.0f} {c:12.0f} {ca:9.2f} {cb:9.2f} {cc:9.2f} {b/a:10.3f} {b/c:9.3f}')"
 done
 echo
 echo "## (b) aefm-load -t1 -c50 -d$duration -R20000 -s form600.lua"

@@ -240,18 +240,29 @@ mod tests {
         local.block_on(&rt, async {
             let timer = PreciseTimer::new().unwrap();
             tokio::task::spawn_local(timer.clone().drive());
-            let start = Instant::now();
-            let mut lateness = Vec::new();
-            for i in 1..=50u64 {
-                let deadline = start + Duration::from_micros(300 * i);
-                timer.sleep_until(deadline).await;
-                let now = Instant::now();
-                assert!(now + SLACK >= deadline, "woke early");
-                lateness.push(now.saturating_duration_since(deadline));
+            // Median lateness far below tokio's 1 ms granularity. The box is shared and noisy,
+            // so one of three attempts must meet the bound.
+            let mut medians = Vec::new();
+            for _attempt in 0..3 {
+                let start = Instant::now();
+                let mut lateness = Vec::new();
+                for i in 1..=50u64 {
+                    let deadline = start + Duration::from_micros(300 * i);
+                    timer.sleep_until(deadline).await;
+                    let now = Instant::now();
+                    assert!(now + SLACK >= deadline, "woke early");
+                    lateness.push(now.saturating_duration_since(deadline));
+                }
+                lateness.sort();
+                medians.push(lateness[25]);
+                if lateness[25] < Duration::from_micros(300) {
+                    break;
+                }
             }
-            lateness.sort();
-            // Median lateness far below tokio's 1 ms granularity (generous for a noisy box).
-            assert!(lateness[25] < Duration::from_micros(600), "{lateness:?}");
+            assert!(
+                medians.iter().any(|m| *m < Duration::from_micros(300)),
+                "{medians:?}"
+            );
             // Concurrent sleepers wake in deadline order.
             let order = Rc::new(RefCell::new(Vec::new()));
             let mut handles = Vec::new();

@@ -30,8 +30,8 @@ pub enum Commands {
         config: PathBuf,
         /// Resume an interrupted experiment, skipping finished cases: `--resume` = the newest
         /// experiment of this config, `--resume=DIR` = that experiment directory.
-        #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-        resume: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+        resume: Option<Option<PathBuf>>,
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
@@ -151,13 +151,16 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             customize(&mut exp);
             let opts = RunOptions {
                 config_file: Some(config.clone()),
-                resume: resume.map(|p| if p.as_os_str().is_empty() { None } else { Some(p) }),
+                resume,
                 progress: !no_progress,
                 max_cases: 0,
             };
             let out = exp.run(opts)?;
             println!("results: {}", out.dir.display());
-            println!("summary: {}", out.dir.join(crate::results::summary::FILE).display());
+            println!(
+                "summary: {}",
+                out.dir.join(crate::results::summary::FILE).display()
+            );
             if !out.plots.is_empty() {
                 println!("plots:   {}", out.dir.join("plots").display());
             }
@@ -167,7 +170,11 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                 out.failed,
                 out.ok + out.failed,
                 out.total,
-                if out.skipped > 0 { format!(" ({} finished earlier)", out.skipped) } else { String::new() }
+                if out.skipped > 0 {
+                    format!(" ({} finished earlier)", out.skipped)
+                } else {
+                    String::new()
+                }
             );
             if out.interrupted {
                 eprintln!(
@@ -178,13 +185,18 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                 return Ok(ExitCode::from(130));
             }
             if out.failed > 0 {
-                eprintln!("aefm: {} test case(s) failed; see summary.csv (column error) and aefm.log", out.failed);
+                eprintln!(
+                    "aefm: {} test case(s) failed; see summary.csv (column error) and aefm.log",
+                    out.failed
+                );
                 return Ok(ExitCode::from(3));
             }
             Ok(ExitCode::SUCCESS)
         }
         Commands::Clean(args) => crate::kubernetes::cli::clean(args).map(|()| ExitCode::SUCCESS),
-        Commands::AutoConfig(args) => crate::kubernetes::cli::auto_config(args).map(|()| ExitCode::SUCCESS),
+        Commands::AutoConfig(args) => {
+            crate::kubernetes::cli::auto_config(args).map(|()| ExitCode::SUCCESS)
+        }
         Commands::Init { dir, force } => {
             let files = crate::scaffold::init(&dir, force)?;
             for f in &files {

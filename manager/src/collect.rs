@@ -106,7 +106,9 @@ fn read_stat(pid: u32) -> Option<(u32, u64, u64)> {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn now_unix() -> f64 {
@@ -201,9 +203,15 @@ impl DataCollector for LocalCollector {
                     for (name, role, pid) in &targets {
                         let (ticks, rss) = group_usage(*pid);
                         let now = Instant::now();
-                        let (pt, pi) = prev.insert(name.clone(), (ticks, now)).unwrap_or((ticks, now));
+                        let (pt, pi) = prev
+                            .insert(name.clone(), (ticks, now))
+                            .unwrap_or((ticks, now));
                         let dt = now.duration_since(pi).as_secs_f64();
-                        let cpu = if dt > 0.0 { (ticks.saturating_sub(pt)) as f64 / tck / dt * 100.0 } else { 0.0 };
+                        let cpu = if dt > 0.0 {
+                            (ticks.saturating_sub(pt)) as f64 / tck / dt * 100.0
+                        } else {
+                            0.0
+                        };
                         batch.push(Sample {
                             t,
                             unit: name.clone(),
@@ -212,7 +220,10 @@ impl DataCollector for LocalCollector {
                             rss_bytes: rss * page,
                         });
                     }
-                    samples.lock().unwrap_or_else(|e| e.into_inner()).extend(batch);
+                    samples
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(batch);
                 }
             })
         };
@@ -242,7 +253,8 @@ impl DataCollector for LocalCollector {
             let end_ticks: u64 = s.app_pids.iter().map(|p| group_usage(*p).0).sum();
             if elapsed > 0.0 && !s.app_pids.is_empty() {
                 summary.app_cpu_percent = Some(
-                    end_ticks.saturating_sub(s.app_start_ticks) as f64 / clk_tck() / elapsed * 100.0,
+                    end_ticks.saturating_sub(s.app_start_ticks) as f64 / clk_tck() / elapsed
+                        * 100.0,
                 );
             }
             let path = case_dir.join("host.csv");
@@ -252,7 +264,10 @@ impl DataCollector for LocalCollector {
             let ws = unix(window.start);
             let we = unix(window.end) + 0.5;
             let mut per_unit: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-            for x in samples.iter().filter(|x| x.role == UnitRole::App && x.t > ws && x.t <= we) {
+            for x in samples
+                .iter()
+                .filter(|x| x.role == UnitRole::App && x.t > ws && x.t <= we)
+            {
                 let e = per_unit.entry(&x.unit).or_default();
                 e.0 += x.cpu_percent;
                 e.1 += 1;
@@ -269,7 +284,11 @@ impl DataCollector for LocalCollector {
                         UnitRole::Interference => "interference",
                         UnitRole::Load => "aefm",
                     };
-                    writeln!(f, "{:.3},{},{},{:.2},{}", x.t, x.unit, role, x.cpu_percent, x.rss_bytes)?;
+                    writeln!(
+                        f,
+                        "{:.3},{},{},{:.2},{}",
+                        x.t, x.unit, role, x.cpu_percent, x.rss_bytes
+                    )?;
                 }
                 f.flush()
             };

@@ -63,7 +63,9 @@ impl Context {
 
     /// The typed value of type `T`, if stored.
     pub fn get<T: Any + Send>(&self) -> Option<&T> {
-        self.typed.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref())
+        self.typed
+            .get(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref())
     }
 
     /// The typed value of type `T`, mutably.
@@ -104,7 +106,13 @@ impl Context {
             for (n, val) in c.labels() {
                 let key: String = n
                     .chars()
-                    .map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_uppercase() } else { '_' })
+                    .map(|ch| {
+                        if ch.is_ascii_alphanumeric() {
+                            ch.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
                     .collect();
                 v.push((format!("AEFM_DIM_{key}"), val));
             }

@@ -65,7 +65,10 @@ pub enum DemoError {
 }
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe {
         libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
@@ -149,8 +152,12 @@ async fn handle(
     let mut status = StatusCode::OK;
     if server.role == Role::Front {
         let calls = server.backends.iter().map(|b| {
-            let uri: hyper::Uri = format!("{}/work", b.trim_end_matches('/')).parse().expect("validated");
-            let req = Request::get(uri).body(Empty::new()).expect("static request");
+            let uri: hyper::Uri = format!("{}/work", b.trim_end_matches('/'))
+                .parse()
+                .expect("validated");
+            let req = Request::get(uri)
+                .body(Empty::new())
+                .expect("static request");
             async move {
                 let resp = client.request(req).await.ok()?;
                 let ok = resp.status().is_success();

@@ -84,14 +84,22 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 /// Something run at an event.
 pub trait Handler: Send {
     /// Does the work. An error fails the current case (or the experiment outside a case).
-    fn handle(&mut self, ctx: &mut Context, components: &mut Components) -> Result<(), HandlerError>;
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        components: &mut Components,
+    ) -> Result<(), HandlerError>;
 }
 
 impl<F> Handler for F
 where
     F: FnMut(&mut Context, &mut Components) -> Result<(), HandlerError> + Send,
 {
-    fn handle(&mut self, ctx: &mut Context, components: &mut Components) -> Result<(), HandlerError> {
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        components: &mut Components,
+    ) -> Result<(), HandlerError> {
         self(ctx, components)
     }
 }

@@ -122,11 +122,18 @@ impl Experiment {
         crate::signals::install();
         let watcher = spawn_watcher(ctx.cancel.clone());
 
-        let dims: Vec<String> = sweep::dimensions(&cfg).into_iter().map(|d| d.name).collect();
+        let dims: Vec<String> = sweep::dimensions(&cfg)
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
         let mut journal_entries = done;
         let skipped = cases
             .iter()
-            .filter(|c| journal_entries.get(&c.name).is_some_and(|e| e.status == Status::Ok))
+            .filter(|c| {
+                journal_entries
+                    .get(&c.name)
+                    .is_some_and(|e| e.status == Status::Ok)
+            })
             .count();
         let pb = crate::ui::start_progress(cases.len() as u64, opts.progress);
         pb.set_position(skipped as u64);
@@ -167,7 +174,10 @@ impl Experiment {
         let run_start = Instant::now();
         let mut ran_est = Duration::ZERO;
         for case in cases.iter() {
-            if journal_entries.get(&case.name).is_some_and(|e| e.status == Status::Ok) {
+            if journal_entries
+                .get(&case.name)
+                .is_some_and(|e| e.status == Status::Ok)
+            {
                 // Skipped cases break the chain of "changed" dimensions.
                 force_all_changed = true;
                 continue;
@@ -185,11 +195,17 @@ impl Experiment {
                 .map(|c| sweep::estimate_case(&cfg, c))
                 .sum();
             // Scale the estimate by how long cases really took so far.
-            let scale = if ran_est.is_zero() { 1.0 } else { run_start.elapsed().as_secs_f64() / ran_est.as_secs_f64() };
+            let scale = if ran_est.is_zero() {
+                1.0
+            } else {
+                run_start.elapsed().as_secs_f64() / ran_est.as_secs_f64()
+            };
             pb.set_message(format!(
                 "{}  ETA {}",
                 case.name,
-                crate::config::format_duration(Duration::from_secs(remaining.mul_f64(scale.clamp(0.5, 5.0)).as_secs()))
+                crate::config::format_duration(Duration::from_secs(
+                    remaining.mul_f64(scale.clamp(0.5, 5.0)).as_secs()
+                ))
             ));
             let mut case = case.clone();
             if force_all_changed {
@@ -240,8 +256,14 @@ impl Experiment {
                 Vec::new()
             }
         };
-        let ok = journal_entries.values().filter(|e| e.status == Status::Ok).count();
-        let failed = journal_entries.values().filter(|e| e.status == Status::Failed).count();
+        let ok = journal_entries
+            .values()
+            .filter(|e| e.status == Status::Ok)
+            .count();
+        let failed = journal_entries
+            .values()
+            .filter(|e| e.status == Status::Failed)
+            .count();
         meta.ok_cases = ok;
         meta.failed_cases = failed;
         meta.ended = Some(results::now_rfc3339());
@@ -302,7 +324,10 @@ impl Experiment {
         }
         if let Some(f) = &failure {
             if !ctx.cancel.is_cancelled() {
-                ctx.data.insert("last_error".into(), serde_json::Value::String(f.to_string()));
+                ctx.data.insert(
+                    "last_error".into(),
+                    serde_json::Value::String(f.to_string()),
+                );
                 if let Err(e) = self.handlers.trigger(&Event::Error, ctx, components) {
                     tracing::error!(error = %e, "error handlers failed");
                 }
@@ -312,7 +337,10 @@ impl Experiment {
                 }
             }
         }
-        if let Err(f) = self.handlers.trigger(&Event::EndSingleTestCase, ctx, components) {
+        if let Err(f) = self
+            .handlers
+            .trigger(&Event::EndSingleTestCase, ctx, components)
+        {
             failure.get_or_insert(f);
         }
         let mut app_cpu = None;
@@ -332,7 +360,11 @@ impl Experiment {
         let entry = Entry {
             case: case.name.clone(),
             index: case.index,
-            status: if failure.is_some() { Status::Failed } else { Status::Ok },
+            status: if failure.is_some() {
+                Status::Failed
+            } else {
+                Status::Ok
+            },
             error: failure.as_ref().map(|f| f.to_string()),
             values: case.labels(),
             offered: case.rate(),
@@ -359,10 +391,14 @@ impl Experiment {
         });
         results::write_atomic(
             &case_dir.join("case.json"),
-            serde_json::to_string_pretty(&case_json).unwrap_or_default().as_bytes(),
+            serde_json::to_string_pretty(&case_json)
+                .unwrap_or_default()
+                .as_bytes(),
         )?;
         match &failure {
-            Some(f) if !ctx.cancel.is_cancelled() => tracing::error!(case = %case.name, error = %f, "test case failed"),
+            Some(f) if !ctx.cancel.is_cancelled() => {
+                tracing::error!(case = %case.name, error = %f, "test case failed")
+            }
             _ => {}
         }
         Ok((entry, failure))
@@ -384,17 +420,24 @@ fn prepare_dir(
     opts: &RunOptions,
     ncases: usize,
 ) -> Result<(PathBuf, Metadata, std::collections::BTreeMap<String, Entry>), RunError> {
-    let config_file = opts.config_file.clone().unwrap_or_else(|| PathBuf::from("-"));
+    let config_file = opts
+        .config_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("-"));
     let config_text = std::fs::read_to_string(&config_file).ok();
     match &opts.resume {
         Some(explicit) => {
             let dir = results::resume_dir(cfg, explicit.as_deref())?;
-            let mut meta = Metadata::read(&dir).unwrap_or_else(|_| Metadata::start(cfg, &config_file, ncases));
+            let mut meta =
+                Metadata::read(&dir).unwrap_or_else(|_| Metadata::start(cfg, &config_file, ncases));
             meta.resumed.push(results::now_rfc3339());
             meta.status = "running".into();
             meta.ended = None;
             meta.write(&dir)?;
-            if let (Some(new), Ok(old)) = (&config_text, std::fs::read_to_string(dir.join("config.yaml"))) {
+            if let (Some(new), Ok(old)) = (
+                &config_text,
+                std::fs::read_to_string(dir.join("config.yaml")),
+            ) {
                 if *new != old {
                     tracing::warn!(dir = %dir.display(), "the config differs from the one this experiment started with; cases whose names changed will run again");
                 }
@@ -466,7 +509,13 @@ pub fn plan_text(cfg: &Config) -> String {
         .iter()
         .map(|d| format!("{} ({})", d.name, d.values.len()))
         .collect();
-    let _ = writeln!(s, "experiment {}: {} test cases = {}", cfg.name, cases.len(), shape.join(" x "));
+    let _ = writeln!(
+        s,
+        "experiment {}: {} test cases = {}",
+        cfg.name,
+        cases.len(),
+        shape.join(" x ")
+    );
     let _ = writeln!(
         s,
         "per case: warm-up {} + load {} + cool-down {} + grace {} (+ settle {} when interference changes)",

@@ -47,7 +47,11 @@ pub enum HookError {
 impl crate::events::Handler for Hook {
     fn handle(&mut self, ctx: &mut Context, _c: &mut Components) -> Result<(), HandlerError> {
         let log_path = ctx.experiment_dir.join("hooks.log");
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+        {
             let _ = writeln!(
                 f,
                 "--- {} hooks[{}] {} case={}",
@@ -66,7 +70,11 @@ impl crate::events::Handler for Hook {
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|source| HookError::Spawn { index: self.index, cmd: self.config.run.clone(), source })?;
+            .map_err(|source| HookError::Spawn {
+                index: self.index,
+                cmd: self.config.run.clone(),
+                source,
+            })?;
         cmd.stdout(log_file.try_clone().map_err(|source| HookError::Spawn {
             index: self.index,
             cmd: self.config.run.clone(),
@@ -97,7 +105,10 @@ impl crate::events::Handler for Hook {
                 return Err(Box::new(HookError::Failed {
                     index: self.index,
                     cmd: self.config.run.clone(),
-                    status: format!("timed out after {}", crate::config::format_duration(self.config.timeout)),
+                    status: format!(
+                        "timed out after {}",
+                        crate::config::format_duration(self.config.timeout)
+                    ),
                 }));
             }
             std::thread::sleep(Duration::from_millis(10));

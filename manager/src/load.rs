@@ -152,7 +152,6 @@ pub struct LoadReport {
     pub raw: Option<aefm_loadgen::Report>,
 }
 
-
 /// The local workload generator: load from this process, pinned to the configured cores.
 #[derive(Debug, Default)]
 pub struct LocalWorkload;
@@ -254,7 +253,11 @@ pub fn from_loadgen(r: &aefm_loadgen::Report, spec: &LoadSpec) -> LoadReport {
     };
     LoadReport {
         offered: spec.rate,
-        achieved: if window_s > 0.0 { requests as f64 / window_s } else { 0.0 },
+        achieved: if window_s > 0.0 {
+            requests as f64 / window_s
+        } else {
+            0.0
+        },
         requests,
         errors,
         window_s,

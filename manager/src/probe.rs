@@ -20,15 +20,19 @@ pub fn http_status(url: &str, timeout: Duration) -> Result<u16, String> {
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} has no address"))?;
-    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {sa}: {e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {sa}: {e}"))?;
     s.set_read_timeout(Some(timeout)).ok();
     s.set_write_timeout(Some(timeout)).ok();
     let path = match u.query() {
         Some(q) => format!("{}?{q}", u.path()),
         None => u.path().to_string(),
     };
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).map_err(|e| format!("read: {e}"))?;
     let head = String::from_utf8_lossy(&buf[..n]);
@@ -44,8 +48,16 @@ mod tests {
 
     #[test]
     fn refused_port_is_an_error_naming_the_address() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let e = http_status(&format!("http://127.0.0.1:{port}/"), Duration::from_millis(300)).unwrap_err();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = http_status(
+            &format!("http://127.0.0.1:{port}/"),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
         assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 }

@@ -8,7 +8,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::config::{fmt_num, safe_char, Config, CustomValues, InterferenceLevelSpec, NumberRange, StressSpec};
+use crate::config::{
+    fmt_num, safe_char, Config, CustomValues, InterferenceLevelSpec, NumberRange, StressSpec,
+};
 
 /// The value of one dimension in one test case.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -145,7 +147,9 @@ pub fn dimensions(cfg: &Config) -> Vec<Dimension> {
     all.push(Dimension {
         name: "round".into(),
         kind: DimKind::Round,
-        values: (1..=cfg.sweep.rounds).map(|r| DimValue::Number(r as f64)).collect(),
+        values: (1..=cfg.sweep.rounds)
+            .map(|r| DimValue::Number(r as f64))
+            .collect(),
     });
     for (name, levels) in &cfg.sweep.interference {
         all.push(Dimension {
@@ -169,7 +173,10 @@ pub fn dimensions(cfg: &Config) -> Vec<Dimension> {
                     serde_yaml::Value::String(s) => DimValue::Text(s.clone()),
                     serde_yaml::Value::Bool(b) => DimValue::Text(b.to_string()),
                     other => DimValue::Text(
-                        serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                        serde_yaml::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
                     ),
                 })
                 .collect(),
@@ -259,15 +266,18 @@ pub fn expand(cfg: &Config) -> Vec<TestCase> {
 
 /// Replaces every character that is unsafe in a file name with `_`.
 pub fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if safe_char(c) { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if safe_char(c) { c } else { '_' })
+        .collect()
 }
 
 /// Estimated wall time of one case: settle (when interference changes), warm-up, load, cool-down
 /// and the collection grace period.
 pub fn estimate_case(cfg: &Config, case: &TestCase) -> Duration {
-    let interference_changed = case.changed.iter().any(|c| {
-        cfg.sweep.interference.contains_key(c)
-    });
+    let interference_changed = case
+        .changed
+        .iter()
+        .any(|c| cfg.sweep.interference.contains_key(c));
     let mut d = cfg.warmup + cfg.duration + cfg.cooldown + grace(cfg);
     if interference_changed {
         d += cfg.settle;

@@ -86,7 +86,8 @@ impl<'a> MakeWriter<'a> for LogFile {
 
 /// Installs logging: console at `level` (or `RUST_LOG`), file at debug. Safe to call twice.
 pub fn init_logging(level: &str) {
-    let console_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let console_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let console = tracing_subscriber::fmt::layer()
         .with_writer(Console)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -96,12 +97,18 @@ pub fn init_logging(level: &str) {
         .with_writer(LogFile)
         .with_ansi(false)
         .with_filter(EnvFilter::new("debug,hyper=info,hyper_util=info"));
-    let _ = tracing_subscriber::registry().with(console).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(console)
+        .with(file)
+        .try_init();
 }
 
 /// Sends file logs to `path` (appending).
 pub fn set_log_file(path: &std::path::Path) -> std::io::Result<()> {
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     *FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     Ok(())
 }
@@ -114,8 +121,10 @@ pub fn start_progress(total: u64, show: bool) -> ProgressBar {
         ProgressBar::hidden()
     };
     pb.set_style(
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} cases [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} cases [{elapsed_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb.clone());
     pb

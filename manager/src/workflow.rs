@@ -24,7 +24,11 @@ pub fn defaults(cfg: &crate::config::Config) -> Handlers {
     h.append(Event::StartExperiment, "default:preflight", preflight);
     h.append(Event::InitEnvironment, "default:deploy", deploy);
     for dim in cfg.sweep.interference.keys() {
-        h.append(Event::StartDimension(dim.clone()), "default:apply_interference", apply_interference);
+        h.append(
+            Event::StartDimension(dim.clone()),
+            "default:apply_interference",
+            apply_interference,
+        );
     }
     h.append(Event::StartSingleTestCase, "default:run_load", run_load);
     h.append(Event::StartDataCollection, "default:collect", collect);
@@ -66,7 +70,9 @@ struct AppliedFor(usize);
 
 /// `default:apply_interference`: running stressors = the case's levels; then wait `settle`.
 pub fn apply_interference(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
-    let Some(case) = ctx.case.clone() else { return Ok(()) };
+    let Some(case) = ctx.case.clone() else {
+        return Ok(());
+    };
     if ctx.get::<AppliedFor>().is_some_and(|a| a.0 == case.index) {
         return Ok(());
     }
@@ -82,13 +88,18 @@ pub fn apply_interference(ctx: &mut Context, c: &mut Components) -> Result<(), H
 /// The load spec of the current case.
 pub fn load_spec(ctx: &Context, c: &Components) -> Result<LoadSpec, ComponentError> {
     let cfg = &ctx.config;
-    let case = ctx.case.as_ref().ok_or_else(|| ComponentError::other("no current test case"))?;
+    let case = ctx
+        .case
+        .as_ref()
+        .ok_or_else(|| ComponentError::other("no current test case"))?;
     let url = cfg
         .load
         .url
         .clone()
         .or_else(|| c.deployer.endpoint())
-        .ok_or_else(|| ComponentError::other("load.url is not set and the deployer knows no endpoint"))?;
+        .ok_or_else(|| {
+            ComponentError::other("load.url is not set and the deployer knows no endpoint")
+        })?;
     let cores = cfg.load.cores.clone().or_else(|| {
         let n = crate::config::available_cores();
         let free: Vec<usize> = (0..n).filter(|i| !cfg.app.cores.contains(i)).collect();
@@ -98,7 +109,10 @@ pub fn load_spec(ctx: &Context, c: &Components) -> Result<LoadSpec, ComponentErr
         .load
         .headers
         .iter()
-        .filter_map(|h| h.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     Ok(LoadSpec {
         url,
@@ -150,7 +164,9 @@ pub fn collect(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError
         return Ok(());
     };
     sleep(ctx, crate::sweep::grace(&ctx.config))?;
-    let summary = c.collector.collect(ctx, &dir, &window, ctx.report.as_ref())?;
+    let summary = c
+        .collector
+        .collect(ctx, &dir, &window, ctx.report.as_ref())?;
     for e in &summary.errors {
         tracing::warn!(error = %e, "collection source failed");
     }

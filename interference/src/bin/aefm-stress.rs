@@ -87,7 +87,7 @@ enum Kind {
         /// Run an iperf3 server.
         #[arg(long, conflicts_with_all = ["target", "bandwidth", "streams"])]
         server: bool,
-        /// Server to send to: HOST[:PORT].
+        /// Server to send to: HOST or HOST:PORT.
         #[arg(long, short = 't')]
         target: Option<String>,
         /// Port (server: listen; client: default when --target has none).

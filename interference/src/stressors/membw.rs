@@ -25,7 +25,7 @@ const MAX_CREDIT: Duration = Duration::from_millis(50);
 
 /// Token-bucket pacing: given bytes done since `t0`, the rate and the elapsed time, how long to
 /// sleep now (zero when not ahead by at least 1 ms), and whether `t0` must move forward because the
-/// worker is more than [`MAX_CREDIT`] behind. Pure, so it is tested without a clock.
+/// worker is more than `MAX_CREDIT` (50 ms) behind. Pure, so it is tested without a clock.
 pub fn pace(done: f64, bytes_per_s: f64, elapsed: Duration) -> (Duration, Option<Duration>) {
     let allowed = bytes_per_s * elapsed.as_secs_f64();
     if done > allowed {

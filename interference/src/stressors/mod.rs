@@ -1,5 +1,5 @@
 //! The stressors. Each `start` function validates its request (refusing before allocating), starts
-//! worker threads or a child process, and returns an [`Active`] handle that the reporting loop
+//! worker threads or a child process, and returns an `Active` handle that the reporting loop
 //! samples each interval and finally stops. Workers poll a shared stop flag between small chunks of
 //! work so they stop within milliseconds.
 

@@ -219,7 +219,11 @@ pub struct Actions {
 impl KubernetesConfig {
     /// Names of nodes with `role`, in file order.
     pub fn nodes_with(&self, role: NodeRole) -> Vec<String> {
-        self.nodes.iter().filter(|n| n.roles.contains(&role)).map(|n| n.name.clone()).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.roles.contains(&role))
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     /// Nodes that receive interference: `interference.nodes`, else nodes with `interference.role`.
@@ -249,7 +253,10 @@ impl KubernetesConfig {
         if !["Always", "IfNotPresent", "Never"].contains(&self.image_pull_policy.as_str()) {
             return bad(
                 "image_pull_policy",
-                format!("{:?} is not one of Always, IfNotPresent, Never", self.image_pull_policy),
+                format!(
+                    "{:?} is not one of Always, IfNotPresent, Never",
+                    self.image_pull_policy
+                ),
             );
         }
         for (name, r) in &self.replicas {
@@ -271,7 +278,10 @@ impl KubernetesConfig {
         }
         for n in &self.interference.nodes {
             if !self.nodes.is_empty() && !self.nodes.iter().any(|c| &c.name == n) {
-                return bad("interference.nodes", format!("{n} is not listed in kubernetes.nodes"));
+                return bad(
+                    "interference.nodes",
+                    format!("{n} is not listed in kubernetes.nodes"),
+                );
             }
         }
         Ok(())
@@ -335,8 +345,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let e = serde_yaml::from_str::<KubernetesConfig>("namespace: a\nyaml_repo: r\nnamspace: b\n")
-            .unwrap_err();
+        let e =
+            serde_yaml::from_str::<KubernetesConfig>("namespace: a\nyaml_repo: r\nnamspace: b\n")
+                .unwrap_err();
         assert!(e.to_string().contains("namspace"), "{e}");
     }
 

@@ -676,7 +676,10 @@ impl Config {
         for (name, levels) in &self.sweep.interference {
             let key = format!("sweep.interference.{name}");
             if levels.is_empty() {
-                return Err(bad(&key, "needs at least one level (`none` is a level)".into()));
+                return Err(bad(
+                    &key,
+                    "needs at least one level (`none` is a level)".into(),
+                ));
             }
             for (i, l) in levels.iter().enumerate() {
                 if let InterferenceLevelSpec::Stress(s) = l {
@@ -699,7 +702,10 @@ impl Config {
                 .unwrap_or(0),
             };
             if n == 0 {
-                return Err(bad(&key, "needs at least one value (a list or {min, max, step} with step > 0)".into()));
+                return Err(bad(
+                    &key,
+                    "needs at least one value (a list or {min, max, step} with step > 0)".into(),
+                ));
             }
             names.push(name.clone());
         }
@@ -738,9 +744,15 @@ impl Config {
             return Err(bad("app.cores", "needs at least one core".into()));
         }
         let ncpu = available_cores();
-        for (key, cores) in [("app.cores", Some(&self.app.cores)), ("load.cores", self.load.cores.as_ref())] {
+        for (key, cores) in [
+            ("app.cores", Some(&self.app.cores)),
+            ("load.cores", self.load.cores.as_ref()),
+        ] {
             if let Some(c) = cores.and_then(|cs| cs.iter().find(|c| **c >= ncpu)) {
-                return Err(bad(key, format!("core {c} does not exist (this machine has {ncpu})")));
+                return Err(bad(
+                    key,
+                    format!("core {c} does not exist (this machine has {ncpu})"),
+                ));
             }
         }
         if self.app.commands.is_empty() && self.app.demo.backends == 0 {
@@ -750,7 +762,10 @@ impl Config {
             if let Some(r) = &c.ready {
                 if let Some(u) = &r.http {
                     url::Url::parse(u).map_err(|e| {
-                        bad(&format!("app.commands[{i}].ready.http"), format!("{u:?}: {e}"))
+                        bad(
+                            &format!("app.commands[{i}].ready.http"),
+                            format!("{u:?}: {e}"),
+                        )
                     })?;
                 }
             }
@@ -772,10 +787,14 @@ impl Config {
                 .map_err(|e| bad("collect.prometheus.url", format!("{:?}: {e}", p.url)))?;
         }
         if let Some(j) = &self.collect.jaeger {
-            url::Url::parse(&j.url).map_err(|e| bad("collect.jaeger.url", format!("{:?}: {e}", j.url)))?;
+            url::Url::parse(&j.url)
+                .map_err(|e| bad("collect.jaeger.url", format!("{:?}: {e}", j.url)))?;
         }
         if self.backend == Backend::Kubernetes && self.kubernetes.is_none() {
-            return Err(bad("kubernetes", "required when `backend: kubernetes`".into()));
+            return Err(bad(
+                "kubernetes",
+                "required when `backend: kubernetes`".into(),
+            ));
         }
         let events = known_events(self);
         for (i, h) in self.hooks.iter().enumerate() {
@@ -854,7 +873,9 @@ pub fn known_events(cfg: &Config) -> Vec<String> {
 fn check_stress(s: &StressSpec) -> Result<(), String> {
     if let Some(l) = &s.label {
         if l.is_empty() || !l.chars().all(safe_char) {
-            return Err(format!("label {l:?} must use only letters, digits, '.', '_' and '-'"));
+            return Err(format!(
+                "label {l:?} must use only letters, digits, '.', '_' and '-'"
+            ));
         }
     }
     if let Some(load) = s.load {
@@ -866,8 +887,12 @@ fn check_stress(s: &StressSpec) -> Result<(), String> {
         return Err("workers must be at least 1".into());
     }
     match s.kind {
-        StressKind::Memcap if s.size.is_none() => Err("memcap needs `size` (e.g. 1GiB or 50%)".into()),
-        StressKind::Net if s.target.is_none() => Err("net needs `target` (host:port of an iperf3 server)".into()),
+        StressKind::Memcap if s.size.is_none() => {
+            Err("memcap needs `size` (e.g. 1GiB or 50%)".into())
+        }
+        StressKind::Net if s.target.is_none() => {
+            Err("net needs `target` (host:port of an iperf3 server)".into())
+        }
         _ => Ok(()),
     }
 }
@@ -971,16 +996,26 @@ mod tests {
     #[test]
     fn unknown_key_names_path_and_line() {
         let text = "name: t\nsweep:\n  rate: [10]\n  rouds: 2\n";
-        let e = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sweep: unknown field `rouds`"), "{e}");
         assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]
     fn range_expands_inclusive() {
-        let r = NumberRange::Range { min: 100.0, max: 300.0, step: 100.0 };
+        let r = NumberRange::Range {
+            min: 100.0,
+            max: 300.0,
+            step: 100.0,
+        };
         assert_eq!(r.values().unwrap(), vec![100.0, 200.0, 300.0]);
-        let bad = NumberRange::Range { min: 1.0, max: 3.0, step: 0.0 };
+        let bad = NumberRange::Range {
+            min: 1.0,
+            max: 3.0,
+            step: 0.0,
+        };
         assert!(bad.values().is_none());
     }
 
@@ -1002,7 +1037,9 @@ mod tests {
     #[test]
     fn bad_level_field_names_path_and_line() {
         let text = "name: t\nsweep:\n  rate: [10]\n  interference:\n    stress:\n      - none\n      - {kind: cpu, lod: 90}\n";
-        let e = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sweep.interference.stress[1]"), "{e}");
         assert!(e.contains("line 7"), "{e}");
     }
@@ -1010,7 +1047,9 @@ mod tests {
     #[test]
     fn semantic_errors_name_key_and_line() {
         let text = "name: t\nsweep:\n  rate: [10]\n  order: [rate, nope]\n";
-        let e = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sweep.order"), "{e}");
         assert!(e.contains("\"nope\""), "{e}");
         assert!(e.contains("line 4"), "{e}");
@@ -1019,7 +1058,9 @@ mod tests {
     #[test]
     fn hook_with_unknown_event_is_rejected() {
         let text = "name: t\nsweep:\n  rate: [10]\nhooks:\n  - on: start_experiment\n    run: 'true'\n  - on: stat_case\n    run: 'true'\n";
-        let e = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hooks[1].on"), "{e}");
         assert!(e.contains("line 7"), "{e}");
     }

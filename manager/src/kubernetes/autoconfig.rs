@@ -15,7 +15,10 @@ use super::error::KubeError;
 use super::quantity::{parse_quantity, GIB};
 
 /// Labels that mark a control-plane node (the current one and the legacy one).
-const CONTROL_PLANE_LABELS: [&str; 2] = ["node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"];
+const CONTROL_PLANE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
 
 /// One node as auto-config sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,18 +103,33 @@ pub fn node_info(node: &Node) -> NodeInfo {
 /// differs a little between identical machines).
 pub fn homogeneous(workers: &[&NodeInfo]) -> bool {
     let close = |a: f64, b: f64| (a - b).abs() <= 0.05 * a.max(b);
-    workers.windows(2).all(|w| close(w[0].cpu, w[1].cpu) && close(w[0].memory, w[1].memory))
+    workers
+        .windows(2)
+        .all(|w| close(w[0].cpu, w[1].cpu) && close(w[0].memory, w[1].memory))
 }
 
-fn find_service(services: &[Service], name_hint: &str, label_values: &[&str], port: i32) -> Option<ServiceInfo> {
+fn find_service(
+    services: &[Service],
+    name_hint: &str,
+    label_values: &[&str],
+    port: i32,
+) -> Option<ServiceInfo> {
     let mut candidates: Vec<ServiceInfo> = services
         .iter()
         .filter_map(|s| {
             let name = s.metadata.name.clone()?;
             let labels = s.metadata.labels.clone().unwrap_or_default();
-            let by_label = ["app.kubernetes.io/name", "app", "app.kubernetes.io/component"]
-                .iter()
-                .any(|k| labels.get(*k).is_some_and(|v| label_values.contains(&v.as_str())));
+            let by_label = [
+                "app.kubernetes.io/name",
+                "app",
+                "app.kubernetes.io/component",
+            ]
+            .iter()
+            .any(|k| {
+                labels
+                    .get(*k)
+                    .is_some_and(|v| label_values.contains(&v.as_str()))
+            });
             if !by_label && !name.contains(name_hint) {
                 return None;
             }
@@ -133,7 +151,10 @@ fn find_service(services: &[Service], name_hint: &str, label_values: &[&str], po
 /// Inspects the cluster.
 pub async fn inspect(client: &kube::Client) -> Result<ClusterInfo, KubeError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let nodes = nodes.list(&ListParams::default()).await.map_err(|e| KubeError::from_kube("list", "nodes", e))?;
+    let nodes = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| KubeError::from_kube("list", "nodes", e))?;
     let services: Api<Service> = Api::all(client.clone());
     let services = services
         .list(&ListParams::default())
@@ -142,7 +163,12 @@ pub async fn inspect(client: &kube::Client) -> Result<ClusterInfo, KubeError> {
     Ok(ClusterInfo {
         nodes: nodes.items.iter().map(node_info).collect(),
         prometheus: find_service(&services.items, "prometheus", &["prometheus"], 9090),
-        jaeger: find_service(&services.items, "jaeger", &["jaeger", "jaeger-query", "jaeger-all-in-one"], 16686),
+        jaeger: find_service(
+            &services.items,
+            "jaeger",
+            &["jaeger", "jaeger-query", "jaeger-all-in-one"],
+            16686,
+        ),
     })
 }
 
@@ -210,7 +236,10 @@ pub fn default_roles(workers: &[&NodeInfo]) -> Result<BTreeMap<String, Vec<Strin
     if workers.len() < 3 {
         return Err(KubeError::Config {
             key: "nodes".into(),
-            message: format!("found {} worker node(s); AEFM needs at least 3 (1 infra, 2 testbed)", workers.len()),
+            message: format!(
+                "found {} worker node(s); AEFM needs at least 3 (1 infra, 2 testbed)",
+                workers.len()
+            ),
         });
     }
     let names: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
@@ -231,12 +260,24 @@ pub fn default_roles(workers: &[&NodeInfo]) -> Result<BTreeMap<String, Vec<Strin
 /// the first worker and assumed `Ki`).
 pub fn levels(testbed: &[&NodeInfo]) -> (Vec<u32>, Vec<u32>) {
     let cpu = testbed.iter().map(|n| n.cpu).fold(f64::INFINITY, f64::min);
-    let mem = testbed.iter().map(|n| n.memory).fold(f64::INFINITY, f64::min) / GIB;
+    let mem = testbed
+        .iter()
+        .map(|n| n.memory)
+        .fold(f64::INFINITY, f64::min)
+        / GIB;
     if !cpu.is_finite() {
         return (Vec::new(), Vec::new());
     }
-    let mut c: Vec<u32> = [0.4, 0.55, 0.7, 0.85].iter().map(|p| (cpu * p) as u32).filter(|v| *v > 0).collect();
-    let mut m: Vec<u32> = [0.15, 0.35, 0.55, 0.75].iter().map(|p| (mem * p) as u32).filter(|v| *v > 0).collect();
+    let mut c: Vec<u32> = [0.4, 0.55, 0.7, 0.85]
+        .iter()
+        .map(|p| (cpu * p) as u32)
+        .filter(|v| *v > 0)
+        .collect();
+    let mut m: Vec<u32> = [0.15, 0.35, 0.55, 0.75]
+        .iter()
+        .map(|p| (mem * p) as u32)
+        .filter(|v| *v > 0)
+        .collect();
     c.dedup();
     m.dedup();
     (c, m)
@@ -249,7 +290,11 @@ fn check_nodes(flag: &str, names: &[String], workers: &[&NodeInfo]) -> Result<()
                 key: flag.into(),
                 message: format!(
                     "{n} is not a worker node (workers: {})",
-                    workers.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join(", ")
+                    workers
+                        .iter()
+                        .map(|w| w.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -261,15 +306,26 @@ fn check_nodes(flag: &str, names: &[String], workers: &[&NodeInfo]) -> Result<()
 pub fn propose(info: &ClusterInfo, a: &Answers) -> Result<Proposal, KubeError> {
     let workers = info.workers();
     let mut roles = default_roles(&workers)?;
-    for (role, given) in [("infra", &a.infra), ("testbed", &a.testbed), ("loadgen", &a.loadgen)] {
+    for (role, given) in [
+        ("infra", &a.infra),
+        ("testbed", &a.testbed),
+        ("loadgen", &a.loadgen),
+    ] {
         if let Some(names) = given {
             check_nodes(&format!("--{role}"), names, &workers)?;
             roles.insert(role.into(), names.clone());
         }
     }
-    let testbed: Vec<&NodeInfo> = workers.iter().copied().filter(|w| roles["testbed"].contains(&w.name)).collect();
+    let testbed: Vec<&NodeInfo> = workers
+        .iter()
+        .copied()
+        .filter(|w| roles["testbed"].contains(&w.name))
+        .collect();
     if testbed.is_empty() {
-        return Err(KubeError::Config { key: "--testbed".into(), message: "at least one testbed node is needed".into() });
+        return Err(KubeError::Config {
+            key: "--testbed".into(),
+            message: "at least one testbed node is needed".into(),
+        });
     }
     let (cpu_levels, memcap_levels) = levels(&testbed);
     let host = a.host.clone().or_else(|| {
@@ -290,9 +346,15 @@ pub fn propose(info: &ClusterInfo, a: &Answers) -> Result<Proposal, KubeError> {
         app_image: a.app_image.clone(),
         homogeneous: homogeneous(&testbed),
         roles,
-        prometheus: a.prometheus.clone().or_else(|| via_node_port(&info.prometheus)),
+        prometheus: a
+            .prometheus
+            .clone()
+            .or_else(|| via_node_port(&info.prometheus)),
         jaeger: a.jaeger.clone().or_else(|| via_node_port(&info.jaeger)),
-        jaeger_service: a.jaeger_service.clone().unwrap_or_else(|| "frontend".into()),
+        jaeger_service: a
+            .jaeger_service
+            .clone()
+            .unwrap_or_else(|| "frontend".into()),
         url: a.url.clone(),
         cpu_levels,
         memcap_levels,
@@ -301,8 +363,16 @@ pub fn propose(info: &ClusterInfo, a: &Answers) -> Result<Proposal, KubeError> {
 
 /// Asks every question whose answer is missing, showing the proposal's value as the default
 /// (an empty line accepts it), then re-proposes. Bad node names are asked again (3 tries).
-pub fn ask(info: &ClusterInfo, mut a: Answers, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<Proposal, KubeError> {
-    let io = |e: std::io::Error| KubeError::Io { path: "stdin".into(), source: e };
+pub fn ask(
+    info: &ClusterInfo,
+    mut a: Answers,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<Proposal, KubeError> {
+    let io = |e: std::io::Error| KubeError::Io {
+        path: "stdin".into(),
+        source: e,
+    };
     let first = propose(info, &a)?;
     let workers = info.workers();
     writeln!(out, "Worker nodes:").map_err(io)?;
@@ -332,16 +402,37 @@ pub fn ask(info: &ClusterInfo, mut a: Answers, input: &mut dyn BufRead, out: &mu
     }
     text!(name, "Experiment name", first.name.clone());
     text!(namespace, "Application namespace", first.namespace.clone());
-    text!(yaml_repo, "YAML repository (with infra/ and under_test/)", first.yaml_repo.clone());
-    text!(app_image, "Image replacing APP_IMG (empty: none)", first.app_image.clone().unwrap_or_default());
-    for (role, slot) in [("infra", &mut a.infra), ("testbed", &mut a.testbed), ("loadgen", &mut a.loadgen)] {
+    text!(
+        yaml_repo,
+        "YAML repository (with infra/ and under_test/)",
+        first.yaml_repo.clone()
+    );
+    text!(
+        app_image,
+        "Image replacing APP_IMG (empty: none)",
+        first.app_image.clone().unwrap_or_default()
+    );
+    for (role, slot) in [
+        ("infra", &mut a.infra),
+        ("testbed", &mut a.testbed),
+        ("loadgen", &mut a.loadgen),
+    ] {
         if slot.is_some() {
             continue;
         }
         let mut tries = 0;
         loop {
-            let v = prompt(input, out, &format!("{role} nodes (comma-separated)"), &first.roles[role].join(","))?;
-            let names: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let v = prompt(
+                input,
+                out,
+                &format!("{role} nodes (comma-separated)"),
+                &first.roles[role].join(","),
+            )?;
+            let names: Vec<String> = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
             match check_nodes(role, &names, &workers) {
                 Ok(()) => {
                     *slot = Some(names);
@@ -355,16 +446,40 @@ pub fn ask(info: &ClusterInfo, mut a: Answers, input: &mut dyn BufRead, out: &mu
             }
         }
     }
-    text!(prometheus, "Prometheus URL", first.prometheus.clone().unwrap_or_default());
-    text!(jaeger, "Jaeger query URL", first.jaeger.clone().unwrap_or_default());
-    text!(jaeger_service, "Jaeger entrance service", first.jaeger_service.clone());
-    text!(url, "URL the load is sent to", first.url.clone().unwrap_or_default());
+    text!(
+        prometheus,
+        "Prometheus URL",
+        first.prometheus.clone().unwrap_or_default()
+    );
+    text!(
+        jaeger,
+        "Jaeger query URL",
+        first.jaeger.clone().unwrap_or_default()
+    );
+    text!(
+        jaeger_service,
+        "Jaeger entrance service",
+        first.jaeger_service.clone()
+    );
+    text!(
+        url,
+        "URL the load is sent to",
+        first.url.clone().unwrap_or_default()
+    );
     propose(info, &a)
 }
 
 /// Asks one question; an empty answer takes `default`.
-fn prompt(input: &mut dyn BufRead, out: &mut dyn Write, q: &str, default: &str) -> Result<String, KubeError> {
-    let io = |e: std::io::Error| KubeError::Io { path: "stdin".into(), source: e };
+fn prompt(
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    q: &str,
+    default: &str,
+) -> Result<String, KubeError> {
+    let io = |e: std::io::Error| KubeError::Io {
+        path: "stdin".into(),
+        source: e,
+    };
     write!(out, "{q} [{default}]: ").map_err(io)?;
     out.flush().map_err(io)?;
     let mut s = String::new();
@@ -373,7 +488,11 @@ fn prompt(input: &mut dyn BufRead, out: &mut dyn Write, q: &str, default: &str) 
         return Ok(default.to_string());
     }
     let s = s.trim();
-    Ok(if s.is_empty() { default.to_string() } else { s.to_string() })
+    Ok(if s.is_empty() {
+        default.to_string()
+    } else {
+        s.to_string()
+    })
 }
 
 /// The starter config (a complete `aefm` config file) for a proposal.
@@ -385,17 +504,26 @@ pub fn render_config(p: &Proposal) -> String {
                 by_node.entry(n.as_str()).or_default().push(role.as_str());
             }
         }
-        by_node.into_iter().map(|(n, roles)| json!({"name": n, "roles": roles})).collect()
+        by_node
+            .into_iter()
+            .map(|(n, roles)| json!({"name": n, "roles": roles}))
+            .collect()
     };
     let mut interference = serde_json::Map::new();
     if !p.cpu_levels.is_empty() {
         let mut lv = vec![json!("none")];
-        lv.extend(p.cpu_levels.iter().map(|w| json!({"kind": "cpu", "label": format!("cpu-{w}w"), "workers": w, "load": 100})));
+        lv.extend(p.cpu_levels.iter().map(
+            |w| json!({"kind": "cpu", "label": format!("cpu-{w}w"), "workers": w, "load": 100}),
+        ));
         interference.insert("cpu".into(), Value::Array(lv));
     }
     if !p.memcap_levels.is_empty() {
         let mut lv = vec![json!("none")];
-        lv.extend(p.memcap_levels.iter().map(|g| json!({"kind": "memcap", "size": format!("{g}GiB")})));
+        lv.extend(
+            p.memcap_levels
+                .iter()
+                .map(|g| json!({"kind": "memcap", "size": format!("{g}GiB")})),
+        );
         interference.insert("memcap".into(), Value::Array(lv));
     }
     let mut kube = json!({
@@ -421,7 +549,10 @@ pub fn render_config(p: &Proposal) -> String {
         collect.insert("prometheus".into(), json!({"url": u}));
     }
     if let Some(u) = &p.jaeger {
-        collect.insert("jaeger".into(), json!({"url": u, "service": p.jaeger_service}));
+        collect.insert(
+            "jaeger".into(),
+            json!({"url": u, "service": p.jaeger_service}),
+        );
     }
     if !collect.is_empty() {
         cfg["collect"] = Value::Object(collect);
@@ -452,12 +583,23 @@ mod tests {
     fn cluster() -> ClusterInfo {
         ClusterInfo {
             nodes: vec![
-                node_info(&node("m", json!({"node-role.kubernetes.io/master": ""}), "4", "8Gi", "10.0.0.1")),
+                node_info(&node(
+                    "m",
+                    json!({"node-role.kubernetes.io/master": ""}),
+                    "4",
+                    "8Gi",
+                    "10.0.0.1",
+                )),
                 node_info(&node("w1", json!({}), "8", "32863984Ki", "10.0.0.2")),
                 node_info(&node("w2", json!({}), "8", "32Gi", "10.0.0.3")),
                 node_info(&node("w3", json!({}), "8000m", "34359738368", "10.0.0.4")),
             ],
-            prometheus: Some(ServiceInfo { namespace: "monitor".into(), name: "prom".into(), port: 9090, node_port: Some(30090) }),
+            prometheus: Some(ServiceInfo {
+                namespace: "monitor".into(),
+                name: "prom".into(),
+                port: 9090,
+                node_port: Some(30090),
+            }),
             jaeger: None,
         }
     }
@@ -484,19 +626,33 @@ mod tests {
 
     #[test]
     fn bad_node_answer_is_named() {
-        let a = Answers { testbed: Some(vec!["m".into()]), ..Default::default() };
+        let a = Answers {
+            testbed: Some(vec!["m".into()]),
+            ..Default::default()
+        };
         let e = propose(&cluster(), &a).unwrap_err();
-        assert!(e.to_string().contains("--testbed") && e.to_string().contains("m is not a worker"), "{e}");
+        assert!(
+            e.to_string().contains("--testbed") && e.to_string().contains("m is not a worker"),
+            "{e}"
+        );
     }
 
     #[test]
     fn interactive_answers_and_retry() {
         let input = "exp9\n\n\n\nw1\nbogus\nw2,w3\n\n\n\n\nhttp://10.0.0.3:30000\n";
         let mut out = Vec::new();
-        let p = ask(&cluster(), Answers::default(), &mut input.as_bytes(), &mut out).unwrap();
+        let p = ask(
+            &cluster(),
+            Answers::default(),
+            &mut input.as_bytes(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(p.name, "exp9");
         assert_eq!(p.roles["testbed"], vec!["w2", "w3"]);
         assert_eq!(p.url.as_deref(), Some("http://10.0.0.3:30000"));
-        assert!(String::from_utf8(out).unwrap().contains("bogus is not a worker"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("bogus is not a worker"));
     }
 }

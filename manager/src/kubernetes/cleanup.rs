@@ -26,9 +26,16 @@ pub fn selector(experiment: Option<&str>) -> String {
     }
 }
 
-async fn delete_kind<K>(client: &kube::Client, sel: &str, out: &mut Cleaned) -> Result<(), KubeError>
+async fn delete_kind<K>(
+    client: &kube::Client,
+    sel: &str,
+    out: &mut Cleaned,
+) -> Result<(), KubeError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     let kind = K::kind(&()).to_string();
     let all: Api<K> = Api::all(client.clone());

@@ -94,14 +94,20 @@ pub fn clean(a: CleanArgs) -> Res {
             context = context.or(k.context);
         }
     }
-    let cleaned = super::clean(kubeconfig.as_deref(), context.as_deref(), experiment.as_deref())?;
+    let cleaned = super::clean(
+        kubeconfig.as_deref(),
+        context.as_deref(),
+        experiment.as_deref(),
+    )?;
     for o in &cleaned.deleted {
         println!("deleted {o}");
     }
     println!(
         "{} object(s) of {} deleted",
         cleaned.deleted.len(),
-        experiment.map(|e| format!("experiment {e}")).unwrap_or_else(|| "every AEFM experiment".into())
+        experiment
+            .map(|e| format!("experiment {e}"))
+            .unwrap_or_else(|| "every AEFM experiment".into())
     );
     Ok(())
 }
@@ -125,11 +131,22 @@ pub fn auto_config(a: AutoConfigArgs) -> Res {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut stderr = std::io::stderr();
-    let interactive: Option<(&mut dyn std::io::BufRead, &mut dyn std::io::Write)> =
-        if a.interactive { Some((&mut input, &mut stderr)) } else { None };
-    let (info, proposal) = super::auto_config(a.kubeconfig.as_deref(), a.context.as_deref(), answers, interactive)?;
+    let interactive: Option<(&mut dyn std::io::BufRead, &mut dyn std::io::Write)> = if a.interactive
+    {
+        Some((&mut input, &mut stderr))
+    } else {
+        None
+    };
+    let (info, proposal) = super::auto_config(
+        a.kubeconfig.as_deref(),
+        a.context.as_deref(),
+        answers,
+        interactive,
+    )?;
     let text = super::autoconfig::render_config(&proposal);
-    let out = a.output.unwrap_or_else(|| PathBuf::from(format!("{}.yaml", proposal.name)));
+    let out = a
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", proposal.name)));
     eprintln!(
         "{} nodes ({} workers, homogeneous: {}); Prometheus: {}; Jaeger: {}",
         info.nodes.len(),

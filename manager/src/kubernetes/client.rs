@@ -20,15 +20,28 @@ pub async fn connect(cfg: &KubernetesConfig) -> Result<Client, KubeError> {
 }
 
 /// Builds a client from an explicit kubeconfig file and context.
-pub async fn connect_with(path: Option<&std::path::Path>, context: Option<&str>) -> Result<Client, KubeError> {
-    let shown = path.map(|p| p.display().to_string()).unwrap_or_else(|| "(default)".into());
-    let err = |message: String| KubeError::Kubeconfig { path: shown.clone(), message };
+pub async fn connect_with(
+    path: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<Client, KubeError> {
+    let shown = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(default)".into());
+    let err = |message: String| KubeError::Kubeconfig {
+        path: shown.clone(),
+        message,
+    };
     let kubeconfig = match path {
         Some(p) => Kubeconfig::read_from(p).map_err(|e| err(e.to_string()))?,
         None => Kubeconfig::read().map_err(|e| err(e.to_string()))?,
     };
-    let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| err(e.to_string()))?;
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     Client::try_from(config).map_err(|e| err(e.to_string()))
 }
 
@@ -77,7 +90,11 @@ impl ObjectRef {
 impl Kube {
     /// Wraps a client; writes use `field_manager`.
     pub fn new(client: Client, field_manager: &str) -> Kube {
-        Kube { client, field_manager: field_manager.to_string(), discovered: Mutex::new(HashMap::new()) }
+        Kube {
+            client,
+            field_manager: field_manager.to_string(),
+            discovered: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The underlying client.
@@ -86,9 +103,19 @@ impl Kube {
     }
 
     /// Resolves `apiVersion` + `kind` to the REST resource through discovery (cached).
-    pub async fn resource(&self, api_version: &str, kind: &str, object: &str) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+    pub async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        object: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
         let key = (api_version.to_string(), kind.to_string());
-        if let Some(found) = self.discovered.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(found) = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(found.clone());
         }
         let (group, version) = match api_version.split_once('/') {
@@ -98,14 +125,25 @@ impl Kube {
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let found = kube::discovery::pinned_kind(&self.client, &gvk)
             .await
-            .map_err(|e| KubeError::from_kube("discover", format!("{api_version} {kind} (for {object})"), e))?;
-        self.discovered.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+            .map_err(|e| {
+                KubeError::from_kube(
+                    "discover",
+                    format!("{api_version} {kind} (for {object})"),
+                    e,
+                )
+            })?;
+        self.discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, found.clone());
         Ok(found)
     }
 
     /// A dynamic Api for the object's kind and namespace.
     async fn api_for(&self, r: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
-        let (ar, caps) = self.resource(&r.api_version, &r.kind, &r.to_string()).await?;
+        let (ar, caps) = self
+            .resource(&r.api_version, &r.kind, &r.to_string())
+            .await?;
         Ok(match (caps.scope, &r.namespace) {
             (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
             (Scope::Namespaced, None) => Api::default_namespaced_with(self.client.clone(), &ar),
@@ -157,7 +195,11 @@ impl Kube {
 
     /// Waits until every object is gone (or `timeout` passes), polling each with GETs: deletion
     /// only needs a yes/no per object and there are few objects.
-    pub async fn wait_deleted(&self, refs: &[ObjectRef], timeout: std::time::Duration) -> Result<(), KubeError> {
+    pub async fn wait_deleted(
+        &self,
+        refs: &[ObjectRef],
+        timeout: std::time::Duration,
+    ) -> Result<(), KubeError> {
         let deadline = tokio::time::Instant::now() + timeout;
         for r in refs {
             loop {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{Cluster, DeployAction, KubeError, ObjectRef};
 use crate::components::{
-    AppUnit, CollectSummary, ComponentError, Components, DataCollector, Deployer, InterferenceGenerator, UnitRole,
-    Window, WorkloadGenerator,
+    AppUnit, CollectSummary, ComponentError, Components, DataCollector, Deployer,
+    InterferenceGenerator, UnitRole, Window, WorkloadGenerator,
 };
 use crate::config::kubernetes::KubernetesConfig;
 use crate::config::Config;
@@ -41,7 +41,11 @@ impl Shared {
 /// Maps our errors onto the manager's, keeping the full message (object and API answer).
 fn to_component(e: KubeError) -> ComponentError {
     match e {
-        KubeError::NotReady { secs, objects, pods } => ComponentError::NotReady {
+        KubeError::NotReady {
+            secs,
+            objects,
+            pods,
+        } => ComponentError::NotReady {
             what: objects,
             waited_s: secs as f64,
             reason: pods.join("; "),
@@ -53,15 +57,34 @@ fn to_component(e: KubeError) -> ComponentError {
 
 /// The four components of the Kubernetes backend for `config`.
 pub fn build(config: &Config) -> Result<Components, String> {
-    let section = config.kubernetes.as_ref().ok_or("the `kubernetes:` section is missing")?;
+    let section = config
+        .kubernetes
+        .as_ref()
+        .ok_or("the `kubernetes:` section is missing")?;
     let cfg = super::resolved(section, &config.base_dir);
     cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))?;
-    let shared = Arc::new(Shared { cfg, experiment: config.name.clone(), cluster: Mutex::new(None) });
+    let shared = Arc::new(Shared {
+        cfg,
+        experiment: config.name.clone(),
+        cluster: Mutex::new(None),
+    });
     Ok(Components {
-        deployer: Box::new(KubeDeployer { shared: shared.clone(), applied: Vec::new(), endpoint: config.load.url.clone() }),
-        interference: Box::new(KubeInterference { shared: shared.clone(), placed: Vec::new() }),
-        workload: Box::new(KubeWorkload { shared: shared.clone() }),
-        collector: Box::new(KubeCollector { shared, units: Vec::new() }),
+        deployer: Box::new(KubeDeployer {
+            shared: shared.clone(),
+            applied: Vec::new(),
+            endpoint: config.load.url.clone(),
+        }),
+        interference: Box::new(KubeInterference {
+            shared: shared.clone(),
+            placed: Vec::new(),
+        }),
+        workload: Box::new(KubeWorkload {
+            shared: shared.clone(),
+        }),
+        collector: Box::new(KubeCollector {
+            shared,
+            units: Vec::new(),
+        }),
     })
 }
 
@@ -75,21 +98,35 @@ pub struct KubeDeployer {
 impl Deployer for KubeDeployer {
     fn deploy(&mut self, _ctx: &Context) -> Result<(), ComponentError> {
         let cluster = self.shared.cluster()?;
-        self.applied = cluster.deploy(DeployAction::from_config(cluster.config())).map_err(to_component)?;
+        self.applied = cluster
+            .deploy(DeployAction::from_config(cluster.config()))
+            .map_err(to_component)?;
         Ok(())
     }
 
     fn endpoint(&self) -> Option<String> {
-        self.shared.cfg.entrypoint.clone().or_else(|| self.endpoint.clone())
+        self.shared
+            .cfg
+            .entrypoint
+            .clone()
+            .or_else(|| self.endpoint.clone())
     }
 
     fn units(&self) -> Vec<AppUnit> {
-        let Ok(cluster) = self.shared.cluster() else { return Vec::new() };
+        let Ok(cluster) = self.shared.cluster() else {
+            return Vec::new();
+        };
         cluster
             .pod_owners()
             .unwrap_or_default()
             .into_iter()
-            .map(|p| AppUnit { name: p.pod, service: p.service, pid: None, node: p.node, role: UnitRole::App })
+            .map(|p| AppUnit {
+                name: p.pod,
+                service: p.service,
+                pid: None,
+                node: p.node,
+                role: UnitRole::App,
+            })
             .collect()
     }
 
@@ -117,7 +154,11 @@ impl InterferenceGenerator for KubeInterference {
         if wanted.is_empty() {
             return self.clear();
         }
-        let case = ctx.case.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| "case".into());
+        let case = ctx
+            .case
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| "case".into());
         let specs: Vec<_> = wanted.iter().map(|l| l.spec.clone()).collect();
         match cluster.place_interference(&case, &specs) {
             Ok(refs) => {
@@ -141,7 +182,13 @@ impl InterferenceGenerator for KubeInterference {
     fn units(&self) -> Vec<AppUnit> {
         self.placed
             .iter()
-            .map(|r| AppUnit { name: r.name.clone(), service: "interference".into(), pid: None, node: None, role: UnitRole::Interference })
+            .map(|r| AppUnit {
+                name: r.name.clone(),
+                service: "interference".into(),
+                pid: None,
+                node: None,
+                role: UnitRole::Interference,
+            })
             .collect()
     }
 }
@@ -189,7 +236,12 @@ pub fn load_args(spec: &LoadSpec, rate: f64) -> Vec<String> {
 }
 
 impl WorkloadGenerator for KubeWorkload {
-    fn run(&mut self, ctx: &Context, spec: &LoadSpec, cancel: &CancelToken) -> Result<LoadReport, ComponentError> {
+    fn run(
+        &mut self,
+        ctx: &Context,
+        spec: &LoadSpec,
+        cancel: &CancelToken,
+    ) -> Result<LoadReport, ComponentError> {
         let cfg = &self.shared.cfg;
         if !super::load::is_distributed(cfg, spec.rate) {
             return crate::load::run_local(spec, cancel);
@@ -202,8 +254,15 @@ impl WorkloadGenerator for KubeWorkload {
         }
         let cluster = self.shared.cluster()?;
         let n = super::load::generators_needed(cfg, spec.rate);
-        let args: Vec<Vec<String>> = super::load::split_rate(spec.rate, n).into_iter().map(|r| load_args(spec, r)).collect();
-        let case = ctx.case.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| "case".into());
+        let args: Vec<Vec<String>> = super::load::split_rate(spec.rate, n)
+            .into_iter()
+            .map(|r| load_args(spec, r))
+            .collect();
+        let case = ctx
+            .case
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| "case".into());
         let timeout = spec.warmup + spec.duration + Duration::from_secs(cfg.readiness_timeout_secs);
         let logs = cluster
             .run_load_jobs(&case, &args, timeout, &|| cancel.is_cancelled())
@@ -219,8 +278,9 @@ pub fn merge_reports(logs: &[String]) -> Result<aefm_loadgen::Report, ComponentE
     for (i, log) in logs.iter().enumerate() {
         // The report is the JSON object on stdout; anything before it (warnings) is skipped.
         let start = log.find('{').unwrap_or(0);
-        let r = aefm_loadgen::Report::from_json(&log[start..])
-            .map_err(|e| ComponentError::other(format!("load job {i}: report is not aefm-load JSON: {e}")))?;
+        let r = aefm_loadgen::Report::from_json(&log[start..]).map_err(|e| {
+            ComponentError::other(format!("load job {i}: report is not aefm-load JSON: {e}"))
+        })?;
         match merged.as_mut() {
             Some(m) => m.merge(&r),
             None => merged = Some(r),
@@ -237,18 +297,39 @@ pub struct KubeCollector {
 
 impl DataCollector for KubeCollector {
     fn begin(&mut self, _ctx: &Context, units: &[AppUnit]) -> Result<(), ComponentError> {
-        self.units = units.iter().filter(|u| u.role == UnitRole::App).cloned().collect();
+        self.units = units
+            .iter()
+            .filter(|u| u.role == UnitRole::App)
+            .cloned()
+            .collect();
         Ok(())
     }
 
-    fn collect(&mut self, ctx: &Context, case_dir: &Path, window: &Window, _report: Option<&LoadReport>) -> Result<CollectSummary, ComponentError> {
+    fn collect(
+        &mut self,
+        ctx: &Context,
+        case_dir: &Path,
+        window: &Window,
+        _report: Option<&LoadReport>,
+    ) -> Result<CollectSummary, ComponentError> {
         let mut summary = CollectSummary::default();
-        std::fs::create_dir_all(case_dir).map_err(|e| ComponentError::other(format!("{}: {e}", case_dir.display())))?;
+        std::fs::create_dir_all(case_dir)
+            .map_err(|e| ComponentError::other(format!("{}: {e}", case_dir.display())))?;
         // Pods as they are now, mapped to services through owner references.
-        let units = match self.shared.cluster().and_then(|c| c.pod_owners().map_err(to_component)) {
+        let units = match self
+            .shared
+            .cluster()
+            .and_then(|c| c.pod_owners().map_err(to_component))
+        {
             Ok(p) => p
                 .into_iter()
-                .map(|p| AppUnit { name: p.pod, service: p.service, pid: None, node: p.node, role: UnitRole::App })
+                .map(|p| AppUnit {
+                    name: p.pod,
+                    service: p.service,
+                    pid: None,
+                    node: p.node,
+                    role: UnitRole::App,
+                })
                 .collect(),
             Err(e) => {
                 summary.errors.push(format!("listing pods: {e}"));
@@ -258,7 +339,12 @@ impl DataCollector for KubeCollector {
         let path = case_dir.join("pods.csv");
         let mut text = String::from("pod,service,node\n");
         for u in &units {
-            text.push_str(&format!("{},{},{}\n", u.name, u.service, u.node.clone().unwrap_or_default()));
+            text.push_str(&format!(
+                "{},{},{}\n",
+                u.name,
+                u.service,
+                u.node.clone().unwrap_or_default()
+            ));
         }
         match std::fs::write(&path, text) {
             Ok(()) => summary.files.push(path),
@@ -274,7 +360,11 @@ impl DataCollector for KubeCollector {
             s.step = Some(p.step);
             s.grace = p.grace;
             if !p.queries.is_empty() {
-                s.queries = p.queries.iter().map(|(n, q)| aefm_collector::QueryTemplate::range(n.clone(), q.clone())).collect();
+                s.queries = p
+                    .queries
+                    .iter()
+                    .map(|(n, q)| aefm_collector::QueryTemplate::range(n.clone(), q.clone()))
+                    .collect();
             }
             sources.prometheus = Some(s);
         }
@@ -287,10 +377,19 @@ impl DataCollector for KubeCollector {
             namespace: Some(self.shared.cfg.namespace.clone()),
             pod_regex: Some(pod_regex(&units)),
             node: None,
-            case: ctx.case.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
-            extra: [("experiment".to_string(), self.shared.experiment.clone())].into_iter().collect(),
+            case: ctx
+                .case
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            extra: [("experiment".to_string(), self.shared.experiment.clone())]
+                .into_iter()
+                .collect(),
         };
-        let cw = aefm_collector::Window { start: window.start, end: window.end };
+        let cw = aefm_collector::Window {
+            start: window.start,
+            end: window.end,
+        };
         let outcome = aefm_collector::collect_case(case_dir, &cw, &tctx, &sources);
         for s in &outcome.sources {
             match &s.result {
@@ -309,7 +408,18 @@ pub fn pod_regex(units: &[AppUnit]) -> String {
     }
     units
         .iter()
-        .map(|u| u.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_string() } else { format!("\\\\{c}") }).collect::<String>())
+        .map(|u| {
+            u.name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c.to_string()
+                    } else {
+                        format!("\\\\{c}")
+                    }
+                })
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("|")
 }
@@ -336,13 +446,37 @@ mod tests {
         let a = load_args(&spec, 33.0);
         assert_eq!(
             a,
-            ["-t", "2", "-c", "8", "-d", "11500ms", "--warmup", "1500ms", "-T", "2000ms", "-R", "33", "-H", "X-A: b", "--json", "-", "http://x:1/"]
+            [
+                "-t",
+                "2",
+                "-c",
+                "8",
+                "-d",
+                "11500ms",
+                "--warmup",
+                "1500ms",
+                "-T",
+                "2000ms",
+                "-R",
+                "33",
+                "-H",
+                "X-A: b",
+                "--json",
+                "-",
+                "http://x:1/"
+            ]
         );
     }
 
     #[test]
     fn regex_of_pods() {
-        let u = |n: &str| AppUnit { name: n.into(), service: "s".into(), pid: None, node: None, role: UnitRole::App };
+        let u = |n: &str| AppUnit {
+            name: n.into(),
+            service: "s".into(),
+            pid: None,
+            node: None,
+            role: UnitRole::App,
+        };
         assert_eq!(pod_regex(&[u("a-1"), u("b-2")]), "a-1|b-2");
         assert_eq!(pod_regex(&[]), ".+");
     }

@@ -39,11 +39,21 @@ fn objects(ms: &[Manifest]) -> Vec<serde_json::Value> {
 }
 
 /// Runs `action` and returns every object of the application (for teardown and collection).
-pub async fn deploy(kube: &Kube, cfg: &KubernetesConfig, experiment: &str, action: DeployAction) -> Result<Vec<ObjectRef>, KubeError> {
+pub async fn deploy(
+    kube: &Kube,
+    cfg: &KubernetesConfig,
+    experiment: &str,
+    action: DeployAction,
+) -> Result<Vec<ObjectRef>, KubeError> {
     let (infra, under_test) = manifests::prepare(cfg, experiment)?;
     let timeout = Duration::from_secs(cfg.readiness_timeout_secs);
-    kube.apply(&manifests::namespace_object(&cfg.namespace, experiment)).await?;
-    let all: Vec<ObjectRef> = infra.iter().chain(&under_test).map(|m| ObjectRef::of(&m.object)).collect();
+    kube.apply(&manifests::namespace_object(&cfg.namespace, experiment))
+        .await?;
+    let all: Vec<ObjectRef> = infra
+        .iter()
+        .chain(&under_test)
+        .map(|m| ObjectRef::of(&m.object))
+        .collect();
     if action == DeployAction::Restart {
         for r in all.iter().rev() {
             kube.delete(r).await?;

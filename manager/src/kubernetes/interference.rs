@@ -61,7 +61,13 @@ fn pod_labels(owner: &Owner<'_>, kind: &str) -> Value {
 /// Builds one stress pod pinned to `node`. The only place pods are built by hand (until
 /// aefm-interference offers `InterferenceSpec::to_pod`).
 #[allow(clippy::too_many_arguments)]
-pub fn stress_pod(cfg: &KubernetesConfig, owner: &Owner<'_>, spec: &StressSpec, node: &str, index: u32) -> Value {
+pub fn stress_pod(
+    cfg: &KubernetesConfig,
+    owner: &Owner<'_>,
+    spec: &StressSpec,
+    node: &str,
+    index: u32,
+) -> Value {
     let name = format!(
         "aefm-{}-{}-{}-{index}",
         labels::dns_fragment(owner.experiment, 20),
@@ -96,7 +102,12 @@ pub fn stress_pod(cfg: &KubernetesConfig, owner: &Owner<'_>, spec: &StressSpec, 
 
 /// The iperf3 ring: on each node a pod with an iperf3 server on a hostPort and a client sending
 /// to the next node's IP (the last node sends to the first), `streams` streams at `bandwidth` each.
-pub fn iperf_ring(cfg: &KubernetesConfig, owner: &Owner<'_>, spec: &StressSpec, nodes: &[(String, String)]) -> Vec<Value> {
+pub fn iperf_ring(
+    cfg: &KubernetesConfig,
+    owner: &Owner<'_>,
+    spec: &StressSpec,
+    nodes: &[(String, String)],
+) -> Vec<Value> {
     let port = cfg.interference.iperf_port;
     let bandwidth = spec.bandwidth.clone().unwrap_or_else(|| "1G".into());
     let streams = spec.streams.unwrap_or(1);
@@ -104,7 +115,11 @@ pub fn iperf_ring(cfg: &KubernetesConfig, owner: &Owner<'_>, spec: &StressSpec, 
     let mut out = Vec::new();
     for (i, (node, _ip)) in nodes.iter().enumerate() {
         let (_, next_ip) = &nodes[(i + 1) % nodes.len()];
-        let name = format!("aefm-{}-net-{}", labels::dns_fragment(owner.experiment, 20), labels::dns_fragment(node, 30));
+        let name = format!(
+            "aefm-{}-net-{}",
+            labels::dns_fragment(owner.experiment, 20),
+            labels::dns_fragment(node, 30)
+        );
         // The client retries forever: the next node's server may start after this client.
         let client = format!(
             "while true; do iperf3 -c {next_ip} -p {port} -t 86400 -b {bandwidth} -P {streams}; sleep 1; done"
@@ -149,15 +164,27 @@ fn stamp_hash(pod: &mut Value) {
 }
 
 /// InternalIP of each node: from the config when given, else from the Node object.
-pub async fn node_ips(kube: &Kube, cfg: &KubernetesConfig, nodes: &[String]) -> Result<Vec<(String, String)>, KubeError> {
+pub async fn node_ips(
+    kube: &Kube,
+    cfg: &KubernetesConfig,
+    nodes: &[String],
+) -> Result<Vec<(String, String)>, KubeError> {
     let api: Api<Node> = Api::all(kube.client().clone());
     let mut out = Vec::new();
     for n in nodes {
-        if let Some(ip) = cfg.nodes.iter().find(|c| &c.name == n).and_then(|c| c.ip.clone()) {
+        if let Some(ip) = cfg
+            .nodes
+            .iter()
+            .find(|c| &c.name == n)
+            .and_then(|c| c.ip.clone())
+        {
             out.push((n.clone(), ip));
             continue;
         }
-        let node = api.get(n).await.map_err(|e| KubeError::from_kube("get", format!("Node/{n}"), e))?;
+        let node = api
+            .get(n)
+            .await
+            .map_err(|e| KubeError::from_kube("get", format!("Node/{n}"), e))?;
         let ip = super::autoconfig::internal_ip(&node).ok_or_else(|| KubeError::Failed {
             object: format!("Node/{n}"),
             message: "has no InternalIP address (needed for network interference)".into(),
@@ -168,12 +195,20 @@ pub async fn node_ips(kube: &Kube, cfg: &KubernetesConfig, nodes: &[String]) -> 
 }
 
 /// Every pod a case's levels need, across the interference nodes.
-pub async fn desired_pods(kube: &Kube, cfg: &KubernetesConfig, owner: &Owner<'_>, wanted: &[StressSpec]) -> Result<Vec<Value>, KubeError> {
+pub async fn desired_pods(
+    kube: &Kube,
+    cfg: &KubernetesConfig,
+    owner: &Owner<'_>,
+    wanted: &[StressSpec],
+) -> Result<Vec<Value>, KubeError> {
     let nodes = cfg.interference_nodes();
     if nodes.is_empty() && !wanted.is_empty() {
         return Err(KubeError::Config {
             key: "kubernetes.interference.nodes".into(),
-            message: format!("no nodes for interference: list some or give nodes the role {}", cfg.interference.role),
+            message: format!(
+                "no nodes for interference: list some or give nodes the role {}",
+                cfg.interference.role
+            ),
         });
     }
     let mut pods = Vec::new();
@@ -182,7 +217,8 @@ pub async fn desired_pods(kube: &Kube, cfg: &KubernetesConfig, owner: &Owner<'_>
             if nodes.len() < 2 {
                 return Err(KubeError::Config {
                     key: "kubernetes.interference.nodes".into(),
-                    message: "network interference needs at least two nodes for its iperf3 ring".into(),
+                    message: "network interference needs at least two nodes for its iperf3 ring"
+                        .into(),
                 });
             }
             let ips = node_ips(kube, cfg, &nodes).await?;
@@ -200,30 +236,67 @@ pub async fn desired_pods(kube: &Kube, cfg: &KubernetesConfig, owner: &Owner<'_>
 
 /// Label selector for an experiment's interference pods.
 pub fn selector(experiment: &str) -> String {
-    format!("{}={},{}=interference", labels::EXPERIMENT, labels::label_value(experiment), labels::COMPONENT)
+    format!(
+        "{}={},{}=interference",
+        labels::EXPERIMENT,
+        labels::label_value(experiment),
+        labels::COMPONENT
+    )
 }
 
 /// Makes the interference namespace hold exactly `pods`: pods with the same name and spec hash are
 /// kept (relabelled with the new test case), others deleted (and awaited), missing ones created;
 /// then waits until all run and are ready. On any error the caller must [`clear`].
-pub async fn place(kube: &Kube, cfg: &KubernetesConfig, experiment: &str, pods: &[Value], timeout: Duration) -> Result<Vec<ObjectRef>, KubeError> {
+pub async fn place(
+    kube: &Kube,
+    cfg: &KubernetesConfig,
+    experiment: &str,
+    pods: &[Value],
+    timeout: Duration,
+) -> Result<Vec<ObjectRef>, KubeError> {
     let ns = &cfg.interference.namespace;
-    kube.apply(&super::manifests::namespace_object(ns, experiment)).await?;
+    kube.apply(&super::manifests::namespace_object(ns, experiment))
+        .await?;
     let api: Api<Pod> = Api::namespaced(kube.client().clone(), ns);
     let existing = api
         .list(&ListParams::default().labels(&selector(experiment)))
         .await
-        .map_err(|e| KubeError::from_kube("list", format!("pods in {ns} ({})", selector(experiment)), e))?;
+        .map_err(|e| {
+            KubeError::from_kube(
+                "list",
+                format!("pods in {ns} ({})", selector(experiment)),
+                e,
+            )
+        })?;
     let wanted: BTreeMap<String, String> = pods
         .iter()
-        .map(|p| (name_of(p), p["metadata"]["annotations"][labels::SPEC_HASH].as_str().unwrap_or_default().to_string()))
+        .map(|p| {
+            (
+                name_of(p),
+                p["metadata"]["annotations"][labels::SPEC_HASH]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
         .collect();
     let mut stale = Vec::new();
     for p in &existing.items {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let hash = p.metadata.annotations.as_ref().and_then(|a| a.get(labels::SPEC_HASH)).cloned().unwrap_or_default();
+        let hash = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::SPEC_HASH))
+            .cloned()
+            .unwrap_or_default();
         if wanted.get(&name) != Some(&hash) || p.metadata.deletion_timestamp.is_some() {
-            stale.push(ObjectRef { api_version: "v1".into(), kind: "Pod".into(), namespace: Some(ns.clone()), name });
+            stale.push(ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: Some(ns.clone()),
+                name,
+            });
         }
     }
     for r in &stale {
@@ -239,12 +312,20 @@ pub async fn place(kube: &Kube, cfg: &KubernetesConfig, experiment: &str, pods: 
 }
 
 fn name_of(p: &Value) -> String {
-    p["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    p["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Waits (with watches) until every pod runs with all containers ready; a pod that fails, or a
 /// timeout, is reported with each pod's reason.
-pub async fn wait_running(kube: &Kube, ns: &str, refs: &[ObjectRef], timeout: Duration) -> Result<(), KubeError> {
+pub async fn wait_running(
+    kube: &Kube,
+    ns: &str,
+    refs: &[ObjectRef],
+    timeout: Duration,
+) -> Result<(), KubeError> {
     let api: Api<Pod> = Api::namespaced(kube.client().clone(), ns);
     let futs = refs.iter().map(|r| {
         let api = api.clone();
@@ -255,13 +336,19 @@ pub async fn wait_running(kube: &Kube, ns: &str, refs: &[ObjectRef], timeout: Du
                         || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
                 })
             };
-            let pod = await_condition(api, &r.name, cond).await.map_err(|e| KubeError::Transport {
-                action: "watch".into(),
-                object: r.to_string(),
-                message: e.to_string(),
-            })?;
+            let pod =
+                await_condition(api, &r.name, cond)
+                    .await
+                    .map_err(|e| KubeError::Transport {
+                        action: "watch".into(),
+                        object: r.to_string(),
+                        message: e.to_string(),
+                    })?;
             if let Some(why) = pod.as_ref().and_then(pod_problem) {
-                return Err(KubeError::Failed { object: r.to_string(), message: why });
+                return Err(KubeError::Failed {
+                    object: r.to_string(),
+                    message: why,
+                });
             }
             Ok(())
         }
@@ -279,23 +366,46 @@ pub async fn wait_running(kube: &Kube, ns: &str, refs: &[ObjectRef], timeout: Du
                     }
                 }
             }
-            Err(KubeError::NotReady { secs: timeout.as_secs(), objects: names.join(", "), pods: lines })
+            Err(KubeError::NotReady {
+                secs: timeout.as_secs(),
+                objects: names.join(", "),
+                pods: lines,
+            })
         }
     }
 }
 
 /// Deletes every interference pod of the experiment and waits until they are gone.
-pub async fn clear(kube: &Kube, namespace: &str, experiment: &str, timeout: Duration) -> Result<usize, KubeError> {
+pub async fn clear(
+    kube: &Kube,
+    namespace: &str,
+    experiment: &str,
+    timeout: Duration,
+) -> Result<usize, KubeError> {
     let api: Api<Pod> = Api::namespaced(kube.client().clone(), namespace);
-    let list = match api.list(&ListParams::default().labels(&selector(experiment))).await {
+    let list = match api
+        .list(&ListParams::default().labels(&selector(experiment)))
+        .await
+    {
         Ok(l) => l,
         Err(e) if is_not_found(&e) => return Ok(0),
-        Err(e) => return Err(KubeError::from_kube("list", format!("pods in {namespace}"), e)),
+        Err(e) => {
+            return Err(KubeError::from_kube(
+                "list",
+                format!("pods in {namespace}"),
+                e,
+            ))
+        }
     };
     let mut refs = Vec::new();
     for p in list.items {
         let name = p.metadata.name.unwrap_or_default();
-        let r = ObjectRef { api_version: "v1".into(), kind: "Pod".into(), namespace: Some(namespace.into()), name };
+        let r = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some(namespace.into()),
+            name,
+        };
         match api.delete(&r.name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
@@ -311,8 +421,8 @@ pub async fn clear(kube: &Kube, namespace: &str, experiment: &str, timeout: Dura
 pub fn nodes_of(pods: &[Value]) -> BTreeSet<String> {
     pods.iter()
         .filter_map(|p| {
-            p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-                ["matchExpressions"][0]["values"][0]
+            p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]
                 .as_str()
                 .map(str::to_string)
         })
@@ -337,7 +447,10 @@ mod tests {
     #[test]
     fn stress_pods_are_pinned_sized_and_labelled() {
         let c = cfg();
-        let owner = Owner { experiment: "exp", test_case: "case-1" };
+        let owner = Owner {
+            experiment: "exp",
+            test_case: "case-1",
+        };
         let p = stress_pod(&c, &owner, &cpu(), "w1", 1);
         assert_eq!(p["metadata"]["namespace"], "aefm-interference");
         assert_eq!(p["metadata"]["labels"][labels::EXPERIMENT], "exp");
@@ -345,29 +458,70 @@ mod tests {
         let r = &p["spec"]["containers"][0]["resources"];
         assert_eq!(r["requests"], r["limits"]);
         assert_eq!(r["limits"]["cpu"], "2");
-        assert_eq!(p["spec"]["containers"][0]["args"], json!(["cpu", "--workers", "2", "--load", "90"]));
+        assert_eq!(
+            p["spec"]["containers"][0]["args"],
+            json!(["cpu", "--workers", "2", "--load", "90"])
+        );
         assert_eq!(nodes_of(&[p]), BTreeSet::from(["w1".to_string()]));
     }
 
     #[test]
     fn ring_targets_the_next_node() {
         let c = cfg();
-        let owner = Owner { experiment: "exp", test_case: "c" };
-        let net: StressSpec = serde_yaml::from_str("{kind: net, bandwidth: 2G, streams: 3}").unwrap();
-        let ips = vec![("w1".to_string(), "10.0.0.1".to_string()), ("w2".into(), "10.0.0.2".into()), ("w3".into(), "10.0.0.3".into())];
+        let owner = Owner {
+            experiment: "exp",
+            test_case: "c",
+        };
+        let net: StressSpec =
+            serde_yaml::from_str("{kind: net, bandwidth: 2G, streams: 3}").unwrap();
+        let ips = vec![
+            ("w1".to_string(), "10.0.0.1".to_string()),
+            ("w2".into(), "10.0.0.2".into()),
+            ("w3".into(), "10.0.0.3".into()),
+        ];
         let pods = iperf_ring(&c, &owner, &net, &ips);
         assert_eq!(pods.len(), 3);
-        let cmd = |i: usize| pods[i]["spec"]["containers"][1]["command"][2].as_str().unwrap().to_string();
-        assert!(cmd(0).contains("-c 10.0.0.2 -p 34567") && cmd(0).contains("-b 2G -P 3"), "{}", cmd(0));
+        let cmd = |i: usize| {
+            pods[i]["spec"]["containers"][1]["command"][2]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            cmd(0).contains("-c 10.0.0.2 -p 34567") && cmd(0).contains("-b 2G -P 3"),
+            "{}",
+            cmd(0)
+        );
         assert!(cmd(2).contains("-c 10.0.0.1"));
-        assert_eq!(pods[0]["spec"]["containers"][0]["ports"][0]["hostPort"], 34567);
+        assert_eq!(
+            pods[0]["spec"]["containers"][0]["ports"][0]["hostPort"],
+            34567
+        );
     }
 
     #[test]
     fn same_spec_same_hash() {
         let c = cfg();
-        let a = stress_pod(&c, &Owner { experiment: "e", test_case: "1" }, &cpu(), "w1", 0);
-        let b = stress_pod(&c, &Owner { experiment: "e", test_case: "2" }, &cpu(), "w1", 0);
+        let a = stress_pod(
+            &c,
+            &Owner {
+                experiment: "e",
+                test_case: "1",
+            },
+            &cpu(),
+            "w1",
+            0,
+        );
+        let b = stress_pod(
+            &c,
+            &Owner {
+                experiment: "e",
+                test_case: "2",
+            },
+            &cpu(),
+            "w1",
+            0,
+        );
         assert_eq!(a["metadata"]["annotations"], b["metadata"]["annotations"]);
     }
 }

@@ -23,10 +23,18 @@ pub const CREATED_BY: &str = "aefm.io/created-by-experiment";
 pub fn label_value(raw: &str) -> String {
     let mut s: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     s.truncate(63);
-    let s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    let s = s
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
     s
 }
 

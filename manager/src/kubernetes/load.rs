@@ -26,7 +26,9 @@ pub fn generators_needed(cfg: &KubernetesConfig, rate: f64) -> u32 {
 
 /// Whether a case's load should run as Jobs rather than in this process.
 pub fn is_distributed(cfg: &KubernetesConfig, rate: f64) -> bool {
-    cfg.load.always || cfg.load.generators.is_some_and(|g| g > 1) || rate > cfg.load.max_rate_per_generator
+    cfg.load.always
+        || cfg.load.generators.is_some_and(|g| g > 1)
+        || rate > cfg.load.max_rate_per_generator
 }
 
 /// Splits `rate` into `n` shares that add up to exactly `rate` (integer requests/s where possible;
@@ -37,15 +39,28 @@ pub fn split_rate(rate: f64, n: u32) -> Vec<f64> {
         let total = rate as u64;
         let base = total / n as u64;
         let extra = (total % n as u64) as usize;
-        return (0..n).map(|i| (base + u64::from(i < extra)) as f64).collect();
+        return (0..n)
+            .map(|i| (base + u64::from(i < extra)) as f64)
+            .collect();
     }
     vec![rate / n as f64; n]
 }
 
 /// One load Job: `aefm-load <args>` on `node` (if given), never retried (a retried run would
 /// double-count the load), labelled for cleanup.
-pub fn load_job(cfg: &KubernetesConfig, experiment: &str, test_case: &str, index: usize, node: Option<&str>, args: &[String]) -> Value {
-    let ns = cfg.load.namespace.clone().unwrap_or_else(|| cfg.namespace.clone());
+pub fn load_job(
+    cfg: &KubernetesConfig,
+    experiment: &str,
+    test_case: &str,
+    index: usize,
+    node: Option<&str>,
+    args: &[String],
+) -> Value {
+    let ns = cfg
+        .load
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cfg.namespace.clone());
     let name = format!(
         "aefm-load-{}-{}-{index}",
         labels::dns_fragment(experiment, 16),
@@ -95,8 +110,13 @@ pub async fn run_jobs(
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<String>, KubeError> {
     let nodes = cfg.load_nodes();
-    let ns = cfg.load.namespace.clone().unwrap_or_else(|| cfg.namespace.clone());
-    kube.apply(&super::manifests::namespace_object(&ns, experiment)).await?;
+    let ns = cfg
+        .load
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cfg.namespace.clone());
+    kube.apply(&super::manifests::namespace_object(&ns, experiment))
+        .await?;
     let jobs: Vec<Value> = args_per_job
         .iter()
         .enumerate()
@@ -146,11 +166,20 @@ async fn job_log(kube: &Kube, job: &ObjectRef) -> Result<String, KubeError> {
         .items
         .iter()
         .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
-        .ok_or_else(|| KubeError::Load { job: job.to_string(), message: "no succeeded pod".into() })?;
+        .ok_or_else(|| KubeError::Load {
+            job: job.to_string(),
+            message: "no succeeded pod".into(),
+        })?;
     let name = pod.metadata.name.clone().unwrap_or_default();
-    pods.logs(&name, &LogParams { container: Some("load".into()), ..Default::default() })
-        .await
-        .map_err(|e| KubeError::from_kube("read log of", format!("Pod/{ns}/{name}"), e))
+    pods.logs(
+        &name,
+        &LogParams {
+            container: Some("load".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| KubeError::from_kube("read log of", format!("Pod/{ns}/{name}"), e))
 }
 
 #[cfg(test)]
@@ -158,7 +187,8 @@ mod tests {
     use super::*;
 
     fn cfg() -> KubernetesConfig {
-        serde_yaml::from_str("namespace: app\nyaml_repo: r\nload: {max_rate_per_generator: 1000}\n").unwrap()
+        serde_yaml::from_str("namespace: app\nyaml_repo: r\nload: {max_rate_per_generator: 1000}\n")
+            .unwrap()
     }
 
     #[test]
@@ -179,11 +209,23 @@ mod tests {
 
     #[test]
     fn job_runs_once_on_its_node() {
-        let j = load_job(&cfg(), "exp", "case 1", 0, Some("w4"), &["--rate".into(), "10".into()]);
+        let j = load_job(
+            &cfg(),
+            "exp",
+            "case 1",
+            0,
+            Some("w4"),
+            &["--rate".into(), "10".into()],
+        );
         assert_eq!(j["spec"]["backoffLimit"], 0);
         assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
         assert_eq!(j["metadata"]["labels"][labels::COMPONENT], "load");
-        assert_eq!(j["spec"]["template"]["spec"]["containers"][0]["args"], json!(["--rate", "10"]));
-        assert!(j["spec"]["template"]["spec"]["affinity"].to_string().contains("w4"));
+        assert_eq!(
+            j["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["--rate", "10"])
+        );
+        assert!(j["spec"]["template"]["spec"]["affinity"]
+            .to_string()
+            .contains("w4"));
     }
 }

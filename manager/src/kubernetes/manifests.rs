@@ -67,7 +67,11 @@ impl Manifest {
         }
     }
     fn error(&self, message: impl Into<String>) -> KubeError {
-        KubeError::Manifest { path: self.source.clone(), document: self.document, message: message.into() }
+        KubeError::Manifest {
+            path: self.source.clone(),
+            document: self.document,
+            message: message.into(),
+        }
     }
 }
 
@@ -93,20 +97,34 @@ pub fn is_namespaced(kind: &str) -> bool {
 }
 
 /// Kinds whose `spec.template` is a pod template.
-const WORKLOADS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"];
+const WORKLOADS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "ReplicaSet",
+];
 
 /// Loads every `*.yaml`/`*.yml` file of `dir` (sorted by name, not recursive), every non-empty
 /// document, expanding `List` kinds.
 pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, KubeError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| KubeError::Io { path: dir.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| KubeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     let mut out = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| KubeError::Io { path: file.clone(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| KubeError::Io {
+            path: file.clone(),
+            source,
+        })?;
         out.extend(parse_documents(&file, &text)?);
     }
     Ok(out)
@@ -117,7 +135,11 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Manifest>, KubeErr
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
-        let err = |message: String| KubeError::Manifest { path: file.to_path_buf(), document, message };
+        let err = |message: String| KubeError::Manifest {
+            path: file.to_path_buf(),
+            document,
+            message,
+        };
         let value = Value::deserialize(doc).map_err(|e| err(e.to_string()))?;
         if value.is_null() {
             continue;
@@ -140,7 +162,11 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Manifest>, KubeErr
             if !object["metadata"]["name"].is_string() {
                 return Err(err("missing metadata.name".into()));
             }
-            out.push(Manifest { source: file.to_path_buf(), document, object });
+            out.push(Manifest {
+                source: file.to_path_buf(),
+                document,
+                object,
+            });
         }
     }
     Ok(out)
@@ -162,7 +188,11 @@ pub struct RewriteContext<'a> {
 
 /// Rewrites every manifest of `set` per config. Fails on an `APP_IMG` placeholder without
 /// `app_image`, and on a `replicas` entry that names no workload of the under-test set.
-pub fn rewrite_set(ctx: &RewriteContext<'_>, set: ManifestSet, manifests: &mut [Manifest]) -> Result<(), KubeError> {
+pub fn rewrite_set(
+    ctx: &RewriteContext<'_>,
+    set: ManifestSet,
+    manifests: &mut [Manifest],
+) -> Result<(), KubeError> {
     let cfg = ctx.config;
     let role = match set {
         ManifestSet::Infra => NodeRole::Infra,
@@ -205,8 +235,14 @@ pub fn rewrite_set(ctx: &RewriteContext<'_>, set: ManifestSet, manifests: &mut [
 }
 
 /// Loads and rewrites both sets: `(infra, under_test)`.
-pub fn prepare(cfg: &KubernetesConfig, experiment: &str) -> Result<(Vec<Manifest>, Vec<Manifest>), KubeError> {
-    let ctx = RewriteContext { config: cfg, experiment };
+pub fn prepare(
+    cfg: &KubernetesConfig,
+    experiment: &str,
+) -> Result<(Vec<Manifest>, Vec<Manifest>), KubeError> {
+    let ctx = RewriteContext {
+        config: cfg,
+        experiment,
+    };
     let mut infra = load_set(cfg, ManifestSet::Infra)?;
     rewrite_set(&ctx, ManifestSet::Infra, &mut infra)?;
     let mut under_test = load_set(cfg, ManifestSet::UnderTest)?;
@@ -232,7 +268,12 @@ pub fn namespace_object(name: &str, experiment: &str) -> Value {
 pub fn render(manifests: &[Manifest]) -> String {
     let mut out = String::new();
     for m in manifests {
-        out.push_str(&format!("# {} (from {} document {})\n", m.describe(), m.source.display(), m.document));
+        out.push_str(&format!(
+            "# {} (from {} document {})\n",
+            m.describe(),
+            m.source.display(),
+            m.document
+        ));
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&m.object).unwrap_or_default());
     }
@@ -272,7 +313,10 @@ fn containers_mut(object: &mut Value) -> Vec<&mut Value> {
     let spec = if object["kind"] == "Pod" {
         object.get_mut("spec")
     } else {
-        object.get_mut("spec").and_then(|s| s.get_mut("template")).and_then(|t| t.get_mut("spec"))
+        object
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("template"))
+            .and_then(|t| t.get_mut("spec"))
     };
     let Some(spec) = spec else { return Vec::new() };
     let mut out = Vec::new();
@@ -289,7 +333,10 @@ fn containers_mut(object: &mut Value) -> Vec<&mut Value> {
 }
 
 /// Replaces the `APP_IMG` placeholder in every container image.
-pub fn replace_image_placeholder(m: &mut Manifest, app_image: Option<&str>) -> Result<(), KubeError> {
+pub fn replace_image_placeholder(
+    m: &mut Manifest,
+    app_image: Option<&str>,
+) -> Result<(), KubeError> {
     let mut missing = false;
     for c in containers_mut(&mut m.object) {
         if c["image"] == APP_IMAGE_PLACEHOLDER {
@@ -379,7 +426,11 @@ fn ensure_object<'v>(root: &'v mut Value, path: &[&str]) -> &'v mut Map<String, 
         if !cur.is_object() {
             *cur = json!({});
         }
-        cur = cur.as_object_mut().expect("just made an object").entry(key.to_string()).or_insert(json!({}));
+        cur = cur
+            .as_object_mut()
+            .expect("just made an object")
+            .entry(key.to_string())
+            .or_insert(json!({}));
     }
     if !cur.is_object() {
         *cur = json!({});
@@ -440,14 +491,25 @@ metadata: {name: pv1}
     fn rewritten(set: ManifestSet) -> Vec<Manifest> {
         let c = cfg();
         let mut ms = parse_documents(Path::new("app.yaml"), APP).unwrap();
-        rewrite_set(&RewriteContext { config: &c, experiment: "exp1" }, set, &mut ms).unwrap();
+        rewrite_set(
+            &RewriteContext {
+                config: &c,
+                experiment: "exp1",
+            },
+            set,
+            &mut ms,
+        )
+        .unwrap();
         ms
     }
 
     #[test]
     fn parses_multi_documents_and_skips_empty_ones() {
         let ms = parse_documents(Path::new("app.yaml"), APP).unwrap();
-        assert_eq!(ms.iter().map(|m| m.kind()).collect::<Vec<_>>(), ["Service", "Deployment", "PersistentVolume"]);
+        assert_eq!(
+            ms.iter().map(|m| m.kind()).collect::<Vec<_>>(),
+            ["Service", "Deployment", "PersistentVolume"]
+        );
         assert_eq!(ms[2].document, 4);
     }
 
@@ -455,8 +517,16 @@ metadata: {name: pv1}
     fn list_kinds_are_expanded_and_bad_documents_named() {
         let list = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
         assert_eq!(parse_documents(Path::new("l.yaml"), list).unwrap().len(), 2);
-        let err = parse_documents(Path::new("bad.yaml"), "apiVersion: v1\nkind: X\n---\nkind: [").unwrap_err();
-        assert!(err.to_string().starts_with("bad.yaml: document 1: missing metadata.name"), "{err}");
+        let err = parse_documents(
+            Path::new("bad.yaml"),
+            "apiVersion: v1\nkind: X\n---\nkind: [",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("bad.yaml: document 1: missing metadata.name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -474,7 +544,10 @@ metadata: {name: pv1}
         let cs = &d["spec"]["template"]["spec"]["containers"];
         assert_eq!(cs[0]["image"], "repo/app:1");
         assert_eq!(cs[1]["image"], "jaeger-agent");
-        assert_eq!(cs[0]["resources"], json!({"requests": {"cpu": "0.1", "memory": "100Mi"}, "limits": {"cpu": "0.1", "memory": "100Mi"}}));
+        assert_eq!(
+            cs[0]["resources"],
+            json!({"requests": {"cpu": "0.1", "memory": "100Mi"}, "limits": {"cpu": "0.1", "memory": "100Mi"}})
+        );
         assert!(cs[1].get("resources").is_none());
         assert_eq!(cs[0]["imagePullPolicy"], "Always");
         assert_eq!(cs[1]["imagePullPolicy"], "Always");
@@ -486,16 +559,35 @@ metadata: {name: pv1}
         let ms = rewritten(ManifestSet::UnderTest);
         let aff = &ms[1].object["spec"]["template"]["spec"]["affinity"];
         assert!(aff["podAntiAffinity"].is_object());
-        let values = &aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-            ["matchExpressions"][0]["values"];
+        let values = &aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"];
         assert_eq!(values, &json!(["w2", "w3"]));
         let c = cfg();
         let mut infra = parse_documents(Path::new("app.yaml"), APP).unwrap();
         // infra: no replicas map check, no resources, infra nodes.
-        rewrite_set(&RewriteContext { config: &KubernetesConfig { replicas: Default::default(), ..c }, experiment: "e" }, ManifestSet::Infra, &mut infra).unwrap();
+        rewrite_set(
+            &RewriteContext {
+                config: &KubernetesConfig {
+                    replicas: Default::default(),
+                    ..c
+                },
+                experiment: "e",
+            },
+            ManifestSet::Infra,
+            &mut infra,
+        )
+        .unwrap();
         let d = &infra[1].object;
-        assert_eq!(d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"], json!(["w1"]));
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["resources"], json!({"limits": {"cpu": "4"}}));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+                ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+                ["matchExpressions"][0]["values"],
+            json!(["w1"])
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["resources"],
+            json!({"limits": {"cpu": "4"}})
+        );
     }
 
     #[test]
@@ -504,8 +596,14 @@ metadata: {name: pv1}
         let d = &ms[1].object;
         assert_eq!(d["metadata"]["labels"][labels::EXPERIMENT], "exp1");
         assert_eq!(d["metadata"]["labels"]["app"], "frontend");
-        assert_eq!(d["spec"]["template"]["metadata"]["labels"][labels::EXPERIMENT], "exp1");
-        assert_eq!(d["spec"]["selector"], json!({"matchLabels": {"app": "frontend"}}));
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["labels"][labels::EXPERIMENT],
+            "exp1"
+        );
+        assert_eq!(
+            d["spec"]["selector"],
+            json!({"matchLabels": {"app": "frontend"}})
+        );
     }
 
     #[test]
@@ -513,12 +611,31 @@ metadata: {name: pv1}
         let mut c = cfg();
         c.app_image = None;
         let mut ms = parse_documents(Path::new("app.yaml"), APP).unwrap();
-        let e = rewrite_set(&RewriteContext { config: &c, experiment: "e" }, ManifestSet::UnderTest, &mut ms).unwrap_err();
-        assert!(e.to_string().contains("APP_IMG") && e.to_string().contains("app.yaml: document 2"), "{e}");
+        let e = rewrite_set(
+            &RewriteContext {
+                config: &c,
+                experiment: "e",
+            },
+            ManifestSet::UnderTest,
+            &mut ms,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("APP_IMG") && e.to_string().contains("app.yaml: document 2"),
+            "{e}"
+        );
         let mut c = cfg();
         c.replicas.insert("fronted".into(), 2);
         let mut ms = parse_documents(Path::new("app.yaml"), APP).unwrap();
-        let e = rewrite_set(&RewriteContext { config: &c, experiment: "e" }, ManifestSet::UnderTest, &mut ms).unwrap_err();
+        let e = rewrite_set(
+            &RewriteContext {
+                config: &c,
+                experiment: "e",
+            },
+            ManifestSet::UnderTest,
+            &mut ms,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("kubernetes.replicas.fronted"), "{e}");
     }
 }

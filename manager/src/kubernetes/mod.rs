@@ -45,14 +45,20 @@ use crate::config::{Config, StressSpec};
 /// The manifests `aefm plan` prints: the namespace, then infra, then the services under test,
 /// rewritten exactly as they would be applied. No cluster is contacted.
 pub fn plan_manifests(config: &Config) -> Result<String, KubeError> {
-    let cfg = config.kubernetes.as_ref().ok_or_else(|| KubeError::Config {
-        key: "kubernetes".into(),
-        message: "missing (required by `backend: kubernetes`)".into(),
-    })?;
+    let cfg = config
+        .kubernetes
+        .as_ref()
+        .ok_or_else(|| KubeError::Config {
+            key: "kubernetes".into(),
+            message: "missing (required by `backend: kubernetes`)".into(),
+        })?;
     let cfg = resolved(cfg, &config.base_dir);
     let (infra, under_test) = manifests::prepare(&cfg, &config.name)?;
     let mut out = String::from("---\n");
-    out.push_str(&serde_yaml::to_string(&manifests::namespace_object(&cfg.namespace, &config.name)).unwrap_or_default());
+    out.push_str(
+        &serde_yaml::to_string(&manifests::namespace_object(&cfg.namespace, &config.name))
+            .unwrap_or_default(),
+    );
     out.push_str(&manifests::render(&infra));
     out.push_str(&manifests::render(&under_test));
     Ok(out)
@@ -89,9 +95,17 @@ impl Cluster {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| KubeError::Io { path: "tokio runtime".into(), source: e })?;
+            .map_err(|e| KubeError::Io {
+                path: "tokio runtime".into(),
+                source: e,
+            })?;
         let client = rt.block_on(client::connect(cfg))?;
-        Ok(Cluster { rt, kube: Kube::new(client, &cfg.field_manager), cfg: cfg.clone(), experiment: experiment.to_string() })
+        Ok(Cluster {
+            rt,
+            kube: Kube::new(client, &cfg.field_manager),
+            cfg: cfg.clone(),
+            experiment: experiment.to_string(),
+        })
     }
 
     /// The section this cluster was connected with.
@@ -110,7 +124,12 @@ impl Cluster {
 
     /// Deploys the application (see [`DeployAction`]) and waits until it is ready.
     pub fn deploy(&self, action: DeployAction) -> Result<Vec<ObjectRef>, KubeError> {
-        self.rt.block_on(deploy::deploy(&self.kube, &self.cfg, &self.experiment, action))
+        self.rt.block_on(deploy::deploy(
+            &self.kube,
+            &self.cfg,
+            &self.experiment,
+            action,
+        ))
     }
 
     /// Deletes the given application objects.
@@ -120,11 +139,25 @@ impl Cluster {
 
     /// Makes the interference pods match `wanted` for `test_case` and waits until they run.
     /// On failure every interference pod of the experiment is removed before returning.
-    pub fn place_interference(&self, test_case: &str, wanted: &[StressSpec]) -> Result<Vec<ObjectRef>, KubeError> {
-        let owner = interference::Owner { experiment: &self.experiment, test_case };
+    pub fn place_interference(
+        &self,
+        test_case: &str,
+        wanted: &[StressSpec],
+    ) -> Result<Vec<ObjectRef>, KubeError> {
+        let owner = interference::Owner {
+            experiment: &self.experiment,
+            test_case,
+        };
         let res = self.rt.block_on(async {
             let pods = interference::desired_pods(&self.kube, &self.cfg, &owner, wanted).await?;
-            interference::place(&self.kube, &self.cfg, &self.experiment, &pods, self.timeout()).await
+            interference::place(
+                &self.kube,
+                &self.cfg,
+                &self.experiment,
+                &pods,
+                self.timeout(),
+            )
+            .await
         });
         if res.is_err() {
             let _ = self.clear_interference();
@@ -134,36 +167,71 @@ impl Cluster {
 
     /// Removes every interference pod of the experiment and waits until they are gone.
     pub fn clear_interference(&self) -> Result<usize, KubeError> {
-        self.rt.block_on(interference::clear(&self.kube, &self.cfg.interference.namespace, &self.experiment, self.timeout()))
+        self.rt.block_on(interference::clear(
+            &self.kube,
+            &self.cfg.interference.namespace,
+            &self.experiment,
+            self.timeout(),
+        ))
     }
 
     /// Runs `aefm-load` Jobs (one per argument list) and returns their logs; see [`load::run_jobs`].
-    pub fn run_load_jobs(&self, test_case: &str, args: &[Vec<String>], timeout: Duration, cancelled: &(dyn Fn() -> bool + Sync)) -> Result<Vec<String>, KubeError> {
-        self.rt.block_on(load::run_jobs(&self.kube, &self.cfg, &self.experiment, test_case, args, timeout, cancelled))
+    pub fn run_load_jobs(
+        &self,
+        test_case: &str,
+        args: &[Vec<String>],
+        timeout: Duration,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<String>, KubeError> {
+        self.rt.block_on(load::run_jobs(
+            &self.kube,
+            &self.cfg,
+            &self.experiment,
+            test_case,
+            args,
+            timeout,
+            cancelled,
+        ))
     }
 
     /// Pod name → owning workload (service) name in the application namespace.
     pub fn pod_services(&self) -> Result<BTreeMap<String, String>, KubeError> {
-        self.rt.block_on(owners::pod_services(self.kube.client(), &self.cfg.namespace, None))
+        self.rt.block_on(owners::pod_services(
+            self.kube.client(),
+            &self.cfg.namespace,
+            None,
+        ))
     }
 
     /// The application's pods with their owning service and node.
     pub fn pod_owners(&self) -> Result<Vec<owners::PodOwner>, KubeError> {
-        self.rt.block_on(owners::pod_owners(self.kube.client(), &self.cfg.namespace, None))
+        self.rt.block_on(owners::pod_owners(
+            self.kube.client(),
+            &self.cfg.namespace,
+            None,
+        ))
     }
 
     /// Deletes everything labelled with `experiment` (or everything AEFM manages with `None`).
     pub fn clean(&self, experiment: Option<&str>) -> Result<cleanup::Cleaned, KubeError> {
-        self.rt.block_on(cleanup::clean(self.kube.client(), experiment))
+        self.rt
+            .block_on(cleanup::clean(self.kube.client(), experiment))
     }
 }
 
 /// `aefm clean`: connects with `kubeconfig`/`context` and deletes what `experiment` left behind.
-pub fn clean(kubeconfig: Option<&std::path::Path>, context: Option<&str>, experiment: Option<&str>) -> Result<cleanup::Cleaned, KubeError> {
+pub fn clean(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+    experiment: Option<&str>,
+) -> Result<cleanup::Cleaned, KubeError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| KubeError::Io { path: "tokio runtime".into(), source: e })?;
+        .map_err(|e| KubeError::Io {
+            path: "tokio runtime".into(),
+            source: e,
+        })?;
     rt.block_on(async {
         let c = client::connect_with(kubeconfig, context).await?;
         cleanup::clean(&c, experiment).await
@@ -181,7 +249,10 @@ pub fn auto_config(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| KubeError::Io { path: "tokio runtime".into(), source: e })?;
+        .map_err(|e| KubeError::Io {
+            path: "tokio runtime".into(),
+            source: e,
+        })?;
     let info = rt.block_on(async {
         let c = client::connect_with(kubeconfig, context).await?;
         autoconfig::inspect(&c).await

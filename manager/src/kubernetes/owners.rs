@@ -21,21 +21,32 @@ pub struct PodOwner {
 }
 
 /// Like [`pod_services`], with each pod's node.
-pub async fn pod_owners(client: &kube::Client, namespace: &str, selector: Option<&str>) -> Result<Vec<PodOwner>, KubeError> {
+pub async fn pod_owners(
+    client: &kube::Client,
+    namespace: &str,
+    selector: Option<&str>,
+) -> Result<Vec<PodOwner>, KubeError> {
     let map = pod_services(client, namespace, selector).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut lp = ListParams::default();
     if let Some(s) = selector {
         lp = lp.labels(s);
     }
-    let list = pods.list(&lp).await.map_err(|e| KubeError::from_kube("list", format!("pods in {namespace}"), e))?;
+    let list = pods
+        .list(&lp)
+        .await
+        .map_err(|e| KubeError::from_kube("list", format!("pods in {namespace}"), e))?;
     Ok(list
         .items
         .into_iter()
         .filter_map(|p| {
             let name = p.metadata.name?;
             let service = map.get(&name)?.clone();
-            Some(PodOwner { pod: name, service, node: p.spec.and_then(|s| s.node_name) })
+            Some(PodOwner {
+                pod: name,
+                service,
+                node: p.spec.and_then(|s| s.node_name),
+            })
         })
         .collect())
 }
@@ -43,13 +54,20 @@ pub async fn pod_owners(client: &kube::Client, namespace: &str, selector: Option
 /// Maps each pod of `namespace` (matching `selector`, if any) to the name of the workload that
 /// owns it: the Deployment for ReplicaSet-owned pods, else the direct controller's name; pods
 /// without an owner map to themselves.
-pub async fn pod_services(client: &kube::Client, namespace: &str, selector: Option<&str>) -> Result<BTreeMap<String, String>, KubeError> {
+pub async fn pod_services(
+    client: &kube::Client,
+    namespace: &str,
+    selector: Option<&str>,
+) -> Result<BTreeMap<String, String>, KubeError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut lp = ListParams::default();
     if let Some(s) = selector {
         lp = lp.labels(s);
     }
-    let pods = pods.list(&lp).await.map_err(|e| KubeError::from_kube("list", format!("pods in {namespace}"), e))?;
+    let pods = pods
+        .list(&lp)
+        .await
+        .map_err(|e| KubeError::from_kube("list", format!("pods in {namespace}"), e))?;
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let rss = rs_api
         .list(&ListParams::default())
@@ -66,8 +84,15 @@ pub async fn pod_services(client: &kube::Client, namespace: &str, selector: Opti
     let mut out = BTreeMap::new();
     for p in pods.items {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let service = match p.metadata.owner_references.as_deref().and_then(controller_of) {
-            Some((kind, owner)) if kind == "ReplicaSet" => rs_owner.get(&owner).cloned().unwrap_or(owner),
+        let service = match p
+            .metadata
+            .owner_references
+            .as_deref()
+            .and_then(controller_of)
+        {
+            Some((kind, owner)) if kind == "ReplicaSet" => {
+                rs_owner.get(&owner).cloned().unwrap_or(owner)
+            }
             Some((_, owner)) => owner,
             None => name.clone(),
         };
@@ -76,7 +101,9 @@ pub async fn pod_services(client: &kube::Client, namespace: &str, selector: Opti
     Ok(out)
 }
 
-fn controller_of(refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]) -> Option<(String, String)> {
+fn controller_of(
+    refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+) -> Option<(String, String)> {
     refs.iter()
         .find(|r| r.controller == Some(true))
         .or_else(|| refs.first())

@@ -32,7 +32,11 @@ pub fn parse_quantity(text: &str) -> Option<f64> {
         .or_else(|| s.strip_suffix('E').map(|n| (n, 1e18)))
         .unwrap_or((s, 1.0));
     // A bare exponent form (`1e3`) is only valid without a suffix; `f64::from_str` accepts it.
-    if number.is_empty() || number.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') {
+    if number.is_empty()
+        || number
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+    {
         return None;
     }
     if factor != 1.0 && number.contains(['e', 'E']) {

@@ -58,7 +58,11 @@ pub fn job_outcome(j: &Job) -> Option<Result<(), String>> {
             return Some(Ok(()));
         }
         if c.status == "True" && (c.type_ == "Failed" || c.type_ == "FailureTarget") {
-            let why = format!("{}: {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default());
+            let why = format!(
+                "{}: {}",
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default()
+            );
             return Some(Err(why));
         }
     }
@@ -67,27 +71,47 @@ pub fn job_outcome(j: &Job) -> Option<Result<(), String>> {
 
 /// Waits until every waitable object in `refs` is ready, or fails after `timeout` naming the
 /// objects and each pod that is not ready and why. A failed Job fails at once.
-pub async fn wait_ready(client: &Client, refs: &[ObjectRef], timeout: Duration) -> Result<(), KubeError> {
+pub async fn wait_ready(
+    client: &Client,
+    refs: &[ObjectRef],
+    timeout: Duration,
+) -> Result<(), KubeError> {
     let pending: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let mut futs = Vec::new();
     for r in refs.iter().filter(|r| is_waitable(&r.kind)) {
-        pending.lock().unwrap_or_else(|e| e.into_inner()).insert(r.to_string());
+        pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(r.to_string());
         futs.push(wait_one(client.clone(), r.clone(), pending.clone()));
     }
     match tokio::time::timeout(timeout, try_join_all(futs)).await {
         Ok(res) => res.map(|_| ()),
         Err(_) => {
-            let still: Vec<String> = pending.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+            let still: Vec<String> = pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
             let mut pods = Vec::new();
             for r in refs.iter().filter(|r| still.contains(&r.to_string())) {
                 pods.extend(explain(client, r).await);
             }
-            Err(KubeError::NotReady { secs: timeout.as_secs(), objects: still.join(", "), pods })
+            Err(KubeError::NotReady {
+                secs: timeout.as_secs(),
+                objects: still.join(", "),
+                pods,
+            })
         }
     }
 }
 
-async fn wait_one(client: Client, r: ObjectRef, pending: Arc<Mutex<BTreeSet<String>>>) -> Result<(), KubeError> {
+async fn wait_one(
+    client: Client,
+    r: ObjectRef,
+    pending: Arc<Mutex<BTreeSet<String>>>,
+) -> Result<(), KubeError> {
     let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
     let watch_err = |e: kube::runtime::wait::Error| KubeError::Transport {
         action: "watch".into(),
@@ -97,34 +121,48 @@ async fn wait_one(client: Client, r: ObjectRef, pending: Arc<Mutex<BTreeSet<Stri
     match r.kind.as_str() {
         "Deployment" => {
             let api: Api<Deployment> = Api::namespaced(client, &ns);
-            await_condition(api, &r.name, |o: Option<&Deployment>| o.is_some_and(deployment_ready))
-                .await
-                .map_err(watch_err)?;
+            await_condition(api, &r.name, |o: Option<&Deployment>| {
+                o.is_some_and(deployment_ready)
+            })
+            .await
+            .map_err(watch_err)?;
         }
         "StatefulSet" => {
             let api: Api<StatefulSet> = Api::namespaced(client, &ns);
-            await_condition(api, &r.name, |o: Option<&StatefulSet>| o.is_some_and(statefulset_ready))
-                .await
-                .map_err(watch_err)?;
+            await_condition(api, &r.name, |o: Option<&StatefulSet>| {
+                o.is_some_and(statefulset_ready)
+            })
+            .await
+            .map_err(watch_err)?;
         }
         "DaemonSet" => {
             let api: Api<DaemonSet> = Api::namespaced(client, &ns);
-            await_condition(api, &r.name, |o: Option<&DaemonSet>| o.is_some_and(daemonset_ready))
-                .await
-                .map_err(watch_err)?;
+            await_condition(api, &r.name, |o: Option<&DaemonSet>| {
+                o.is_some_and(daemonset_ready)
+            })
+            .await
+            .map_err(watch_err)?;
         }
         "Job" => {
             let api: Api<Job> = Api::namespaced(client, &ns);
-            let job = await_condition(api, &r.name, |o: Option<&Job>| o.is_some_and(|j| job_outcome(j).is_some()))
-                .await
-                .map_err(watch_err)?;
+            let job = await_condition(api, &r.name, |o: Option<&Job>| {
+                o.is_some_and(|j| job_outcome(j).is_some())
+            })
+            .await
+            .map_err(watch_err)?;
             if let Some(Err(why)) = job.as_ref().and_then(job_outcome) {
-                return Err(KubeError::Failed { object: r.to_string(), message: why });
+                return Err(KubeError::Failed {
+                    object: r.to_string(),
+                    message: why,
+                });
             }
         }
         _ => {}
     }
-    pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.to_string());
+    pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&r.to_string());
     Ok(())
 }
 
@@ -132,7 +170,12 @@ async fn wait_one(client: Client, r: ObjectRef, pending: Arc<Mutex<BTreeSet<Stri
 pub fn selector_string(sel: &LabelSelector) -> String {
     sel.match_labels
         .as_ref()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
@@ -175,9 +218,19 @@ pub async fn explain_pods(client: &Client, ns: &str, selector: &str, owner: &str
         Ok(list) => list
             .items
             .iter()
-            .filter_map(|p| pod_problem(p).map(|why| format!("pod {ns}/{}: {why}", p.metadata.name.clone().unwrap_or_default())))
+            .filter_map(|p| {
+                pod_problem(p).map(|why| {
+                    format!(
+                        "pod {ns}/{}: {why}",
+                        p.metadata.name.clone().unwrap_or_default()
+                    )
+                })
+            })
             .collect(),
-        Err(e) => vec![format!("{owner}: cannot list pods: {}", KubeError::from_kube("list", format!("pods in {ns}"), e))],
+        Err(e) => vec![format!(
+            "{owner}: cannot list pods: {}",
+            KubeError::from_kube("list", format!("pods in {ns}"), e)
+        )],
     }
 }
 
@@ -200,7 +253,12 @@ pub fn pod_problem(p: &Pod) -> Option<String> {
         return None;
     }
     let mut reasons = Vec::new();
-    for cs in status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten()) {
+    for cs in status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+    {
         let st = cs.state.as_ref();
         if let Some(w) = st.and_then(|s| s.waiting.as_ref()) {
             let mut line = format!(
@@ -275,7 +333,10 @@ mod tests {
         }))
         .unwrap();
         let why = pod_problem(&p).unwrap();
-        assert!(why.contains("ImagePullBackOff") && why.contains("pulling image"), "{why}");
+        assert!(
+            why.contains("ImagePullBackOff") && why.contains("pulling image"),
+            "{why}"
+        );
         let p: Pod = serde_json::from_value(json!({
             "metadata": {"name": "p"},
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]}
@@ -289,7 +350,10 @@ mod tests {
     #[test]
     fn job_outcomes() {
         let j: Job = serde_json::from_value(json!({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})).unwrap();
-        assert!(job_outcome(&j).unwrap().unwrap_err().contains("BackoffLimitExceeded"));
+        assert!(job_outcome(&j)
+            .unwrap()
+            .unwrap_err()
+            .contains("BackoffLimitExceeded"));
         let j: Job = serde_json::from_value(json!({"status": {}})).unwrap();
         assert!(job_outcome(&j).is_none());
     }

@@ -121,7 +121,12 @@ pub fn command_plan(ctx: &Context, commands: &[AppCommand]) -> Vec<UnitPlan> {
         .map(|c| UnitPlan {
             name: c.name.clone(),
             argv: vec!["sh".into(), "-c".into(), c.run.clone()],
-            cwd: Some(c.cwd.as_ref().map(|d| ctx.config.resolve(d)).unwrap_or_else(|| ctx.config.base_dir.clone())),
+            cwd: Some(
+                c.cwd
+                    .as_ref()
+                    .map(|d| ctx.config.resolve(d))
+                    .unwrap_or_else(|| ctx.config.base_dir.clone()),
+            ),
             env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             ready: c.ready.clone(),
         })
@@ -150,18 +155,33 @@ impl Deployer for LocalDeployer {
             cmd.envs(ctx.env());
             cmd.envs(plan.env.iter().cloned());
             let what = format!("app unit {:?}", plan.name);
-            let mut child = Child::spawn(&plan.name, cmd, Some(cfg.app.cores.clone()), Some(&log), false)
-                .map_err(|e| ComponentError::Start {
-                    what: what.clone(),
-                    reason: format!("{}: {e}", plan.argv.join(" ")),
-                })?;
+            let mut child = Child::spawn(
+                &plan.name,
+                cmd,
+                Some(cfg.app.cores.clone()),
+                Some(&log),
+                false,
+            )
+            .map_err(|e| ComponentError::Start {
+                what: what.clone(),
+                reason: format!("{}: {e}", plan.argv.join(" ")),
+            })?;
             tracing::info!(unit = %plan.name, pid = child.pid(), "app unit started");
-            let waited = wait_ready(&mut child, plan.ready.as_ref(), cfg.app.ready_timeout, &ctx.cancel);
+            let waited = wait_ready(
+                &mut child,
+                plan.ready.as_ref(),
+                cfg.app.ready_timeout,
+                &ctx.cancel,
+            );
             let pid = child.pid();
             self.children.push(child);
             if let Err(reason) = waited {
                 let out = tail(&log, 5);
-                let reason = if out.is_empty() { reason } else { format!("{reason}; its output: {out}") };
+                let reason = if out.is_empty() {
+                    reason
+                } else {
+                    format!("{reason}; its output: {out}")
+                };
                 return Err(if reason.starts_with("exited") {
                     ComponentError::Died { what, reason }
                 } else {
@@ -174,7 +194,12 @@ impl Deployer for LocalDeployer {
             }
             self.units.push(AppUnit {
                 name: plan.name.clone(),
-                service: plan.name.split('-').next().unwrap_or(&plan.name).to_string(),
+                service: plan
+                    .name
+                    .split('-')
+                    .next()
+                    .unwrap_or(&plan.name)
+                    .to_string(),
                 pid: Some(pid),
                 node: None,
                 role: UnitRole::App,

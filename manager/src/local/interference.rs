@@ -82,23 +82,35 @@ pub fn stress_args(spec: &StressSpec, cores: &[usize], duration: Duration) -> Ve
             a.extend(["--cpus".into(), list.join(",")]);
         }
         StressKind::Membw => {
-            a.extend(["--rate".into(), spec.rate.clone().unwrap_or_else(|| "max".into())]);
+            a.extend([
+                "--rate".into(),
+                spec.rate.clone().unwrap_or_else(|| "max".into()),
+            ]);
             a.extend(["--workers".into(), workers]);
         }
         StressKind::Memcap => {
             a.extend(["--size".into(), spec.size.clone().unwrap_or_default()]);
         }
         StressKind::Cache => {
-            a.extend(["--level".into(), spec.level.clone().unwrap_or_else(|| "llc".into())]);
+            a.extend([
+                "--level".into(),
+                spec.level.clone().unwrap_or_else(|| "llc".into()),
+            ]);
             a.extend(["--fraction".into(), fmt_num(spec.fraction.unwrap_or(1.0))]);
         }
         StressKind::Net => {
             a.extend(["--target".into(), spec.target.clone().unwrap_or_default()]);
-            a.extend(["--bandwidth".into(), spec.bandwidth.clone().unwrap_or_else(|| "1G".into())]);
+            a.extend([
+                "--bandwidth".into(),
+                spec.bandwidth.clone().unwrap_or_else(|| "1G".into()),
+            ]);
             a.extend(["--streams".into(), spec.streams.unwrap_or(1).to_string()]);
         }
     }
-    a.extend(["--duration".into(), format!("{}s", duration.as_secs().max(1))]);
+    a.extend([
+        "--duration".into(),
+        format!("{}s", duration.as_secs().max(1)),
+    ]);
     a
 }
 
@@ -122,8 +134,12 @@ impl InterferenceGenerator for LocalInterference {
         let cores = ctx.config.app.cores.clone();
         // Long enough for the rest of the experiment; AEFM stops it earlier, and the kernel kills it
         // if AEFM dies (PDEATHSIG), so this is only a last-resort bound.
-        let remaining = ctx.cases.len().saturating_sub(ctx.case.as_ref().map_or(0, |c| c.index));
-        let per_case = ctx.config.warmup + ctx.config.duration + ctx.config.cooldown + ctx.config.settle;
+        let remaining = ctx
+            .cases
+            .len()
+            .saturating_sub(ctx.case.as_ref().map_or(0, |c| c.index));
+        let per_case =
+            ctx.config.warmup + ctx.config.duration + ctx.config.cooldown + ctx.config.settle;
         let duration = per_case * (remaining as u32 + 1) + Duration::from_secs(3600);
         for level in wanted {
             if self.running.iter().any(|r| &r.level == level) {
@@ -131,7 +147,8 @@ impl InterferenceGenerator for LocalInterference {
             }
             let exe = self.exe.clone().ok_or_else(|| ComponentError::Start {
                 what: format!("interference {}", level.label),
-                reason: "aefm-stress not found (set AEFM_STRESS, put it beside aefm, or on PATH)".into(),
+                reason: "aefm-stress not found (set AEFM_STRESS, put it beside aefm, or on PATH)"
+                    .into(),
             })?;
             let args = stress_args(&level.spec, &cores, duration);
             let mut cmd = Command::new(&exe);
@@ -139,7 +156,12 @@ impl InterferenceGenerator for LocalInterference {
             let log_dir = ctx.experiment_dir.join("interference");
             std::fs::create_dir_all(&log_dir).ok();
             let log = log_dir.join(format!("{}.log", level.label));
-            let what = format!("interference {} ({} {})", level.label, exe.display(), args.join(" "));
+            let what = format!(
+                "interference {} ({} {})",
+                level.label,
+                exe.display(),
+                args.join(" ")
+            );
             let mut child = Child::spawn(&level.label, cmd, Some(cores.clone()), Some(&log), true)
                 .map_err(|e| ComponentError::Start {
                     what: what.clone(),
@@ -169,7 +191,11 @@ impl InterferenceGenerator for LocalInterference {
                         reason: format!(
                             "no report line ({}){}",
                             status.map(|s| s.to_string()).unwrap_or_default(),
-                            if out.is_empty() { String::new() } else { format!("; stderr: {out}") }
+                            if out.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; stderr: {out}")
+                            }
                         ),
                     });
                 }
@@ -226,6 +252,19 @@ mod tests {
             streams: None,
         };
         let a = stress_args(&spec, &[0, 1], Duration::from_secs(30));
-        assert_eq!(a, ["cpu", "--workers", "2", "--load", "80", "--cpus", "0,1", "--duration", "30s"]);
+        assert_eq!(
+            a,
+            [
+                "cpu",
+                "--workers",
+                "2",
+                "--load",
+                "80",
+                "--cpus",
+                "0,1",
+                "--duration",
+                "30s"
+            ]
+        );
     }
 }

@@ -78,7 +78,11 @@ impl Child {
 
     /// Starts `cmd` as configured by the caller (stdio untouched), in a new process group,
     /// pinned to `cores`, dying with AEFM.
-    pub fn spawn_raw(name: &str, mut cmd: Command, cores: Option<Vec<usize>>) -> std::io::Result<Child> {
+    pub fn spawn_raw(
+        name: &str,
+        mut cmd: Command,
+        cores: Option<Vec<usize>>,
+    ) -> std::io::Result<Child> {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {

@@ -35,11 +35,14 @@ pub fn write_load_files(dir: &Path, report: &LoadReport) -> Result<Vec<PathBuf>,
     out.push(p);
 
     let p = dir.join(HLOG);
-    write_atomic(&p, &interval_log(report).map_err(|message| ResultsError::Format {
-        path: p.clone(),
-        line: 0,
-        message,
-    })?)?;
+    write_atomic(
+        &p,
+        &interval_log(report).map_err(|message| ResultsError::Format {
+            path: p.clone(),
+            line: 0,
+            message,
+        })?,
+    )?;
     out.push(p);
 
     if let Some(raw) = &report.raw {
@@ -117,7 +120,11 @@ pub fn spectrum(h: &Histogram<u64>) -> String {
     for v in h.iter_quantiles(1) {
         total += v.count_since_last_iteration();
         let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 { format!("{:12.2}", 1.0 / (1.0 - q)) } else { String::new() };
+        let inv = if q < 1.0 {
+            format!("{:12.2}", 1.0 / (1.0 - q))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
             "{:12.3} {:12.6} {:12} {}",

@@ -144,7 +144,10 @@ mod tests {
         append(d.path(), &entry("a", Status::Failed)).unwrap();
         append(d.path(), &entry("a", Status::Ok)).unwrap();
         append(d.path(), &entry("b", Status::Ok)).unwrap();
-        let mut f = std::fs::OpenOptions::new().append(true).open(d.path().join(FILE)).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.path().join(FILE))
+            .unwrap();
         f.write_all(b"{\"case\": \"c\", \"ind").unwrap();
         let j = read(d.path()).unwrap();
         assert_eq!(j.len(), 2);

@@ -24,7 +24,10 @@ const COLORS: [RGBColor; 8] = [
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
 /// Writes every plot into `<dir>/plots`; returns the files written.
-pub fn write_all(dir: &Path, entries: &BTreeMap<String, Entry>) -> Result<Vec<PathBuf>, ResultsError> {
+pub fn write_all(
+    dir: &Path,
+    entries: &BTreeMap<String, Entry>,
+) -> Result<Vec<PathBuf>, ResultsError> {
     let plots = dir.join("plots");
     std::fs::create_dir_all(plots.join("timeline")).map_err(super::io(&plots))?;
     let mut out = Vec::new();
@@ -51,10 +54,15 @@ pub fn write_all(dir: &Path, entries: &BTreeMap<String, Entry>) -> Result<Vec<Pa
     }
     for e in entries.values().filter(|e| e.status == Status::Ok) {
         let csv = dir.join("cases").join(&e.case).join(PER_SECOND);
-        let Ok(text) = std::fs::read_to_string(&csv) else { continue };
+        let Ok(text) = std::fs::read_to_string(&csv) else {
+            continue;
+        };
         let mut series: Series = BTreeMap::new();
         for line in text.lines().skip(1) {
-            let c: Vec<f64> = line.split(',').map(|x| x.parse().unwrap_or(f64::NAN)).collect();
+            let c: Vec<f64> = line
+                .split(',')
+                .map(|x| x.parse().unwrap_or(f64::NAN))
+                .collect();
             if c.len() < 7 || c[1] == 0.0 {
                 continue;
             }
@@ -66,7 +74,13 @@ pub fn write_all(dir: &Path, entries: &BTreeMap<String, Entry>) -> Result<Vec<Pa
             continue;
         }
         let p = plots.join("timeline").join(format!("{}.svg", e.case));
-        line_chart(&p, &format!("latency over time: {}", e.case), "second of window", "latency (ms)", &series)?;
+        line_chart(
+            &p,
+            &format!("latency over time: {}", e.case),
+            "second of window",
+            "latency (ms)",
+            &series,
+        )?;
         out.push(p);
     }
     Ok(out)
@@ -101,11 +115,22 @@ fn by_level(entries: &BTreeMap<String, Entry>, f: fn(&crate::load::Percentiles) 
         slot.2 += 1;
     }
     acc.into_iter()
-        .map(|(k, m)| (k, m.into_values().map(|(x, s, n)| (x, s / n as f64)).collect()))
+        .map(|(k, m)| {
+            (
+                k,
+                m.into_values().map(|(x, s, n)| (x, s / n as f64)).collect(),
+            )
+        })
         .collect()
 }
 
-fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &Series) -> Result<(), ResultsError> {
+fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &Series,
+) -> Result<(), ResultsError> {
     let err = |e: String| ResultsError::Plot {
         path: path.to_path_buf(),
         message: e,
@@ -142,12 +167,18 @@ fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &S
         .map_err(|e| err(e.to_string()))?;
     for (i, (name, data)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let data: Vec<(f64, f64)> = data.iter().copied().filter(|(_, y)| y.is_finite()).collect();
+        let data: Vec<(f64, f64)> = data
+            .iter()
+            .copied()
+            .filter(|(_, y)| y.is_finite())
+            .collect();
         chart
             .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
             .map_err(|e| err(e.to_string()))?
             .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(data.iter().map(|p| Circle::new(*p, 3, color.filled())))
             .map_err(|e| err(e.to_string()))?;

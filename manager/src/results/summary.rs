@@ -38,7 +38,12 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
     for e in rows {
         let _ = write!(s, "{},{},", e.index, cell(&e.case));
         for d in dims {
-            let v = e.values.iter().find(|(n, _)| n == d).map(|(_, v)| v.as_str()).unwrap_or("");
+            let v = e
+                .values
+                .iter()
+                .find(|(n, _)| n == d)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
             s.push_str(&cell(v));
             s.push(',');
         }
@@ -60,7 +65,9 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
             opt(l.map(|l| l.p999_us), 1000.0),
             opt(l.map(|l| l.max_us), 1000.0),
             opt(l.map(|l| l.mean_us), 1000.0),
-            e.app_cpu_percent.map(|c| format!("{c:.1}")).unwrap_or_default(),
+            e.app_cpu_percent
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_default(),
             e.window_start.clone().unwrap_or_default(),
             e.window_end.clone().unwrap_or_default(),
             cell(e.error.as_deref().unwrap_or("")),
@@ -70,7 +77,11 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
 }
 
 /// Writes summary.csv into `dir`.
-pub fn write(dir: &Path, dims: &[String], entries: &BTreeMap<String, Entry>) -> Result<(), ResultsError> {
+pub fn write(
+    dir: &Path,
+    dims: &[String],
+    entries: &BTreeMap<String, Entry>,
+) -> Result<(), ResultsError> {
     write_atomic(&dir.join(FILE), render(dims, entries).as_bytes())
 }
 
