@@ -55,6 +55,26 @@ request = function()
 end
 LUA
 
+# A lighter variant: also a new ~600-byte form body per call, but from random ids and words picked
+# from a list (no per-character string building), so the Lua work per request is small.
+cat > "$work/form600-words.lua" <<'LUA'
+math.randomseed(os.time())
+local words = { "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+  "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa" }
+local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+request = function()
+  local user = math.random(1, 100000)
+  local parts = { "username=username_", user, "&user_id=", user, "&text=" }
+  for i = 1, 64 do
+    parts[#parts + 1] = words[math.random(16)]
+    parts[#parts + 1] = "+"
+  end
+  parts[#parts + 1] = "&media_ids=%5B%22" .. math.random(100000000, 999999999) ..
+    "%22%5D&media_types=%5B%22png%22%5D&post_type=0"
+  return wrk.format("GET", nil, headers, table.concat(parts))
+end
+LUA
+
 "$shared/bench/nginx_small.sh" start "$port" 1 >/dev/null
 
 # Requests/sec and the request count of a report on stdin.
@@ -72,23 +92,27 @@ run() {
 
 echo "# aefm-load: $AEFM_LOAD"
 echo "# wrk: $(command -v "$wrk_bin") ($("$wrk_bin" -v 2>&1 | head -1))"
-echo "# script: form600.lua, request() builds a ~600-byte form body per call"
+echo "# scripts: form600.lua (DeathStarBench-like: 320 random characters built per call) and"
+echo "# form600-words.lua (ids and words from a list); both build a new ~600-byte form body per call"
 echo
-echo "## (a) max rate, -t1 -c50 -d$duration (R=1000000 for aefm-load = as fast as it can)"
+for name in form600.lua form600-words.lua; do
+echo "## (a) $name: max rate, -t1 -c50 -d$duration (R=1000000 for aefm-load = as fast as it can)"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rps = Requests/sec; cpu = generator user+sys CPU µs per completed request (less sensitive"
 echo "# to a busy machine than rps); script/no and aefm/wrk are rps ratios"
 printf '%-4s %12s %12s %12s %9s %9s %9s %10s %9s\n' run noscript_rps script_rps wrk_rps cpu_no cpu_scr cpu_wrk script/no aefm/wrk
 for i in $(seq 1 "$repeat"); do
   read -r a an ac < <(run noscript "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 "$url")
-  read -r b bn bc < <(run script "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 -s "$work/form600.lua" "$url")
-  read -r c cn cc < <(run wrk "$wrk_bin" -t1 -c50 -d"$duration" -s "$work/form600.lua" "$url")
+  read -r b bn bc < <(run script "$AEFM_LOAD" -t1 -c50 -d"$duration" -R1000000 -s "$work/$name" "$url")
+  read -r c cn cc < <(run wrk "$wrk_bin" -t1 -c50 -d"$duration" -s "$work/$name" "$url")
   python3 -c "a,b,c=$a,$b,$c; ca,cb,cc=1e6*$ac/$an,1e6*$bc/$bn,1e6*$cc/$cn; print(f'{$i:<4} {a:12.0f} {b:12.0f} {c:12.0f} {ca:9.2f} {cb:9.2f} {cc:9.2f} {b/a:10.3f} {b/c:9.3f}')"
 done
 echo
-echo "## (b) aefm-load -t1 -c50 -d$duration -R20000 -s form600.lua"
+echo "## (b) $name: aefm-load -t1 -c50 -d$duration -R20000 -s $name"
 printf '%-4s %12s %10s %10s %12s\n' run achieved error% requests cpu_us/req
 for i in $(seq 1 "$repeat"); do
-  read -r rps reqs cpu < <(run rate20k "$AEFM_LOAD" -t1 -c50 -d"$duration" -R20000 -s "$work/form600.lua" "$url")
+  read -r rps reqs cpu < <(run rate20k "$AEFM_LOAD" -t1 -c50 -d"$duration" -R20000 -s "$work/$name" "$url")
   python3 -c "r,n,c=$rps,$reqs,$cpu; print(f'{$i:<4} {r:12.1f} {100*(r-20000)/20000:10.3f} {n:10d} {1e6*c/n:12.2f}')"
+done
+echo
 done

@@ -5,12 +5,18 @@
 #    the configured warm-up and settle pauses (what the manager itself adds),
 #  - peak RSS of the aefm process (it runs the load generator in process).
 # Usage: bench/manager.sh [config.yaml]     (needs /usr/bin/time, python3)
+#        PROFILE=debug bench/manager.sh       (use a debug build; figures are then pessimistic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${1:-examples/local.yaml}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p aefm -p aefm-interference
-AEFM="$CARGO_TARGET_DIR/release/aefm"
+PROFILE="${PROFILE:-release}"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --quiet -p aefm -p aefm-interference
+else
+  cargo build --quiet -p aefm -p aefm-interference
+fi
+AEFM="$CARGO_TARGET_DIR/$PROFILE/aefm"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 /usr/bin/time -v "$AEFM" run "$CONFIG" --no-progress >"$OUT/stdout" 2>"$OUT/stderr"

@@ -240,12 +240,13 @@ impl DataCollector for LocalCollector {
 
     fn collect(
         &mut self,
-        _ctx: &Context,
+        ctx: &Context,
         case_dir: &Path,
         window: &Window,
-        _report: Option<&LoadReport>,
+        report: Option<&LoadReport>,
     ) -> Result<CollectSummary, ComponentError> {
         let mut summary = CollectSummary::default();
+        collect_external(ctx, case_dir, window, report, &mut summary);
         if let Some(s) = self.sampling.take() {
             s.stop.store(true, Ordering::SeqCst);
             let _ = s.thread.join();
@@ -298,6 +299,56 @@ impl DataCollector for LocalCollector {
             }
         }
         Ok(summary)
+    }
+}
+
+/// Prometheus and Jaeger for the case window, through aefm-collector (which also writes its
+/// load-report summary files). Failures are recorded in the summary, not fatal.
+fn collect_external(
+    ctx: &Context,
+    case_dir: &Path,
+    window: &Window,
+    report: Option<&LoadReport>,
+    summary: &mut CollectSummary,
+) {
+    let cfg = &ctx.config.collect;
+    if cfg.prometheus.is_none() && cfg.jaeger.is_none() {
+        return;
+    }
+    let mut sources = aefm_collector::case::CaseSources::default();
+    if let Some(p) = &cfg.prometheus {
+        let mut s = aefm_collector::prometheus::PrometheusSettings::new(p.url.clone());
+        if !p.queries.is_empty() {
+            s.queries = p
+                .queries
+                .iter()
+                .map(|(name, q)| aefm_collector::prometheus::QueryTemplate::range(name.clone(), q.clone()))
+                .collect();
+        }
+        s.min_step = p.step;
+        s.grace = p.grace;
+        sources.prometheus = Some(s);
+    }
+    if let Some(j) = &cfg.jaeger {
+        let mut s = aefm_collector::jaeger::JaegerSettings::new(j.url.clone(), j.service.clone());
+        s.grace = j.grace;
+        sources.jaeger = Some(s);
+    }
+    sources.loadgen = report.and_then(|r| r.raw.clone());
+    let tctx = aefm_collector::prometheus::TemplateContext {
+        case: ctx.case.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+        ..Default::default()
+    };
+    let w = aefm_collector::Window {
+        start: window.start,
+        end: window.end,
+    };
+    let outcome = aefm_collector::case::collect_case(case_dir, &w, &tctx, &sources);
+    for written in outcome.written() {
+        summary.files.push(written.path.clone());
+    }
+    for (source, e) in outcome.errors() {
+        summary.errors.push(format!("{source}: {e}"));
     }
 }
 

@@ -159,7 +159,7 @@ pub fn dimensions(cfg: &Config) -> Vec<Dimension> {
                 .iter()
                 .map(|l| match l {
                     InterferenceLevelSpec::None => DimValue::Interference(None),
-                    InterferenceLevelSpec::Stress(s) => DimValue::Interference(Some(s.clone())),
+                    InterferenceLevelSpec::Stress(s) => DimValue::Interference(Some((**s).clone())),
                 })
                 .collect(),
         });

@@ -16,7 +16,11 @@ fn repo() -> PathBuf {
 }
 
 fn section(fake: &FakeKube, extra: &str) -> KubernetesConfig {
-    let timeout = if extra.contains("readiness_timeout_secs") { "" } else { "readiness_timeout_secs: 20\n" };
+    let timeout = if extra.contains("readiness_timeout_secs") {
+        ""
+    } else {
+        "readiness_timeout_secs: 20\n"
+    };
     let yaml = format!(
         "kubeconfig: {}\nnamespace: hotel\nyaml_repo: {}\napp_image: repo/hotel:1\nimage_pull_policy: Always\npod_resources: {{cpu: '0.5', memory: 256Mi}}\nreplicas: {{frontend: 3}}\nnodes:\n- {{name: w1, roles: [infra]}}\n- {{name: w2, roles: [testbed]}}\n- {{name: w3, roles: [testbed, loadgen]}}\n{timeout}{extra}",
         fake.kubeconfig().display(),
@@ -30,7 +34,10 @@ fn cpu(workers: usize) -> StressSpec {
 }
 
 fn pod_node(p: &serde_json::Value) -> String {
-    p["spec"]["nodeName"].as_str().unwrap_or_default().to_string()
+    p["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -39,19 +46,27 @@ fn deploy_creates_namespace_rewrites_and_waits() {
     let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
     let refs = cluster.deploy(DeployAction::Apply).unwrap();
     assert!(refs.len() >= 8, "{refs:?}");
-    assert!(fake.get("namespaces", "", "hotel").is_some(), "namespace created");
+    assert!(
+        fake.get("namespaces", "", "hotel").is_some(),
+        "namespace created"
+    );
     let d = fake.get("deployments", "hotel", "frontend").unwrap();
     assert_eq!(d["spec"]["replicas"], 3);
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["image"], "repo/hotel:1");
     assert_eq!(c["imagePullPolicy"], "Always");
-    assert_eq!(c["resources"]["limits"], json!({"cpu": "0.5", "memory": "256Mi"}));
+    assert_eq!(
+        c["resources"]["limits"],
+        json!({"cpu": "0.5", "memory": "256Mi"})
+    );
     assert_eq!(d["metadata"]["labels"]["aefm.io/experiment"], "exp1");
     assert_eq!(d["metadata"]["managedFields"][0]["manager"], "aefm");
     // Placement by role: under-test pods on testbed nodes, infra pods on infra nodes.
     let pods = fake.objects("pods");
     for p in &pods {
-        let set = p["metadata"]["labels"]["aefm.io/set"].as_str().unwrap_or_default();
+        let set = p["metadata"]["labels"]["aefm.io/set"]
+            .as_str()
+            .unwrap_or_default();
         let node = pod_node(p);
         match set {
             "under_test" => assert!(node == "w2" || node == "w3", "{node}"),
@@ -62,7 +77,9 @@ fn deploy_creates_namespace_rewrites_and_waits() {
     assert_eq!(fake.labelled("pods", "app", "frontend").len(), 3);
     // The StatefulSet (infra, not resized) keeps its own resources.
     let s = fake.get("statefulsets", "hotel", "mongodb").unwrap();
-    assert!(s["spec"]["template"]["spec"]["containers"][0].get("resources").is_none());
+    assert!(s["spec"]["template"]["spec"]["containers"][0]
+        .get("resources")
+        .is_none());
     // Pod → service through owner references (Pod → ReplicaSet → Deployment).
     let map = cluster.pod_services().unwrap();
     let fe: Vec<_> = map.iter().filter(|(_, s)| *s == "frontend").collect();
@@ -80,7 +97,10 @@ fn reapply_is_idempotent_and_reload_changes_replicas() {
     // The original crashed here with 409 AlreadyExists.
     cluster.deploy(DeployAction::Apply).unwrap();
     let after = fake.get("deployments", "hotel", "frontend").unwrap();
-    assert_eq!(before["metadata"]["generation"], after["metadata"]["generation"]);
+    assert_eq!(
+        before["metadata"]["generation"],
+        after["metadata"]["generation"]
+    );
     assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
     let mut cfg2 = cfg.clone();
     cfg2.replicas.insert("frontend".into(), 1);
@@ -88,7 +108,10 @@ fn reapply_is_idempotent_and_reload_changes_replicas() {
     c2.deploy(DeployAction::Reload).unwrap();
     let d = fake.get("deployments", "hotel", "frontend").unwrap();
     assert_eq!(d["spec"]["replicas"], 1);
-    assert!(fake.wait_for(Duration::from_secs(5), |f| f.labelled("pods", "app", "frontend").len() == 1));
+    assert!(fake.wait_for(Duration::from_secs(5), |f| f
+        .labelled("pods", "app", "frontend")
+        .len()
+        == 1));
     // Restart recreates the stateful backend (a new uid).
     let old_uid = fake.get("statefulsets", "hotel", "mongodb").unwrap()["metadata"]["uid"].clone();
     c2.deploy(DeployAction::Restart).unwrap();
@@ -108,7 +131,10 @@ fn plan_prints_rewritten_manifests_without_a_cluster() {
     let config = aefm::config::Config::load(&path).unwrap();
     let text = aefm::kubernetes::plan_manifests(&config).unwrap();
     assert!(text.contains("kind: Namespace"));
-    assert!(text.contains("image: repo/hotel:2") && !text.contains("APP_IMG"), "{text}");
+    assert!(
+        text.contains("image: repo/hotel:2") && !text.contains("APP_IMG"),
+        "{text}"
+    );
     assert!(text.contains("- w2"));
     assert!(text.contains("Deployment/hotel/frontend"));
 }
@@ -122,26 +148,43 @@ fn readiness_failures_name_pods_and_reasons() {
     ] {
         let fake = FakeKube::start().with_standard_nodes();
         fake.faults(|f| f.images.push(("mongo".into(), failure)));
-        let cluster = Cluster::connect(&section(&fake, "readiness_timeout_secs: 2\n"), "exp1").unwrap();
+        let cluster =
+            Cluster::connect(&section(&fake, "readiness_timeout_secs: 2\n"), "exp1").unwrap();
         let err = cluster.deploy(DeployAction::Apply).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, KubeError::NotReady { .. }), "{msg}");
         assert!(msg.contains("StatefulSet/hotel/mongodb"), "{msg}");
-        assert!(msg.contains("pod hotel/mongodb-0") && msg.contains(expect), "{msg}");
-        assert!(!msg.contains("Deployment/hotel/jaeger"), "only unready objects are named: {msg}");
+        assert!(
+            msg.contains("pod hotel/mongodb-0") && msg.contains(expect),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("Deployment/hotel/jaeger"),
+            "only unready objects are named: {msg}"
+        );
     }
 }
 
 #[test]
 fn interference_pods_on_the_right_nodes_then_cleared() {
     let fake = FakeKube::start().with_standard_nodes();
-    let cluster = Cluster::connect(&section(&fake, "interference: {pods_per_node: 2, cpu: '2', memory: 1Gi}\n"), "exp1").unwrap();
+    let cluster = Cluster::connect(
+        &section(
+            &fake,
+            "interference: {pods_per_node: 2, cpu: '2', memory: 1Gi}\n",
+        ),
+        "exp1",
+    )
+    .unwrap();
     let refs = cluster.place_interference("case-1", &[cpu(2)]).unwrap();
     assert_eq!(refs.len(), 4);
     let pods = fake.labelled("pods", "aefm.io/component", "interference");
     assert_eq!(pods.len(), 4);
     for p in &pods {
-        assert!(["w2", "w3"].contains(&pod_node(p).as_str()), "testbed only: {p}");
+        assert!(
+            ["w2", "w3"].contains(&pod_node(p).as_str()),
+            "testbed only: {p}"
+        );
         assert_eq!(p["metadata"]["namespace"], "aefm-interference");
         assert_eq!(p["metadata"]["labels"]["aefm.io/test-case"], "case-1");
         let r = &p["spec"]["containers"][0]["resources"];
@@ -152,14 +195,17 @@ fn interference_pods_on_the_right_nodes_then_cleared() {
     let uids: Vec<_> = pods.iter().map(|p| p["metadata"]["uid"].clone()).collect();
     cluster.place_interference("case-2", &[cpu(2)]).unwrap();
     let again = fake.labelled("pods", "aefm.io/component", "interference");
-    assert!(again.iter().all(|p| uids.contains(&p["metadata"]["uid"]) && p["metadata"]["labels"]["aefm.io/test-case"] == "case-2"));
+    assert!(again.iter().all(|p| uids.contains(&p["metadata"]["uid"])
+        && p["metadata"]["labels"]["aefm.io/test-case"] == "case-2"));
     // A new level replaces them.
     cluster.place_interference("case-3", &[cpu(4)]).unwrap();
     let third = fake.labelled("pods", "aefm.io/component", "interference");
     assert_eq!(third.len(), 4);
     assert!(third.iter().all(|p| !uids.contains(&p["metadata"]["uid"])));
     assert_eq!(cluster.clear_interference().unwrap(), 4);
-    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty());
+    assert!(fake
+        .labelled("pods", "aefm.io/component", "interference")
+        .is_empty());
 }
 
 #[test]
@@ -170,9 +216,18 @@ fn network_interference_is_an_iperf_ring() {
     cluster.place_interference("c", &[net]).unwrap();
     let pods = fake.labelled("pods", "aefm.io/interference", "net");
     assert_eq!(pods.len(), 2);
-    let on = |n: &str| pods.iter().find(|p| pod_node(p) == n).unwrap()["spec"]["containers"][1]["command"][2].as_str().unwrap().to_string();
+    let on = |n: &str| {
+        pods.iter().find(|p| pod_node(p) == n).unwrap()["spec"]["containers"][1]["command"][2]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     // IPs come from the Node objects (InternalIP), w2 → w3 → w2.
-    assert!(on("w2").contains("-c 10.0.0.13") && on("w2").contains("-b 500M -P 2"), "{}", on("w2"));
+    assert!(
+        on("w2").contains("-c 10.0.0.13") && on("w2").contains("-b 500M -P 2"),
+        "{}",
+        on("w2")
+    );
     assert!(on("w3").contains("-c 10.0.0.12"));
     cluster.clear_interference().unwrap();
 }
@@ -182,22 +237,44 @@ fn faults_name_object_and_answer_and_leave_nothing_running() {
     // Quota: the third pod is refused; the ones created are removed.
     let fake = FakeKube::start().with_standard_nodes();
     fake.faults(|f| f.pod_quota = Some(2));
-    let cluster = Cluster::connect(&section(&fake, "interference: {pods_per_node: 2}\n"), "exp1").unwrap();
-    let msg = cluster.place_interference("c", &[cpu(1)]).unwrap_err().to_string();
-    assert!(msg.contains("403") && msg.contains("exceeded quota") && msg.contains("Pod/aefm-interference/"), "{msg}");
-    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty());
+    let cluster = Cluster::connect(
+        &section(&fake, "interference: {pods_per_node: 2}\n"),
+        "exp1",
+    )
+    .unwrap();
+    let msg = cluster
+        .place_interference("c", &[cpu(1)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("403")
+            && msg.contains("exceeded quota")
+            && msg.contains("Pod/aefm-interference/"),
+        "{msg}"
+    );
+    assert!(fake
+        .labelled("pods", "aefm.io/component", "interference")
+        .is_empty());
 
     // RBAC refusal on deployments.
     let fake = FakeKube::start().with_standard_nodes();
     fake.faults(|f| f.forbidden.push(("patch".into(), "deployments".into())));
     let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
     let msg = cluster.deploy(DeployAction::Apply).unwrap_err().to_string();
-    assert!(msg.contains("apply Deployment/hotel/") && msg.contains("403 Forbidden") && msg.contains("cannot patch"), "{msg}");
+    assert!(
+        msg.contains("apply Deployment/hotel/")
+            && msg.contains("403 Forbidden")
+            && msg.contains("cannot patch"),
+        "{msg}"
+    );
 
     // API server answering errors.
     fake.faults(|f| f.error_status = Some(500));
     let msg = cluster.clear_interference().unwrap_err().to_string();
-    assert!(msg.contains("list pods in aefm-interference") && msg.contains("500 InternalError"), "{msg}");
+    assert!(
+        msg.contains("list pods in aefm-interference") && msg.contains("500 InternalError"),
+        "{msg}"
+    );
 
     // API server unreachable (the kubeconfig outlives the server).
     let mut cfg = section(&fake, "");
@@ -205,9 +282,14 @@ fn faults_name_object_and_answer_and_leave_nothing_running() {
     std::fs::copy(fake.kubeconfig(), kept.path()).unwrap();
     cfg.kubeconfig = Some(kept.path().to_path_buf());
     drop(fake);
-    let err = Cluster::connect(&cfg, "exp1").and_then(|c| c.deploy(DeployAction::Apply)).unwrap_err();
+    let err = Cluster::connect(&cfg, "exp1")
+        .and_then(|c| c.deploy(DeployAction::Apply))
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("Connection refused") && msg.contains("Namespace/hotel"), "{msg}");
+    assert!(
+        msg.contains("Connection refused") && msg.contains("Namespace/hotel"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -222,7 +304,10 @@ fn a_node_that_disappears_fails_readiness_with_the_reason() {
         .iter()
         .any(|p| p["status"]["conditions"][0]["reason"] == "Unschedulable")));
     let msg = cluster.deploy(DeployAction::Apply).unwrap_err().to_string();
-    assert!(msg.contains("Unschedulable") && msg.contains("didn't match"), "{msg}");
+    assert!(
+        msg.contains("Unschedulable") && msg.contains("didn't match"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -235,8 +320,19 @@ fn clean_removes_everything_of_one_experiment() {
     fake.insert("configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other", "namespace": "hotel", "labels": {"aefm.io/experiment": "exp2"}}}));
     let kc = fake.kubeconfig();
     let cleaned = aefm::kubernetes::clean(Some(&kc), None, Some("exp1")).unwrap();
-    assert!(cleaned.deleted.iter().any(|o| o == "Deployment/hotel/frontend"), "{:?}", cleaned.deleted);
-    assert!(fake.wait_for(Duration::from_secs(5), |f| f.objects("pods").is_empty()), "{:?}", fake.objects("pods").len());
+    assert!(
+        cleaned
+            .deleted
+            .iter()
+            .any(|o| o == "Deployment/hotel/frontend"),
+        "{:?}",
+        cleaned.deleted
+    );
+    assert!(
+        fake.wait_for(Duration::from_secs(5), |f| f.objects("pods").is_empty()),
+        "{:?}",
+        fake.objects("pods").len()
+    );
     assert!(fake.objects("deployments").is_empty() && fake.objects("statefulsets").is_empty());
     assert!(fake.get("configmaps", "hotel", "other").is_some());
 }
@@ -249,9 +345,16 @@ fn auto_config_proposes_roles_and_levels_for_one_master_three_workers() {
     fake.insert("services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "jaeger", "namespace": "hotel"},
         "spec": {"type": "NodePort", "ports": [{"port": 16686, "nodePort": 30095}]}}));
     let kc = fake.kubeconfig();
-    let answers = aefm::kubernetes::autoconfig::Answers { name: Some("exp".into()), ..Default::default() };
+    let answers = aefm::kubernetes::autoconfig::Answers {
+        name: Some("exp".into()),
+        ..Default::default()
+    };
     let (info, p) = aefm::kubernetes::auto_config(Some(&kc), None, answers, None).unwrap();
-    assert_eq!(info.workers().len(), 3, "the legacy master label excludes the master");
+    assert_eq!(
+        info.workers().len(),
+        3,
+        "the legacy master label excludes the master"
+    );
     assert_eq!(p.roles["infra"], vec!["w1"]);
     assert_eq!(p.roles["testbed"], vec!["w2", "w3"]);
     assert!(p.homogeneous);
@@ -263,22 +366,34 @@ fn auto_config_proposes_roles_and_levels_for_one_master_three_workers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exp.yaml");
     std::fs::write(&path, aefm::kubernetes::autoconfig::render_config(&p)).unwrap();
-    let cfg = aefm::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&path).unwrap()));
+    let cfg = aefm::config::Config::load(&path)
+        .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&path).unwrap()));
     assert_eq!(cfg.kubernetes.unwrap().nodes.len(), 3);
 }
 
 /// Runs Job pods for real: `aefm-load` with the Job's arguments; its stdout is the pod log.
 fn real_load_runner(fake: &FakeKube, seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let bin = aefm_tests::bins::bin("aefm-load");
-    fake.set_job_runner(std::sync::Arc::new(move |run: &aefm_tests::fake_kube::JobRun| {
-        let out = std::process::Command::new(&bin).args(&run.args).output().expect("run aefm-load");
-        let log = String::from_utf8_lossy(&out.stdout).into_owned();
-        seen.lock().unwrap().push(log.clone());
-        (out.status.code().unwrap_or(1), log)
-    }));
+    fake.set_job_runner(std::sync::Arc::new(
+        move |run: &aefm_tests::fake_kube::JobRun| {
+            let out = std::process::Command::new(&bin)
+                .args(&run.args)
+                .output()
+                .expect("run aefm-load");
+            let log = String::from_utf8_lossy(&out.stdout).into_owned();
+            seen.lock().unwrap().push(log.clone());
+            (out.status.code().unwrap_or(1), log)
+        },
+    ));
 }
 
-fn experiment_config(fake: &FakeKube, dir: &Path, url: &str, duration: &str, extra_kube: &str) -> PathBuf {
+fn experiment_config(
+    fake: &FakeKube,
+    dir: &Path,
+    url: &str,
+    duration: &str,
+    extra_kube: &str,
+) -> PathBuf {
     let yaml = format!(
         r#"name: k8s-e2e
 backend: kubernetes
@@ -323,7 +438,11 @@ fn experiment_end_to_end_with_the_fake_cluster() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "aefm run failed: {stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "aefm run failed: {stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The app was deployed, interference was placed on the testbed nodes, then removed.
     assert!(fake.get("deployments", "hotel", "frontend").is_some());
     let placed: Vec<String> = fake
@@ -333,13 +452,24 @@ fn experiment_end_to_end_with_the_fake_cluster() {
         .collect();
     assert_eq!(placed.len(), 2, "one cpu pod per testbed node: {placed:?}");
     assert!(placed.iter().any(|r| r.contains("-w2-")) && placed.iter().any(|r| r.contains("-w3-")));
-    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty(), "interference cleared");
+    assert!(
+        fake.labelled("pods", "aefm.io/component", "interference")
+            .is_empty(),
+        "interference cleared"
+    );
     // The load reached the local test service; each case has its pod map.
     assert!(!app.requests().is_empty());
-    let pods_csv: Vec<_> = walk(&dir.path().join("results")).into_iter().filter(|p| p.ends_with("pods.csv")).collect();
+    let pods_csv: Vec<_> = walk(&dir.path().join("results"))
+        .into_iter()
+        .filter(|p| p.ends_with("pods.csv"))
+        .collect();
     assert_eq!(pods_csv.len(), 2, "{pods_csv:?}");
     let text = std::fs::read_to_string(&pods_csv[0]).unwrap();
-    assert!(text.lines().any(|l| l.starts_with("frontend-") && l.contains(",frontend,w")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("frontend-") && l.contains(",frontend,w")),
+        "{text}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -362,7 +492,13 @@ fn distributed_load_runs_jobs_and_merges_histograms_exactly() {
     real_load_runner(&fake, seen.clone());
     let app = aefm_tests::http_server::HttpServer::start(Default::default());
     let dir = tempfile::tempdir().unwrap();
-    let path = experiment_config(&fake, dir.path(), &app.url("/"), "2s", "  load: {max_rate_per_generator: 15}\n");
+    let path = experiment_config(
+        &fake,
+        dir.path(),
+        &app.url("/"),
+        "2s",
+        "  load: {max_rate_per_generator: 15}\n",
+    );
     let config = std::sync::Arc::new(aefm::config::Config::load(&path).unwrap());
     let mut comps = aefm::backend::build_components(&config).unwrap();
     let cases = std::sync::Arc::new(aefm::sweep::expand(&config));
@@ -380,17 +516,36 @@ fn distributed_load_runs_jobs_and_merges_histograms_exactly() {
         script_args: vec![],
         cores: None,
     };
-    let report = comps.workload.run(&ctx, &spec, &aefm::load::CancelToken::new()).unwrap();
+    let report = comps
+        .workload
+        .run(&ctx, &spec, &aefm::load::CancelToken::new())
+        .unwrap();
     let logs = seen.lock().unwrap().clone();
     assert_eq!(logs.len(), 3, "ceil(40 / 15) generators");
-    let parts: Vec<aefm_loadgen::Report> = logs.iter().map(|l| aefm_loadgen::Report::from_json(&l[l.find('{').unwrap()..]).unwrap()).collect();
-    let rates: Vec<String> = fake.requests().into_iter().filter(|r| r.starts_with("PATCH /apis/batch/v1/namespaces/hotel/jobs/")).collect();
+    let parts: Vec<aefm_loadgen::Report> = logs
+        .iter()
+        .map(|l| aefm_loadgen::Report::from_json(&l[l.find('{').unwrap()..]).unwrap())
+        .collect();
+    let rates: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PATCH /apis/batch/v1/namespaces/hotel/jobs/"))
+        .collect();
     assert_eq!(rates.len(), 3);
     let total: u64 = parts.iter().map(|p| p.corrected().len()).sum();
-    assert_eq!(report.requests, total, "the merged histogram holds every sample of every job");
-    assert_eq!(report.histogram.max(), parts.iter().map(|p| p.corrected().max()).max().unwrap());
+    assert_eq!(
+        report.requests, total,
+        "the merged histogram holds every sample of every job"
+    );
+    assert_eq!(
+        report.histogram.max(),
+        parts.iter().map(|p| p.corrected().max()).max().unwrap()
+    );
     assert!(total > 0);
-    assert!(fake.objects("jobs").is_empty(), "load Jobs are deleted afterwards");
+    assert!(
+        fake.objects("jobs").is_empty(),
+        "load Jobs are deleted afterwards"
+    );
 }
 
 #[test]
@@ -398,9 +553,19 @@ fn sigint_during_an_experiment_removes_interference() {
     let fake = FakeKube::start().with_standard_nodes();
     let app = aefm_tests::http_server::HttpServer::start(Default::default());
     let dir = tempfile::tempdir().unwrap();
-    let yaml = std::fs::read_to_string(experiment_config(&fake, dir.path(), &app.url("/"), "30s", "")).unwrap();
+    let yaml = std::fs::read_to_string(experiment_config(
+        &fake,
+        dir.path(),
+        &app.url("/"),
+        "30s",
+        "",
+    ))
+    .unwrap();
     // Interference first, so it is running while the long load runs.
-    let yaml = yaml.replace("cpu: [none, {kind: cpu, label: cpu-1w, workers: 1, load: 50}]", "cpu: [{kind: cpu, label: cpu-1w, workers: 1, load: 50}]");
+    let yaml = yaml.replace(
+        "cpu: [none, {kind: cpu, label: cpu-1w, workers: 1, load: 50}]",
+        "cpu: [{kind: cpu, label: cpu-1w, workers: 1, load: 50}]",
+    );
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     let mut child = std::process::Command::new(aefm_tests::bins::bin("aefm"))
@@ -416,16 +581,26 @@ fn sigint_during_an_experiment_removes_interference() {
     });
     assert!(placed, "interference never ran");
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "aefm did not stop after SIGINT");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aefm did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!code.success());
-    assert!(fake.labelled("pods", "aefm.io/component", "interference").is_empty(), "interference left running after Ctrl-C");
+    assert!(
+        fake.labelled("pods", "aefm.io/component", "interference")
+            .is_empty(),
+        "interference left running after Ctrl-C"
+    );
 }

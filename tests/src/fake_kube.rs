@@ -44,13 +44,22 @@ impl Shared {
     }
     /// Current faults (a copy).
     pub fn faults(&self) -> Faults {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     fn log_request(&self, method: &http::Method, uri: &http::Uri) {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{method} {uri}"));
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{method} {uri}"));
     }
     fn forbidden(&self, verb: &str, plural: &str) -> bool {
-        self.faults().forbidden.iter().any(|(v, p)| (v == verb || v == "*") && p == plural)
+        self.faults()
+            .forbidden
+            .iter()
+            .any(|(v, p)| (v == verb || v == "*") && p == plural)
     }
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
@@ -64,10 +73,16 @@ impl Shared {
     }
     fn log_of(&self, ns: &str, name: &str) -> Option<String> {
         let key = ("pods".to_string(), ns.to_string(), name.to_string());
-        if self.store().get("pods", ns, name).is_none() {
-            return None;
-        }
-        Some(self.world.lock().unwrap_or_else(|e| e.into_inner()).logs.get(&key).cloned().unwrap_or_default())
+        self.store().get("pods", ns, name)?;
+        Some(
+            self.world
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .logs
+                .get(&key)
+                .cloned()
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -87,13 +102,19 @@ impl FakeKube {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             world: Mutex::new(controllers::World::default()),
-            faults: Mutex::new(Faults { ready_delay: Duration::from_millis(150), ..Faults::default() }),
+            faults: Mutex::new(Faults {
+                ready_delay: Duration::from_millis(150),
+                ..Faults::default()
+            }),
             requests: Mutex::new(Vec::new()),
             changes,
             runner: Mutex::new(None),
         });
         for ns in ["default", "kube-system"] {
-            shared.store().create("namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            shared.store().create(
+                "namespaces",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            );
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake API server");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -101,7 +122,11 @@ impl FakeKube {
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 let ctl = sh.clone();
@@ -128,7 +153,13 @@ impl FakeKube {
             rt.shutdown_timeout(Duration::from_millis(100));
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let fake = FakeKube { addr, shared, dir, stop: Some(stop_tx), thread: Some(thread) };
+        let fake = FakeKube {
+            addr,
+            shared,
+            dir,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
         std::fs::write(fake.kubeconfig(), fake.kubeconfig_text()).expect("write kubeconfig");
         fake
     }
@@ -181,7 +212,13 @@ impl FakeKube {
 
     /// A cluster of one master (legacy `master` label) and three identical workers w1..w3.
     pub fn with_standard_nodes(self) -> FakeKube {
-        self.add_node("master", "4", "8Gi", "10.0.0.10", json!({"node-role.kubernetes.io/master": ""}));
+        self.add_node(
+            "master",
+            "4",
+            "8Gi",
+            "10.0.0.10",
+            json!({"node-role.kubernetes.io/master": ""}),
+        );
         self.add_node("w1", "8", "32863984Ki", "10.0.0.11", json!({}));
         self.add_node("w2", "8", "32Gi", "10.0.0.12", json!({}));
         self.add_node("w3", "8000m", "34359738368", "10.0.0.13", json!({}));
@@ -190,7 +227,9 @@ impl FakeKube {
 
     /// Removes a node; pods bound to it are evicted on the next tick.
     pub fn remove_node(&self, name: &str) {
-        self.shared.store().delete(&("nodes".into(), String::new(), name.into()));
+        self.shared
+            .store()
+            .delete(&("nodes".into(), String::new(), name.into()));
         self.shared.notify();
     }
 
@@ -199,7 +238,10 @@ impl FakeKube {
         let mut store = self.shared.store();
         if let Some(ns) = object["metadata"]["namespace"].as_str() {
             if store.get("namespaces", "", ns).is_none() {
-                store.create("namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+                store.create(
+                    "namespaces",
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                );
             }
         }
         let o = store.create(plural, object);
@@ -230,12 +272,19 @@ impl FakeKube {
 
     /// Every request received so far, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Objects of `plural` carrying label `key=value`.
     pub fn labelled(&self, plural: &str, key: &str, value: &str) -> Vec<Value> {
-        self.objects(plural).into_iter().filter(|o| o["metadata"]["labels"][key] == value).collect()
+        self.objects(plural)
+            .into_iter()
+            .filter(|o| o["metadata"]["labels"][key] == value)
+            .collect()
     }
 
     /// Waits (bounded) until `cond` holds on the store; returns whether it did.
@@ -282,7 +331,11 @@ fn run_controllers(shared: &Arc<Shared>) {
         }
         runs
     };
-    let runner = shared.runner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let runner = shared
+        .runner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     for run in runs {
         let sh = shared.clone();
         let runner = runner.clone();

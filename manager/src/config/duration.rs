@@ -49,7 +49,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn secs_to_duration(secs: f64) -> Option<Duration> {
-    if secs.is_finite() && secs >= 0.0 && secs < 1e10 {
+    if secs.is_finite() && (0.0..1e10).contains(&secs) {
         Some(Duration::from_secs_f64(secs))
     } else {
         None
@@ -59,7 +59,7 @@ fn secs_to_duration(secs: f64) -> Option<Duration> {
 /// `1500ms` -> `1.5s`, `90s` -> `1m30s`: the shortest readable form.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         if ms < 1000 {
             return format!("{ms}ms");
         }

@@ -309,7 +309,7 @@ impl NumberRange {
         match self {
             NumberRange::List(v) => Some(v.clone()),
             NumberRange::Range { min, max, step } => {
-                if !(*step > 0.0) || max < min {
+                if *step <= 0.0 || step.is_nan() || max < min {
                     return None;
                 }
                 let n = ((max - min) / step + 1e-9).floor() as usize;
@@ -404,7 +404,7 @@ pub enum InterferenceLevelSpec {
     /// No interference.
     None,
     /// A stressor.
-    Stress(StressSpec),
+    Stress(Box<StressSpec>),
 }
 
 /// A stressor and its intensity, in the stressor's own units.
@@ -484,7 +484,7 @@ impl<'de> Deserialize<'de> for InterferenceLevelSpec {
             }
             fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
                 StressSpec::deserialize(de::value::MapAccessDeserializer::new(m))
-                    .map(InterferenceLevelSpec::Stress)
+                    .map(|s| InterferenceLevelSpec::Stress(Box::new(s)))
             }
         }
         d.deserialize_any(V)
@@ -654,7 +654,7 @@ impl Config {
             .rate
             .values()
             .ok_or_else(|| bad("sweep.rate", "step must be > 0 and max >= min".into()))?;
-        if rates.is_empty() || rates.iter().any(|r| !(*r > 0.0) || !r.is_finite()) {
+        if rates.is_empty() || rates.iter().any(|r| *r <= 0.0 || !r.is_finite()) {
             return Err(bad(
                 "sweep.rate",
                 "needs at least one rate, all > 0 requests per second".into(),

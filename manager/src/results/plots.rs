@@ -23,6 +23,9 @@ const COLORS: [RGBColor; 8] = [
 
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
+/// Picks one figure out of a case's latency percentiles.
+type Pick = fn(&crate::load::Percentiles) -> f64;
+
 /// Writes every plot into `<dir>/plots`; returns the files written.
 pub fn write_all(
     dir: &Path,
@@ -31,7 +34,7 @@ pub fn write_all(
     let plots = dir.join("plots");
     std::fs::create_dir_all(plots.join("timeline")).map_err(super::io(&plots))?;
     let mut out = Vec::new();
-    let pick: [(&str, &str, fn(&crate::load::Percentiles) -> f64); 4] = [
+    let pick: [(&str, &str, Pick); 4] = [
         ("p50", "p50", |l| l.p50_us),
         ("p90", "p90", |l| l.p90_us),
         ("p99", "p99", |l| l.p99_us),
@@ -102,7 +105,7 @@ fn level_label(e: &Entry) -> String {
 }
 
 /// Mean over rounds of a percentile, per level label, per offered rate (ms).
-fn by_level(entries: &BTreeMap<String, Entry>, f: fn(&crate::load::Percentiles) -> f64) -> Series {
+fn by_level(entries: &BTreeMap<String, Entry>, f: Pick) -> Series {
     let mut acc: BTreeMap<String, BTreeMap<u64, (f64, f64, usize)>> = BTreeMap::new();
     for e in entries.values().filter(|e| e.status == Status::Ok) {
         let Some(l) = &e.latency else { continue };

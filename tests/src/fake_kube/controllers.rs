@@ -82,7 +82,9 @@ fn owned_by<'a>(store: &'a Store, plural: &str, owner: &Value) -> Vec<&'a Value>
         .filter(|((p, n, _), o)| {
             p == plural
                 && n == ns
-                && o["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["uid"] == owner["metadata"]["uid"]))
+                && o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["uid"] == owner["metadata"]["uid"]))
         })
         .map(|(_, o)| o)
         .collect()
@@ -90,10 +92,21 @@ fn owned_by<'a>(store: &'a Store, plural: &str, owner: &Value) -> Vec<&'a Value>
 
 /// Whether the pod counts as ready.
 pub fn pod_ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
-fn new_pod(world: &mut World, store: &mut Store, owner: &Value, kind: &str, api_version: &str, name: String, extra_labels: Value) -> Value {
+fn new_pod(
+    world: &mut World,
+    store: &mut Store,
+    owner: &Value,
+    kind: &str,
+    api_version: &str,
+    name: String,
+    extra_labels: Value,
+) -> Value {
     let ns = owner["metadata"]["namespace"].clone();
     let template = &owner["spec"]["template"];
     let mut labels = template["metadata"]["labels"].clone();
@@ -114,7 +127,9 @@ fn new_pod(world: &mut World, store: &mut Store, owner: &Value, kind: &str, api_
         "status": {"phase": "Pending"},
     });
     let pod = store.create("pods", pod);
-    world.born.insert(super::store::key_of("pods", &pod), Instant::now());
+    world
+        .born
+        .insert(super::store::key_of("pods", &pod), Instant::now());
     pod
 }
 
@@ -138,9 +153,15 @@ pub fn tick(store: &mut Store, world: &mut World, faults: &Faults) -> Vec<JobRun
 fn deployments(store: &mut Store) {
     for d in store.list("deployments", None) {
         let hash = short_hash(&d["spec"]["template"]);
-        let rs_name = format!("{}-{hash}", d["metadata"]["name"].as_str().unwrap_or_default());
+        let rs_name = format!(
+            "{}-{hash}",
+            d["metadata"]["name"].as_str().unwrap_or_default()
+        );
         let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        let existing: Vec<Value> = owned_by(store, "replicasets", &d).into_iter().cloned().collect();
+        let existing: Vec<Value> = owned_by(store, "replicasets", &d)
+            .into_iter()
+            .cloned()
+            .collect();
         for rs in &existing {
             if rs["metadata"]["name"] != rs_name.as_str() {
                 store.delete(&super::store::key_of("replicasets", rs));
@@ -156,7 +177,10 @@ fn deployments(store: &mut Store) {
                          "ownerReferences": owner_ref(&d, "Deployment", "apps/v1")},
             "spec": {"replicas": replicas, "selector": d["spec"]["selector"].clone(), "template": template},
         });
-        match existing.iter().find(|r| r["metadata"]["name"] == rs_name.as_str()) {
+        match existing
+            .iter()
+            .find(|r| r["metadata"]["name"] == rs_name.as_str())
+        {
             Some(old) => {
                 let mut new = old.clone();
                 new["spec"] = rs["spec"].clone();
@@ -169,8 +193,18 @@ fn deployments(store: &mut Store) {
     }
 }
 
-fn scale_pods(store: &mut Store, world: &mut World, owner: &Value, kind: &str, want: i64, name_for: &dyn Fn(&mut World, usize) -> String) {
-    let pods: Vec<Value> = owned_by(store, "pods", owner).into_iter().cloned().collect();
+fn scale_pods(
+    store: &mut Store,
+    world: &mut World,
+    owner: &Value,
+    kind: &str,
+    want: i64,
+    name_for: &dyn Fn(&mut World, usize) -> String,
+) {
+    let pods: Vec<Value> = owned_by(store, "pods", owner)
+        .into_iter()
+        .cloned()
+        .collect();
     let have = pods.len() as i64;
     if have < want {
         for i in have..want {
@@ -187,16 +221,26 @@ fn scale_pods(store: &mut Store, world: &mut World, owner: &Value, kind: &str, w
 fn replicasets(store: &mut Store, world: &mut World) {
     for rs in store.list("replicasets", None) {
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1);
-        let base = rs["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        scale_pods(store, world, &rs, "ReplicaSet", want, &|w, _| format!("{base}-{}", next_suffix(w)));
+        let base = rs["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        scale_pods(store, world, &rs, "ReplicaSet", want, &|w, _| {
+            format!("{base}-{}", next_suffix(w))
+        });
     }
 }
 
 fn statefulsets(store: &mut Store, world: &mut World) {
     for s in store.list("statefulsets", None) {
         let want = s["spec"]["replicas"].as_i64().unwrap_or(1);
-        let base = s["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        scale_pods(store, world, &s, "StatefulSet", want, &|_, i| format!("{base}-{i}"));
+        let base = s["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        scale_pods(store, world, &s, "StatefulSet", want, &|_, i| {
+            format!("{base}-{i}")
+        });
     }
 }
 
@@ -206,12 +250,20 @@ fn nodes(store: &Store) -> Vec<Value> {
 
 /// Node names a pod spec allows through `kubernetes.io/hostname In [...]`; `None` = any.
 fn allowed_nodes(spec: &Value) -> Option<Vec<String>> {
-    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"].as_array()?;
+    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"]
+        .as_array()?;
     let mut out = Vec::new();
     for t in terms {
         for e in t["matchExpressions"].as_array().into_iter().flatten() {
             if e["key"] == "kubernetes.io/hostname" && e["operator"] == "In" {
-                out.extend(e["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)));
+                out.extend(
+                    e["values"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_string)),
+                );
             }
         }
     }
@@ -229,7 +281,11 @@ fn daemonsets(store: &mut Store, world: &mut World) {
         let pods: Vec<Value> = owned_by(store, "pods", &ds).into_iter().cloned().collect();
         for node in &targets {
             if !pods.iter().any(|p| p["spec"]["nodeName"] == node.as_str()) {
-                let name = format!("{}-{}", ds["metadata"]["name"].as_str().unwrap_or_default(), next_suffix(world));
+                let name = format!(
+                    "{}-{}",
+                    ds["metadata"]["name"].as_str().unwrap_or_default(),
+                    next_suffix(world)
+                );
                 let mut p = new_pod(world, store, &ds, "DaemonSet", "apps/v1", name, json!({}));
                 p["spec"]["nodeName"] = json!(node);
                 store.update("pods", p);
@@ -241,7 +297,10 @@ fn daemonsets(store: &mut Store, world: &mut World) {
 fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
     let mut runs = Vec::new();
     for j in store.list("jobs", None) {
-        let name = j["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = j["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if owned_by(store, "pods", &j).is_empty() && j["status"]["conditions"].is_null() {
             let labels = json!({"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": j["metadata"]["uid"]});
             let pod_name = format!("{name}-{}", next_suffix(world));
@@ -249,13 +308,27 @@ fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
             p["metadata"]["ownerReferences"][0]["apiVersion"] = json!("batch/v1");
             store.update("pods", p);
         }
-        for p in owned_by(store, "pods", &j).into_iter().cloned().collect::<Vec<_>>() {
+        for p in owned_by(store, "pods", &j)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             let key = super::store::key_of("pods", &p);
             if p["status"]["phase"] == "Running" && !world.started_jobs.contains(&key) {
                 world.started_jobs.insert(key.clone());
                 let c = &p["spec"]["containers"][0];
-                let strs = |v: &Value| v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect();
-                runs.push(JobRun { pod: key, command: strs(&c["command"]), args: strs(&c["args"]) });
+                let strs = |v: &Value| {
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                };
+                runs.push(JobRun {
+                    pod: key,
+                    command: strs(&c["command"]),
+                    args: strs(&c["args"]),
+                });
             }
         }
     }
@@ -263,8 +336,17 @@ fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
 }
 
 fn failure_for(faults: &Faults, spec: &Value) -> Option<PodFailure> {
-    let images: Vec<String> = spec["containers"].as_array().into_iter().flatten().filter_map(|c| c["image"].as_str().map(str::to_string)).collect();
-    faults.images.iter().find(|(sub, _)| images.iter().any(|i| i.contains(sub.as_str()))).map(|(_, f)| *f)
+    let images: Vec<String> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["image"].as_str().map(str::to_string))
+        .collect();
+    faults
+        .images
+        .iter()
+        .find(|(sub, _)| images.iter().any(|i| i.contains(sub.as_str())))
+        .map(|(_, f)| *f)
 }
 
 fn container_statuses(spec: &Value, state: Value, ready: bool, restarts: i64) -> Value {
@@ -282,9 +364,16 @@ fn container_statuses(spec: &Value, state: Value, ready: bool, restarts: i64) ->
 fn kubelet(store: &mut Store, world: &mut World, faults: &Faults) {
     let node_list = nodes(store);
     let node_ip = |name: &str| -> Option<String> {
-        node_list.iter().find(|n| n["metadata"]["name"] == name).and_then(|n| {
-            n["status"]["addresses"].as_array()?.iter().find(|a| a["type"] == "InternalIP").and_then(|a| a["address"].as_str().map(str::to_string))
-        })
+        node_list
+            .iter()
+            .find(|n| n["metadata"]["name"] == name)
+            .and_then(|n| {
+                n["status"]["addresses"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["type"] == "InternalIP")
+                    .and_then(|a| a["address"].as_str().map(str::to_string))
+            })
     };
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     for p in store.list("pods", None) {
@@ -294,7 +383,10 @@ fn kubelet(store: &mut Store, world: &mut World, faults: &Faults) {
     }
     for mut p in store.list("pods", None) {
         let key = super::store::key_of("pods", &p);
-        let phase = p["status"]["phase"].as_str().unwrap_or("Pending").to_string();
+        let phase = p["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_string();
         if phase == "Succeeded" || phase == "Failed" {
             continue;
         }
@@ -319,13 +411,24 @@ fn kubelet(store: &mut Store, world: &mut World, faults: &Faults) {
                 store.update("pods", p);
                 continue;
             }
-            let node = candidates.iter().min_by_key(|n| per_node.get(*n).copied().unwrap_or(0)).cloned().unwrap_or_default();
+            let node = candidates
+                .iter()
+                .min_by_key(|n| per_node.get(*n).copied().unwrap_or(0))
+                .cloned()
+                .unwrap_or_default();
             *per_node.entry(node.clone()).or_default() += 1;
             p["spec"]["nodeName"] = json!(node);
         }
-        let node = p["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+        let node = p["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let host_ip = node_ip(&node).unwrap_or_else(|| "10.0.0.254".into());
-        let age = world.born.get(&key).map(|b| b.elapsed()).unwrap_or(Duration::MAX);
+        let age = world
+            .born
+            .get(&key)
+            .map(|b| b.elapsed())
+            .unwrap_or(Duration::MAX);
         let sched = json!({"type": "PodScheduled", "status": "True"});
         let status = if age < faults.ready_delay {
             json!({"phase": "Pending", "hostIP": host_ip, "conditions": [sched],
@@ -333,8 +436,15 @@ fn kubelet(store: &mut Store, world: &mut World, faults: &Faults) {
         } else {
             match failure {
                 Some(PodFailure::ImagePull) => {
-                    let image = p["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
-                    let reason = if age < faults.ready_delay * 2 { "ErrImagePull" } else { "ImagePullBackOff" };
+                    let image = p["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let reason = if age < faults.ready_delay * 2 {
+                        "ErrImagePull"
+                    } else {
+                        "ImagePullBackOff"
+                    };
                     json!({"phase": "Pending", "hostIP": host_ip, "conditions": [sched, {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
                            "containerStatuses": container_statuses(&p["spec"], json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image \"{image}\"")}}), false, 0)})
                 }
@@ -371,7 +481,10 @@ fn statuses(store: &mut Store) {
     }
     for mut d in store.list("deployments", None) {
         let hash = short_hash(&d["spec"]["template"]);
-        let current = format!("{}-{hash}", d["metadata"]["name"].as_str().unwrap_or_default());
+        let current = format!(
+            "{}-{hash}",
+            d["metadata"]["name"].as_str().unwrap_or_default()
+        );
         let (mut total, mut updated, mut ready) = (0, 0, 0);
         for rs in owned_by(store, "replicasets", &d) {
             for p in owned_by(store, "pods", rs) {
@@ -404,8 +517,14 @@ fn statuses(store: &mut Store) {
     }
     for mut j in store.list("jobs", None) {
         let pods: Vec<Value> = owned_by(store, "pods", &j).into_iter().cloned().collect();
-        let succeeded = pods.iter().filter(|p| p["status"]["phase"] == "Succeeded").count();
-        let failed = pods.iter().filter(|p| p["status"]["phase"] == "Failed").count();
+        let succeeded = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+            .count();
+        let failed = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Failed")
+            .count();
         let active = pods.len() - succeeded - failed;
         let mut st = json!({"active": active, "succeeded": succeeded, "failed": failed});
         if succeeded > 0 {

@@ -26,7 +26,11 @@ fn full(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respons
 }
 
 fn json_resp(code: u16, v: &Value) -> Response<Body> {
-    full(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), "application/json", v.to_string())
+    full(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        "application/json",
+        v.to_string(),
+    )
 }
 
 fn err(code: u16, reason: &str, message: &str) -> Response<Body> {
@@ -44,7 +48,10 @@ fn query(uri: &http::Uri) -> Vec<(String, String)> {
             match b[i] {
                 b'+' => out.push(b' '),
                 b'%' if i + 2 < b.len() => {
-                    match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
                         Ok(v) => {
                             out.push(v);
                             i += 2;
@@ -86,7 +93,9 @@ fn discovery(group_version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 /// Parsed REST path.
@@ -105,11 +114,18 @@ fn parse_path(path: &str) -> Option<Target> {
         _ => return None,
     };
     let (namespace, rest) = match rest {
-        ["namespaces", ns, plural, more @ ..] => (Some(ns.to_string()), [&[*plural][..], more].concat()),
+        ["namespaces", ns, plural, more @ ..] => {
+            (Some(ns.to_string()), [&[*plural][..], more].concat())
+        }
         other => (None, other.to_vec()),
     };
     let rt = store::resource(group, rest.first()?)?;
-    Some(Target { rt, namespace, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).map(|s| s.to_string()) })
+    Some(Target {
+        rt,
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub: rest.get(2).map(|s| s.to_string()),
+    })
 }
 
 fn verb(method: &Method, t: &Target, watch: bool) -> &'static str {
@@ -126,11 +142,24 @@ fn verb(method: &Method, t: &Target, watch: bool) -> &'static str {
 }
 
 /// Answers one request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     shared.log_request(&method, &uri);
     if let Some(code) = shared.faults().error_status {
         let reason = match code {
@@ -138,36 +167,62 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
             429 => "TooManyRequests",
             _ => "InternalError",
         };
-        return Ok(err(code, reason, "the fake API server was told to fail this request"));
+        return Ok(err(
+            code,
+            reason,
+            "the fake API server was told to fail this request",
+        ));
     }
     let path = uri.path();
     match path {
         "/version" => {
-            return Ok(json_resp(200, &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-aefm-fake", "platform": "linux/amd64"})))
+            return Ok(json_resp(
+                200,
+                &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-aefm-fake", "platform": "linux/amd64"}),
+            ))
         }
-        "/api" => return Ok(json_resp(200, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
+        "/api" => {
+            return Ok(json_resp(
+                200,
+                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            ))
+        }
         "/apis" => {
             let groups: Vec<Value> = ["apps", "batch"]
                 .iter()
                 .map(|g| json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}], "preferredVersion": {"groupVersion": format!("{g}/v1"), "version": "v1"}}))
                 .collect();
-            return Ok(json_resp(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})));
+            return Ok(json_resp(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            ));
         }
         _ => {}
     }
-    let gv = path.trim_matches('/').strip_prefix("api/").or_else(|| path.trim_matches('/').strip_prefix("apis/"));
+    let gv = path
+        .trim_matches('/')
+        .strip_prefix("api/")
+        .or_else(|| path.trim_matches('/').strip_prefix("apis/"));
     if let Some(d) = gv.and_then(discovery) {
         return Ok(json_resp(200, &d));
     }
     let Some(t) = parse_path(path) else {
-        return Ok(err(404, "NotFound", &format!("the server could not find the requested resource ({path})")));
+        return Ok(err(
+            404,
+            "NotFound",
+            &format!("the server could not find the requested resource ({path})"),
+        ));
     };
     let q = query(&uri);
     let param = |k: &str| q.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.clone());
     let watch = matches!(param("watch").as_deref(), Some("true" | "1"));
     let v = verb(&method, &t, watch);
     if shared.forbidden(v, t.rt.plural) {
-        let ns_part = t.namespace.as_ref().map(|n| format!(" in the namespace \"{n}\"")).unwrap_or_default();
+        let ns_part = t
+            .namespace
+            .as_ref()
+            .map(|n| format!(" in the namespace \"{n}\""))
+            .unwrap_or_default();
         let msg = format!(
             "{}{} is forbidden: User \"system:serviceaccount:aefm:runner\" cannot {v} resource \"{}\" in API group \"{}\"{ns_part}",
             t.rt.plural,
@@ -179,7 +234,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
     }
     let ns = t.namespace.clone().unwrap_or_default();
     Ok(match (v, t.sub.as_deref()) {
-        ("watch", _) => watch_stream(shared, &t, param("resourceVersion"), param("labelSelector"), param("fieldSelector"), param("timeoutSeconds")),
+        ("watch", _) => watch_stream(
+            shared,
+            &t,
+            param("resourceVersion"),
+            param("labelSelector"),
+            param("fieldSelector"),
+            param("timeoutSeconds"),
+        ),
         ("list", _) => {
             let store = shared.store();
             let items: Vec<Value> = store
@@ -188,7 +250,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
                 .filter(|o| param("labelSelector").is_none_or(|s| matches_labels(o, &s)))
                 .filter(|o| param("fieldSelector").is_none_or(|s| matches_fields(o, &s)))
                 .collect();
-            json_resp(200, &json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}))
+            json_resp(
+                200,
+                &json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
+            )
         }
         ("get", Some("log")) => {
             let name = t.name.clone().unwrap_or_default();
@@ -201,7 +266,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
             let name = t.name.clone().unwrap_or_default();
             match shared.store().get(t.rt.plural, &ns, &name) {
                 Some(o) => json_resp(200, &o),
-                None => err(404, "NotFound", &format!("{} \"{name}\" not found", t.rt.plural)),
+                None => err(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", t.rt.plural),
+                ),
             }
         }
         ("create", _) => match serde_json::from_slice::<Value>(&body) {
@@ -210,10 +279,18 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
         },
         ("patch", _) => {
             if content_type != "application/apply-patch+yaml" {
-                return Ok(err(415, "UnsupportedMediaType", &format!("the fake only supports server-side apply, not {content_type}")));
+                return Ok(err(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("the fake only supports server-side apply, not {content_type}"),
+                ));
             }
             if param("fieldManager").is_none() {
-                return Ok(err(400, "BadRequest", "PATCH, fieldManager: Required value: is required for apply patch"));
+                return Ok(err(
+                    400,
+                    "BadRequest",
+                    "PATCH, fieldManager: Required value: is required for apply patch",
+                ));
             }
             match serde_yaml::from_slice::<Value>(&body) {
                 Ok(obj) => apply(&shared, &t, obj, &param("fieldManager").unwrap_or_default()),
@@ -224,17 +301,32 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
             let name = t.name.clone().unwrap_or_default();
             let mut store = shared.store();
             match store.delete(&(t.rt.plural.to_string(), ns.clone(), name.clone())) {
-                Some(_) => json_resp(200, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.rt.plural}})),
-                None => err(404, "NotFound", &format!("{} \"{name}\" not found", t.rt.plural)),
+                Some(_) => json_resp(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.rt.plural}}),
+                ),
+                None => err(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", t.rt.plural),
+                ),
             }
         }
-        _ => err(405, "MethodNotAllowed", &format!("{method} is not supported on {path}")),
+        _ => err(
+            405,
+            "MethodNotAllowed",
+            &format!("{method} is not supported on {path}"),
+        ),
     })
 }
 
 fn check_namespace(shared: &Shared, t: &Target, ns: &str) -> Option<Response<Body>> {
     if t.rt.namespaced && shared.store().get("namespaces", "", ns).is_none() {
-        return Some(err(404, "NotFound", &format!("namespaces \"{ns}\" not found")));
+        return Some(err(
+            404,
+            "NotFound",
+            &format!("namespaces \"{ns}\" not found"),
+        ));
     }
     None
 }
@@ -250,11 +342,30 @@ fn check_quota(shared: &Shared, t: &Target, ns: &str, name: &str) -> Option<Resp
     })
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
 fn prepare(t: &Target, mut obj: Value) -> Result<(Value, String, String), Response<Body>> {
-    let ns = if t.rt.namespaced { t.namespace.clone().or_else(|| obj["metadata"]["namespace"].as_str().map(str::to_string)).unwrap_or_else(|| "default".into()) } else { String::new() };
-    let name = obj["metadata"]["name"].as_str().map(str::to_string).or_else(|| t.name.clone()).unwrap_or_default();
+    let ns = if t.rt.namespaced {
+        t.namespace
+            .clone()
+            .or_else(|| obj["metadata"]["namespace"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "default".into())
+    } else {
+        String::new()
+    };
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| t.name.clone())
+        .unwrap_or_default();
     if name.is_empty() {
-        return Err(err(422, "Invalid", &format!("{} \"\" is invalid: metadata.name: Required value: name is required", t.rt.kind)));
+        return Err(err(
+            422,
+            "Invalid",
+            &format!(
+                "{} \"\" is invalid: metadata.name: Required value: name is required",
+                t.rt.kind
+            ),
+        ));
     }
     if t.rt.namespaced {
         obj["metadata"]["namespace"] = json!(ns);
@@ -269,12 +380,17 @@ fn create(shared: &Shared, t: &Target, obj: Value) -> Response<Body> {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if let Some(r) = check_namespace(shared, t, &ns).or_else(|| check_quota(shared, t, &ns, &name)) {
+    if let Some(r) = check_namespace(shared, t, &ns).or_else(|| check_quota(shared, t, &ns, &name))
+    {
         return r;
     }
     let mut store = shared.store();
     if store.get(t.rt.plural, &ns, &name).is_some() {
-        return err(409, "AlreadyExists", &format!("{} \"{name}\" already exists", t.rt.plural));
+        return err(
+            409,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", t.rt.plural),
+        );
     }
     let created = store.create(t.rt.plural, obj);
     drop(store);
@@ -288,13 +404,21 @@ fn apply(shared: &Shared, t: &Target, obj: Value, manager: &str) -> Response<Bod
         Err(r) => return r,
     };
     if t.name.as_deref().is_some_and(|n| n != name) {
-        return err(400, "BadRequest", &format!("the name of the object ({name}) does not match the name on the URL ({})", t.name.clone().unwrap_or_default()));
+        return err(
+            400,
+            "BadRequest",
+            &format!(
+                "the name of the object ({name}) does not match the name on the URL ({})",
+                t.name.clone().unwrap_or_default()
+            ),
+        );
     }
     if let Some(r) = check_namespace(shared, t, &ns) {
         return r;
     }
     let existing = shared.store().get(t.rt.plural, &ns, &name);
-    obj["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Apply", "apiVersion": t.rt.api_version()}]);
+    obj["metadata"]["managedFields"] =
+        json!([{"manager": manager, "operation": "Apply", "apiVersion": t.rt.api_version()}]);
     match existing {
         None => {
             if let Some(r) = check_quota(shared, t, &ns, &name) {
@@ -327,14 +451,22 @@ fn apply(shared: &Shared, t: &Target, obj: Value, manager: &str) -> Response<Bod
 
 /// A watch: replays events after `resourceVersion` (all current objects as ADDED when it is empty
 /// or `0`), then streams new ones, one JSON line each, until `timeoutSeconds`.
-fn watch_stream(shared: Arc<Shared>, t: &Target, rv: Option<String>, labels: Option<String>, fields: Option<String>, timeout: Option<String>) -> Response<Body> {
+fn watch_stream(
+    shared: Arc<Shared>,
+    t: &Target,
+    rv: Option<String>,
+    labels: Option<String>,
+    fields: Option<String>,
+    timeout: Option<String>,
+) -> Response<Body> {
     let plural = t.rt.plural.to_string();
     let ns = t.namespace.clone();
     let timeout = Duration::from_secs(timeout.and_then(|t| t.parse().ok()).unwrap_or(290).min(290));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
     let mut changes = shared.subscribe();
     let matches = move |o: &Value| {
-        ns.as_deref().is_none_or(|n| o["metadata"]["namespace"] == n)
+        ns.as_deref()
+            .is_none_or(|n| o["metadata"]["namespace"] == n)
             && labels.as_deref().is_none_or(|s| matches_labels(o, s))
             && fields.as_deref().is_none_or(|s| matches_fields(o, s))
     };
@@ -344,7 +476,11 @@ fn watch_stream(shared: Arc<Shared>, t: &Target, rv: Option<String>, labels: Opt
             None | Some("") | Some("0") => {
                 let (now, initial) = {
                     let store = shared.store();
-                    let initial: Vec<Value> = store.list(&plural, None).into_iter().filter(|o| matches(o)).collect();
+                    let initial: Vec<Value> = store
+                        .list(&plural, None)
+                        .into_iter()
+                        .filter(|o| matches(o))
+                        .collect();
                     (store.rv, initial)
                 };
                 for o in initial {
@@ -367,7 +503,12 @@ fn watch_stream(shared: Arc<Shared>, t: &Target, rv: Option<String>, labels: Opt
                     .events
                     .iter()
                     .filter(|e| e.rv > sent_until && e.plural == plural && matches(&e.object))
-                    .map(|e| (e.rv, json!({"type": e.kind, "object": e.object}).to_string() + "\n"))
+                    .map(|e| {
+                        (
+                            e.rv,
+                            json!({"type": e.kind, "object": e.object}).to_string() + "\n",
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .into_iter()
                     .chain(std::iter::once((store.rv, String::new())))

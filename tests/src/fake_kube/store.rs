@@ -33,25 +33,111 @@ impl ResourceType {
 
 /// Every resource the fake serves.
 pub const RESOURCES: &[ResourceType] = &[
-    ResourceType { plural: "namespaces", group: "", version: "v1", kind: "Namespace", namespaced: false },
-    ResourceType { plural: "nodes", group: "", version: "v1", kind: "Node", namespaced: false },
-    ResourceType { plural: "persistentvolumes", group: "", version: "v1", kind: "PersistentVolume", namespaced: false },
-    ResourceType { plural: "pods", group: "", version: "v1", kind: "Pod", namespaced: true },
-    ResourceType { plural: "services", group: "", version: "v1", kind: "Service", namespaced: true },
-    ResourceType { plural: "configmaps", group: "", version: "v1", kind: "ConfigMap", namespaced: true },
-    ResourceType { plural: "secrets", group: "", version: "v1", kind: "Secret", namespaced: true },
-    ResourceType { plural: "serviceaccounts", group: "", version: "v1", kind: "ServiceAccount", namespaced: true },
-    ResourceType { plural: "persistentvolumeclaims", group: "", version: "v1", kind: "PersistentVolumeClaim", namespaced: true },
-    ResourceType { plural: "deployments", group: "apps", version: "v1", kind: "Deployment", namespaced: true },
-    ResourceType { plural: "replicasets", group: "apps", version: "v1", kind: "ReplicaSet", namespaced: true },
-    ResourceType { plural: "statefulsets", group: "apps", version: "v1", kind: "StatefulSet", namespaced: true },
-    ResourceType { plural: "daemonsets", group: "apps", version: "v1", kind: "DaemonSet", namespaced: true },
-    ResourceType { plural: "jobs", group: "batch", version: "v1", kind: "Job", namespaced: true },
+    ResourceType {
+        plural: "namespaces",
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        namespaced: false,
+    },
+    ResourceType {
+        plural: "nodes",
+        group: "",
+        version: "v1",
+        kind: "Node",
+        namespaced: false,
+    },
+    ResourceType {
+        plural: "persistentvolumes",
+        group: "",
+        version: "v1",
+        kind: "PersistentVolume",
+        namespaced: false,
+    },
+    ResourceType {
+        plural: "pods",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "services",
+        group: "",
+        version: "v1",
+        kind: "Service",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "configmaps",
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "secrets",
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "serviceaccounts",
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "persistentvolumeclaims",
+        group: "",
+        version: "v1",
+        kind: "PersistentVolumeClaim",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "deployments",
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "replicasets",
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "statefulsets",
+        group: "apps",
+        version: "v1",
+        kind: "StatefulSet",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "daemonsets",
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        namespaced: true,
+    },
+    ResourceType {
+        plural: "jobs",
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        namespaced: true,
+    },
 ];
 
 /// Finds a resource by group and plural.
 pub fn resource(group: &str, plural: &str) -> Option<&'static ResourceType> {
-    RESOURCES.iter().find(|r| r.group == group && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
 }
 
 /// Finds a resource by kind.
@@ -104,7 +190,12 @@ impl Store {
         meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
         let key = key_of(plural, &obj);
         self.objects.insert(key, obj.clone());
-        self.events.push(Event { rv, plural: plural.to_string(), kind: "ADDED", object: obj.clone() });
+        self.events.push(Event {
+            rv,
+            plural: plural.to_string(),
+            kind: "ADDED",
+            object: obj.clone(),
+        });
         obj
     }
 
@@ -122,11 +213,20 @@ impl Store {
             return old;
         }
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-        obj["metadata"]["generation"] = json!(if obj["spec"] != old["spec"] { generation + 1 } else { generation });
+        obj["metadata"]["generation"] = json!(if obj["spec"] != old["spec"] {
+            generation + 1
+        } else {
+            generation
+        });
         let rv = self.bump();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.objects.insert(key, obj.clone());
-        self.events.push(Event { rv, plural: plural.to_string(), kind: "MODIFIED", object: obj.clone() });
+        self.events.push(Event {
+            rv,
+            plural: plural.to_string(),
+            kind: "MODIFIED",
+            object: obj.clone(),
+        });
         obj
     }
 
@@ -136,13 +236,20 @@ impl Store {
         let rv = self.bump();
         let mut gone = obj.clone();
         gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.events.push(Event { rv, plural: key.0.clone(), kind: "DELETED", object: gone });
+        self.events.push(Event {
+            rv,
+            plural: key.0.clone(),
+            kind: "DELETED",
+            object: gone,
+        });
         let uid = obj["metadata"]["uid"].clone();
         let owned: Vec<Key> = self
             .objects
             .iter()
             .filter(|(_, o)| {
-                o["metadata"]["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+                o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -163,7 +270,9 @@ impl Store {
 
     /// One object.
     pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
-        self.objects.get(&(plural.to_string(), namespace.to_string(), name.to_string())).cloned()
+        self.objects
+            .get(&(plural.to_string(), namespace.to_string(), name.to_string()))
+            .cloned()
     }
 }
 
@@ -171,8 +280,14 @@ impl Store {
 pub fn key_of(plural: &str, obj: &Value) -> Key {
     (
         plural.to_string(),
-        obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-        obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -186,7 +301,13 @@ pub fn matches_labels(obj: &Value, selector: &str) -> bool {
             return true;
         }
         if let Some((k, rest)) = term.split_once(" in ") {
-            let vals: Vec<&str> = rest.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(str::trim).collect();
+            let vals: Vec<&str> = rest
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(str::trim)
+                .collect();
             return get(k.trim()).is_some_and(|v| vals.contains(&v.as_str()));
         }
         if let Some((k, v)) = term.split_once("!=") {
@@ -269,7 +390,8 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let o = json!({"metadata": {"name": "a", "namespace": "n", "labels": {"x": "1", "y": "2"}}});
+        let o =
+            json!({"metadata": {"name": "a", "namespace": "n", "labels": {"x": "1", "y": "2"}}});
         assert!(matches_labels(&o, "x=1,y"));
         assert!(matches_labels(&o, "x in (1,3),!z"));
         assert!(!matches_labels(&o, "x!=1"));
@@ -280,7 +402,10 @@ mod tests {
     #[test]
     fn delete_cascades_to_owned() {
         let mut s = Store::default();
-        let d = s.create("deployments", json!({"metadata": {"name": "d", "namespace": "n"}}));
+        let d = s.create(
+            "deployments",
+            json!({"metadata": {"name": "d", "namespace": "n"}}),
+        );
         s.create("pods", json!({"metadata": {"name": "p", "namespace": "n", "ownerReferences": [{"uid": d["metadata"]["uid"]}]}}));
         s.delete(&("deployments".into(), "n".into(), "d".into()));
         assert!(s.list("pods", None).is_empty());
