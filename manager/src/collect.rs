@@ -322,7 +322,9 @@ fn collect_external(
             s.queries = p
                 .queries
                 .iter()
-                .map(|(name, q)| aefm_collector::prometheus::QueryTemplate::range(name.clone(), q.clone()))
+                .map(|(name, q)| {
+                    aefm_collector::prometheus::QueryTemplate::range(name.clone(), q.clone())
+                })
                 .collect();
         }
         s.min_step = p.step;
@@ -336,7 +338,11 @@ fn collect_external(
     }
     sources.loadgen = report.and_then(|r| r.raw.clone());
     let tctx = aefm_collector::prometheus::TemplateContext {
-        case: ctx.case.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+        case: ctx
+            .case
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
         ..Default::default()
     };
     let w = aefm_collector::Window {

@@ -604,3 +604,90 @@ fn sigint_during_an_experiment_removes_interference() {
         "interference left running after Ctrl-C"
     );
 }
+
+#[test]
+fn auto_config_and_clean_commands() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp.yaml");
+    let aefm = aefm_tests::bins::bin("aefm");
+    let kc = fake.kubeconfig();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&aefm)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "auto-config",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--name",
+        "exp",
+        "--testbed",
+        "w2,w3",
+        "--yaml-repo",
+        repo().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["validate", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Bad answer: one clear line, non-zero exit.
+    let o = run(&[
+        "auto-config",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--testbed",
+        "nosuch",
+        "-o",
+        "-",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("nosuch is not a worker node"),
+        "{err}"
+    );
+    // Interactive: answers from stdin, the rest defaults.
+    let mut child = std::process::Command::new(&aefm)
+        .args([
+            "auto-config",
+            "-i",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-o",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"asked\n\n\n\n\nw3\n\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("name: asked"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // clean removes an experiment's objects.
+    let cluster = Cluster::connect(&section(&fake, ""), "exp9").unwrap();
+    cluster.place_interference("c", &[cpu(1)]).unwrap();
+    let o = run(&["clean", "--kubeconfig", kc.to_str().unwrap(), "exp9"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("2 object(s) of experiment exp9 deleted"),
+        "{stdout}"
+    );
+    assert!(fake
+        .labelled("pods", "aefm.io/component", "interference")
+        .is_empty());
+}
