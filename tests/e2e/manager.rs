@@ -29,7 +29,11 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Runs to completion with a deadline; kills the process if it overruns.
 fn run_with_deadline(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn aefm");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aefm");
     let pid = child.id();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d2 = done.clone();
@@ -93,7 +97,9 @@ fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
 fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
             let rest = &stat[stat.rfind(')').unwrap() + 2..];
             let ppid: u32 = rest.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -161,7 +167,14 @@ fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
     let dir = experiment_dir(&tmp.path().join("results"));
     assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
 
-    for f in ["config.yaml", "config.resolved.yaml", "metadata.json", "journal.jsonl", "summary.csv", "aefm.log"] {
+    for f in [
+        "config.yaml",
+        "config.resolved.yaml",
+        "metadata.json",
+        "journal.jsonl",
+        "summary.csv",
+        "aefm.log",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let meta: serde_json::Value =
@@ -175,23 +188,43 @@ fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
     for r in &rows {
         assert_eq!(r["status"], "ok", "{r:?}");
         let case_dir = dir.join("cases").join(&r["case"]);
-        for f in ["loadgen.json", "latency.hlog", "latency_percentiles.txt", "host.csv", "case.json"] {
-            assert!(case_dir.join(f).is_file(), "{} missing in {}", f, case_dir.display());
+        for f in [
+            "loadgen.json",
+            "latency.hlog",
+            "latency_percentiles.txt",
+            "host.csv",
+            "case.json",
+        ] {
+            assert!(
+                case_dir.join(f).is_file(),
+                "{} missing in {}",
+                f,
+                case_dir.display()
+            );
         }
         // The summary agrees with the loadgen report it came from.
         let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(case_dir.join("loadgen.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(case_dir.join("loadgen.json")).unwrap())
+                .unwrap();
         let p99_json = report["corrected"]["stats"]["p99"].as_f64().unwrap() / 1000.0;
         let p99_csv: f64 = r["p99_ms"].parse().unwrap();
-        assert!((p99_json - p99_csv).abs() <= 0.01 + p99_json * 0.001, "{p99_json} vs {p99_csv}");
+        assert!(
+            (p99_json - p99_csv).abs() <= 0.01 + p99_json * 0.001,
+            "{p99_json} vs {p99_csv}"
+        );
         let offered: f64 = r["offered_rps"].parse().unwrap();
         let achieved: f64 = r["achieved_rps"].parse().unwrap();
-        assert!(achieved > offered * 0.3 && achieved < offered * 1.3, "{r:?}");
+        assert!(
+            achieved > offered * 0.3 && achieved < offered * 1.3,
+            "{r:?}"
+        );
         let cpu: f64 = r["app_cpu_percent"].parse().unwrap();
         assert!(cpu > 1.0, "{r:?}");
     }
     assert!(dir.join("plots/latency_vs_rate_p99.svg").is_file());
-    let timelines = std::fs::read_dir(dir.join("plots/timeline")).unwrap().count();
+    let timelines = std::fs::read_dir(dir.join("plots/timeline"))
+        .unwrap()
+        .count();
     assert_eq!(timelines, 4);
 
     let p99 = |stress: &str| -> f64 {
@@ -201,7 +234,10 @@ fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
             .unwrap()
     };
     let (none, cpu) = (p99("none"), p99("cpu-100"));
-    assert!(cpu > none, "p99 at 300 req/s: with cpu interference {cpu} ms, without {none} ms");
+    assert!(
+        cpu > none,
+        "p99 at 300 req/s: with cpu interference {cpu} ms, without {none} ms"
+    );
 }
 
 const SHORT_CONFIG: &str = r#"
@@ -243,9 +279,15 @@ fn resume_after_kill_skips_finished_cases() {
     child.wait().unwrap();
     assert!(got, "no case finished in time");
     let done_before = journal_lines(&results);
-    assert!(done_before < 6, "all cases finished before the kill ({done_before})");
+    assert!(
+        done_before < 6,
+        "all cases finished before the kill ({done_before})"
+    );
     // The app died with aefm (PDEATHSIG): nothing left behind even after SIGKILL.
-    assert!(wait_until(Duration::from_secs(5), || kids.iter().all(|p| !alive(*p))), "children survived: {kids:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || kids.iter().all(|p| !alive(*p))),
+        "children survived: {kids:?}"
+    );
 
     let mut cmd = Command::new(aefm());
     cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
@@ -340,7 +382,11 @@ fn aefm_fails(args: &[&str], dir: &Path) -> (Option<i32>, String) {
 #[test]
 fn bad_key_is_named_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
-    write_config(tmp.path(), "bad.yaml", "name: x\nsweep:\n  rate: [10]\n  rouds: 2\n");
+    write_config(
+        tmp.path(),
+        "bad.yaml",
+        "name: x\nsweep:\n  rate: [10]\n  rouds: 2\n",
+    );
     let (code, err) = aefm_fails(&["validate", "bad.yaml"], tmp.path());
     assert_eq!(code, Some(1));
     assert!(err.contains("bad.yaml"), "{err}");
@@ -397,7 +443,11 @@ sweep:
 #[test]
 fn app_that_never_becomes_ready_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     write_config(
         tmp.path(),
         "c.yaml",
@@ -418,7 +468,11 @@ fn app_that_never_becomes_ready_is_reported() {
 #[test]
 fn unreachable_prometheus_is_reported_before_the_app_starts() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     write_config(
         tmp.path(),
         "c.yaml",
@@ -454,7 +508,10 @@ fn missing_working_directory_is_named() {
 fn plan_lists_cases_in_run_order_with_estimate() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "e2e.yaml", INTERFERENCE_CONFIG);
-    let out = Command::new(aefm()).args(["plan", cfg.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(aefm())
+        .args(["plan", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let s = text(&out.stdout);
     let a = s.find("round-1_stress-none_rate-100").unwrap();
@@ -469,13 +526,24 @@ fn init_scaffolds_a_project_whose_custom_handler_runs() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let proj = tmp.path().join("myexp");
-    let out = Command::new(aefm()).args(["init", "-d", proj.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(aefm())
+        .args(["init", "-d", proj.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for f in ["Cargo.toml", "src/main.rs", "src/handlers.rs", "config.yaml"] {
+    for f in [
+        "Cargo.toml",
+        "src/main.rs",
+        "src/handlers.rs",
+        "config.yaml",
+    ] {
         assert!(proj.join(f).is_file(), "{f}");
     }
     // Again without --force: refused, nothing overwritten.
-    let again = Command::new(aefm()).args(["init", "-d", proj.to_str().unwrap()]).output().unwrap();
+    let again = Command::new(aefm())
+        .args(["init", "-d", proj.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
 
     // Build against the path dependency, reusing this workspace's lock file and target dir.
@@ -498,7 +566,8 @@ fn init_scaffolds_a_project_whose_custom_handler_runs() {
     )
     .unwrap();
     let mut cmd = Command::new(&exe);
-    cmd.args(["run", "config.yaml", "--no-progress"]).current_dir(&proj);
+    cmd.args(["run", "config.yaml", "--no-progress"])
+        .current_dir(&proj);
     let out = run_with_deadline(cmd, Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dir = experiment_dir(&proj.join("results"));
