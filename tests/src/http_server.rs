@@ -210,7 +210,10 @@ fn serve(mut stream: TcpStream, sh: &Shared) {
                 std::thread::sleep(sh.options.delay);
             }
             let n = sh.responses.fetch_add(1, Ordering::SeqCst) + 1;
-            let close = sh.options.close_every.is_some_and(|every| n.is_multiple_of(every));
+            let close = sh
+                .options
+                .close_every
+                .is_some_and(|every| n.is_multiple_of(every));
             let mut resp = format!("HTTP/1.1 {} Test\r\n", sh.options.status);
             if close {
                 resp.push_str("Connection: close\r\n");
