@@ -210,7 +210,7 @@ fn echo_server() -> RecordingServer {
     RecordingServer::start_with(|r| {
         let n: u64 = r.target.rsplit('/').next().unwrap().parse().unwrap_or(0);
         Reply {
-            status: if n % 4 == 0 { 404 } else { 200 },
+            status: if n.is_multiple_of(4) { 404 } else { 200 },
             headers: vec![("X-Echo".into(), "yes".into())],
             body: b"hello".to_vec(),
         }
