@@ -7,8 +7,6 @@
 //! A case's run lasts warm-up + duration; the figures here cover the window after the warm-up.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -44,24 +42,9 @@ pub struct LoadSpec {
     pub cores: Option<Vec<usize>>,
 }
 
-/// Cancels a running load (cloneable; all clones share the flag).
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A token that is not cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Requests cancellation.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Whether cancellation was requested.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// Cancels a running load: the load generator's own token (cloneable; all clones share the flag),
+/// so cancelling reaches the running generator directly.
+pub use aefm_loadgen::CancelToken;
 
 /// Latency figures in microseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -174,24 +157,9 @@ pub fn run_local(spec: &LoadSpec, cancel: &CancelToken) -> Result<LoadReport, Co
         what: "load generator".into(),
         reason: e.to_string(),
     })?;
-    let control = aefm_loadgen::RunControl::new();
-    // Bridge the manager's token to the generator's: a watcher thread copies the flag.
-    let lg_cancel = control.cancel.clone();
-    let mine = cancel.clone();
-    let done = Arc::new(AtomicBool::new(false));
-    let done2 = done.clone();
-    let bridge = std::thread::spawn(move || {
-        while !done2.load(Ordering::SeqCst) {
-            if mine.is_cancelled() {
-                lg_cancel.cancel();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
+    let mut control = aefm_loadgen::RunControl::new();
+    control.cancel = cancel.clone();
     let result = aefm_loadgen::run(&lg, &control);
-    done.store(true, Ordering::SeqCst);
-    let _ = bridge.join();
     let report = result.map_err(|e| match e {
         aefm_loadgen::Error::Connect { .. } | aefm_loadgen::Error::Resolve { .. } => {
             ComponentError::Unreachable {

@@ -548,6 +548,109 @@ fn distributed_load_runs_jobs_and_merges_histograms_exactly() {
     );
 }
 
+fn scripted_spec(url: String, script: PathBuf) -> aefm::load::LoadSpec {
+    aefm::load::LoadSpec {
+        url,
+        rate: 40.0,
+        duration: Duration::from_secs(2),
+        warmup: Duration::ZERO,
+        threads: 1,
+        connections: 2,
+        timeout: Duration::from_secs(2),
+        headers: vec![],
+        script: Some(script),
+        script_args: vec!["k8s".into()],
+        cores: None,
+    }
+}
+
+#[test]
+fn distributed_load_ships_the_lua_script_in_a_config_map() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    real_load_runner(&fake, seen.clone());
+    let app = aefm_tests::http_server::HttpServer::start(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    // A space in the name: the ConfigMap key (and file in the pod) becomes `post_script.lua`.
+    let script = dir.path().join("post script.lua");
+    std::fs::write(
+        &script,
+        "local tag = 'none'\nfunction init(args) tag = args[1] end\nfunction request()\n  return wrk.format('POST', '/script/' .. tag, {['Content-Type'] = 'text/plain'}, 'body-from-script')\nend\n",
+    )
+    .unwrap();
+    let path = experiment_config(
+        &fake,
+        dir.path(),
+        &app.url("/"),
+        "2s",
+        "  load: {max_rate_per_generator: 15}\n",
+    );
+    let config = std::sync::Arc::new(aefm::config::Config::load(&path).unwrap());
+    let mut comps = aefm::backend::build_components(&config).unwrap();
+    let cases = std::sync::Arc::new(aefm::sweep::expand(&config));
+    let ctx = aefm::context::Context::new(config.clone(), dir.path().to_path_buf(), cases.clone());
+    let spec = scripted_spec(app.url("/"), script.clone());
+    let report = comps
+        .workload
+        .run(&ctx, &spec, &aefm::load::CancelToken::new())
+        .unwrap();
+    // The script was applied as a ConfigMap and every Job named it at its mount path.
+    let reqs = fake.requests();
+    assert!(
+        reqs.iter().any(
+            |r| r.starts_with("PATCH /api/v1/namespaces/hotel/configmaps/aefm-load-")
+                && r.contains("-script?")
+        ),
+        "{reqs:?}"
+    );
+    let logs = seen.lock().unwrap().clone();
+    assert_eq!(logs.len(), 3, "ceil(40 / 15) generators");
+    let parts: Vec<aefm_loadgen::Report> = logs
+        .iter()
+        .map(|l| {
+            let start = l.find('{').unwrap_or_else(|| panic!("no JSON report: {l}"));
+            aefm_loadgen::Report::from_json(&l[start..]).unwrap()
+        })
+        .collect();
+    // Every request that reached the service came from the script.
+    let got = app.requests();
+    assert!(!got.is_empty());
+    for r in &got {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str(), r.body.as_slice()),
+            ("POST", "/script/k8s", &b"body-from-script"[..]),
+            "{r:?}"
+        );
+    }
+    let total: u64 = parts.iter().map(|p| p.corrected().len()).sum();
+    assert!(total > 0);
+    assert_eq!(report.requests, total, "merged = sum of the Jobs' reports");
+    assert!(fake.objects("jobs").is_empty(), "load Jobs are deleted");
+    assert!(
+        fake.objects("configmaps")
+            .iter()
+            .all(|c| c["metadata"]["labels"]["aefm.io/component"] != "load"),
+        "the script ConfigMap is deleted with the Jobs"
+    );
+
+    // A script that cannot be read fails before anything is created, naming the file.
+    let missing = dir.path().join("missing.lua");
+    let before = fake.requests().len();
+    let err = comps
+        .workload
+        .run(
+            &ctx,
+            &scripted_spec(app.url("/"), missing),
+            &aefm::load::CancelToken::new(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.lua"), "{err}");
+    assert!(!fake.requests()[before..]
+        .iter()
+        .any(|r| r.starts_with("PATCH")));
+}
+
 #[test]
 fn sigint_during_an_experiment_removes_interference() {
     let fake = FakeKube::start().with_standard_nodes();

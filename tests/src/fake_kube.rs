@@ -5,7 +5,9 @@
 //! with simulated controllers (readiness after a delay; image pull errors, crash loops,
 //! unschedulable pods, RBAC refusals, pod quotas and an unavailable server on command). Load Jobs
 //! can run for real through a job runner (e.g. the `aefm-load` binary), whose stdout becomes the
-//! pod log. Product code reaches it through an ordinary kubeconfig file ([`FakeKube::kubeconfig`]).
+//! pod log; as a kubelet would, the fake first materialises the pod's configMap volumes in a local
+//! temp dir and rewrites arguments under their mount paths to it
+//! ([`controllers::mount_config_maps`]). Product code reaches it through an ordinary kubeconfig file ([`FakeKube::kubeconfig`]).
 
 pub mod controllers;
 pub mod server;

@@ -1,5 +1,6 @@
 //! `aefm clean [EXPERIMENT]`: removing everything an experiment left on the cluster, found by our
-//! labels (app objects, interference pods, load Jobs and their pods), in every namespace.
+//! labels (app objects, interference pods, load Jobs, their pods and script ConfigMaps), in every
+//! namespace.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;

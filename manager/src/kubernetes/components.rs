@@ -210,7 +210,8 @@ pub struct KubeWorkload {
     shared: Arc<Shared>,
 }
 
-/// The `aefm-load` arguments of one generator offering `rate` of `spec`.
+/// The `aefm-load` arguments of one generator offering `rate` of `spec`. A script is named by its
+/// path inside the Job pod (where its ConfigMap is mounted), its arguments follow `--`.
 pub fn load_args(spec: &LoadSpec, rate: f64) -> Vec<String> {
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let mut args = vec![
@@ -231,7 +232,15 @@ pub fn load_args(spec: &LoadSpec, rate: f64) -> Vec<String> {
         args.push("-H".into());
         args.push(format!("{k}: {v}"));
     }
+    if let Some(script) = &spec.script {
+        args.push("-s".into());
+        args.push(super::load::script_pod_path(script));
+    }
     args.extend(["--json".into(), "-".into(), spec.url.clone()]);
+    if spec.script.is_some() && !spec.script_args.is_empty() {
+        args.push("--".into());
+        args.extend(spec.script_args.iter().cloned());
+    }
     args
 }
 
@@ -246,12 +255,6 @@ impl WorkloadGenerator for KubeWorkload {
         if !super::load::is_distributed(cfg, spec.rate) {
             return crate::load::run_local(spec, cancel);
         }
-        if spec.script.is_some() {
-            return Err(ComponentError::Start {
-                what: "distributed load".into(),
-                reason: "Lua scripts are not shipped to load Jobs yet; lower the rate below kubernetes.load.max_rate_per_generator or drop the script".into(),
-            });
-        }
         let cluster = self.shared.cluster()?;
         let n = super::load::generators_needed(cfg, spec.rate);
         let args: Vec<Vec<String>> = super::load::split_rate(spec.rate, n)
@@ -265,7 +268,9 @@ impl WorkloadGenerator for KubeWorkload {
             .unwrap_or_else(|| "case".into());
         let timeout = spec.warmup + spec.duration + Duration::from_secs(cfg.readiness_timeout_secs);
         let logs = cluster
-            .run_load_jobs(&case, &args, timeout, &|| cancel.is_cancelled())
+            .run_load_jobs(&case, &args, spec.script.as_deref(), timeout, &|| {
+                cancel.is_cancelled()
+            })
             .map_err(to_component)?;
         let merged = merge_reports(&logs)?;
         Ok(crate::load::from_loadgen(&merged, spec))
@@ -464,6 +469,26 @@ mod tests {
                 "--json",
                 "-",
                 "http://x:1/"
+            ]
+        );
+        let scripted = LoadSpec {
+            script: Some("/tmp/s/post.lua".into()),
+            script_args: vec!["a b".into(), "c".into()],
+            headers: vec![],
+            ..spec
+        };
+        let a = load_args(&scripted, 33.0);
+        assert_eq!(
+            a[12..],
+            [
+                "-s",
+                "/etc/aefm-load/post.lua",
+                "--json",
+                "-",
+                "http://x:1/",
+                "--",
+                "a b",
+                "c"
             ]
         );
     }

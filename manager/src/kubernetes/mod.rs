@@ -175,11 +175,13 @@ impl Cluster {
         ))
     }
 
-    /// Runs `aefm-load` Jobs (one per argument list) and returns their logs; see [`load::run_jobs`].
+    /// Runs `aefm-load` Jobs (one per argument list), shipping `script` to them in a ConfigMap,
+    /// and returns their logs; see [`load::run_jobs`].
     pub fn run_load_jobs(
         &self,
         test_case: &str,
         args: &[Vec<String>],
+        script: Option<&std::path::Path>,
         timeout: Duration,
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<String>, KubeError> {
@@ -189,6 +191,7 @@ impl Cluster {
             &self.experiment,
             test_case,
             args,
+            script,
             timeout,
             cancelled,
         ))

@@ -1,7 +1,8 @@
 //! Simulated controllers of the fake cluster, run on a short tick: Deployment → ReplicaSet →
 //! pods, StatefulSet and DaemonSet → pods, Job → one pod; the scheduler (node affinity on
 //! `kubernetes.io/hostname`); the kubelet (readiness after a delay, or the failure injected for an
-//! image: pull error, crash loop, unschedulable); status of every workload.
+//! image: pull error, crash loop, unschedulable; configMap volumes of Job pods, see
+//! [`mount_config_maps`]); status of every workload.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -45,7 +46,8 @@ pub struct JobRun {
     pub pod: Key,
     /// Container command.
     pub command: Vec<String>,
-    /// Container args.
+    /// Container args (under configMap mount paths rewritten to local dirs, see
+    /// [`mount_config_maps`]).
     pub args: Vec<String>,
 }
 
@@ -60,6 +62,8 @@ pub struct World {
     pub started_jobs: HashSet<Key>,
     /// Job pods finished by the runner: exit code.
     pub finished_jobs: HashMap<Key, i32>,
+    /// Where the kubelet emulation writes configMap volumes (created on first use).
+    pub volumes_dir: Option<tempfile::TempDir>,
     counter: u64,
 }
 
@@ -315,24 +319,119 @@ fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
         {
             let key = super::store::key_of("pods", &p);
             if p["status"]["phase"] == "Running" && !world.started_jobs.contains(&key) {
-                world.started_jobs.insert(key.clone());
                 let c = &p["spec"]["containers"][0];
                 let strs = |v: &Value| {
                     v.as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
+                        .collect::<Vec<_>>()
                 };
+                // Like a kubelet, the container starts only once its volumes are mounted.
+                let Some(mounts) = mount_config_maps(store, world, &p) else {
+                    continue;
+                };
+                world.started_jobs.insert(key.clone());
                 runs.push(JobRun {
                     pod: key,
-                    command: strs(&c["command"]),
-                    args: strs(&c["args"]),
+                    command: rewrite_mounted(strs(&c["command"]), &mounts),
+                    args: rewrite_mounted(strs(&c["args"]), &mounts),
                 });
             }
         }
     }
     runs
+}
+
+/// Kubelet emulation for Job pods, which the harness runs as local processes: every configMap
+/// volume mounted in the pod's first container is materialised as a local directory holding one
+/// file per key of the ConfigMap's `data` (or per `items` entry, at its `path`), under a temp dir
+/// of the fake. Returns (mountPath, local directory) pairs, or `None` while a ConfigMap is missing
+/// (a kubelet keeps such a pod in ContainerCreating; here the run is retried on the next tick).
+/// `binaryData`, `subPath` and other volume kinds are not emulated.
+pub fn mount_config_maps(
+    store: &Store,
+    world: &mut World,
+    pod: &Value,
+) -> Option<Vec<(String, std::path::PathBuf)>> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let volumes = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for m in pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let (Some(vol_name), Some(mount_path)) = (m["name"].as_str(), m["mountPath"].as_str())
+        else {
+            continue;
+        };
+        let Some(cm_name) = volumes
+            .iter()
+            .find(|v| v["name"] == vol_name)
+            .and_then(|v| v["configMap"]["name"].as_str())
+        else {
+            continue;
+        };
+        let cm = store.get("configmaps", ns, cm_name)?;
+        let root = world
+            .volumes_dir
+            .get_or_insert_with(|| tempfile::tempdir().expect("kubelet volumes dir"))
+            .path()
+            .to_path_buf();
+        let dir = root.join(ns).join(pod_name).join(vol_name);
+        std::fs::create_dir_all(&dir).expect("create volume dir");
+        let data = cm["data"].as_object().cloned().unwrap_or_default();
+        let files: Vec<(String, String)> = match cm_items(&volumes, vol_name) {
+            Some(items) => items
+                .into_iter()
+                .filter(|(k, _)| data.contains_key(k))
+                .collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+        };
+        for (key, path) in files {
+            let file = dir.join(&path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).expect("create volume subdir");
+            }
+            std::fs::write(&file, data[&key].as_str().unwrap_or_default())
+                .expect("write volume file");
+        }
+        out.push((mount_path.trim_end_matches('/').to_string(), dir));
+    }
+    Some(out)
+}
+
+fn cm_items(volumes: &[Value], vol_name: &str) -> Option<Vec<(String, String)>> {
+    let v = volumes.iter().find(|v| v["name"] == vol_name)?;
+    let items = v["configMap"]["items"].as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|i| Some((i["key"].as_str()?.into(), i["path"].as_str()?.into())))
+            .collect(),
+    )
+}
+
+/// Rewrites arguments under a mount path (the path itself or `mountPath/...`) to the local
+/// directory the kubelet emulation materialised it in.
+fn rewrite_mounted(args: Vec<String>, mounts: &[(String, std::path::PathBuf)]) -> Vec<String> {
+    args.into_iter()
+        .map(|a| {
+            for (mount, dir) in mounts {
+                if let Some(rest) = a.strip_prefix(mount.as_str()) {
+                    if rest.is_empty() || rest.starts_with('/') {
+                        return format!("{}{rest}", dir.display());
+                    }
+                }
+            }
+            a
+        })
+        .collect()
 }
 
 fn failure_for(faults: &Faults, spec: &Value) -> Option<PodFailure> {
@@ -536,5 +635,49 @@ fn statuses(store: &mut Store) {
         }
         j["status"] = st;
         store.update("jobs", j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_emulation_materialises_config_map_volumes() {
+        let mut store = Store::default();
+        let mut world = World::default();
+        let pod = json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "volumes": [{"name": "v", "configMap": {"name": "cm"}}],
+                "containers": [{"volumeMounts": [{"name": "v", "mountPath": "/etc/x/"}]}],
+            },
+        });
+        assert!(
+            mount_config_maps(&store, &mut world, &pod).is_none(),
+            "waits for the ConfigMap"
+        );
+        store.create(
+            "configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "cm", "namespace": "ns"}, "data": {"s.lua": "x = 1"}}),
+        );
+        let mounts = mount_config_maps(&store, &mut world, &pod).unwrap();
+        let dir = mounts[0].1.clone();
+        assert_eq!(std::fs::read_to_string(dir.join("s.lua")).unwrap(), "x = 1");
+        let args = rewrite_mounted(
+            vec![
+                "-s".into(),
+                "/etc/x/s.lua".into(),
+                "/etc/xy".into(),
+                "/etc/x".into(),
+            ],
+            &mounts,
+        );
+        let d = dir.display().to_string();
+        assert_eq!(
+            args,
+            ["-s".to_string(), format!("{d}/s.lua"), "/etc/xy".into(), d]
+        );
     }
 }
