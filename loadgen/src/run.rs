@@ -15,7 +15,7 @@ use crate::connection::Endpoint;
 use crate::histogram::new_histogram;
 use crate::report::{Errors, HistogramReport, Report, Second, StatusClasses, Summary};
 use crate::request::{static_request, Seed};
-use crate::script::{DoneErrors, DoneInput, MainScript, ScriptTarget};
+use crate::script::{DoneInput, MainScript, ScriptTarget};
 use crate::source::{SourceError, Workload};
 use crate::spec::{Model, Spec, SpecError, Target};
 use crate::worker::{self, Msg, ThreadConfig, ThreadOutput};
@@ -485,22 +485,7 @@ impl Run {
         let Some(main) = self.script.as_mut() else {
             return Ok(());
         };
-        let s = &report.summary;
-        let input = DoneInput {
-            duration_us: s.duration_us,
-            requests: s.requests,
-            bytes: s.bytes,
-            errors: DoneErrors {
-                connect: s.errors.connect,
-                read: s.errors.read,
-                write: s.errors.write,
-                status: s.errors.status,
-                timeout: s.errors.timeout,
-            },
-            latency: report.corrected().clone(),
-            requests_per_sec: report.requests_per_thread.histogram.clone(),
-        };
-        main.done(&input)?;
+        main.done(&DoneInput::from_report(report))?;
         Ok(())
     }
 }

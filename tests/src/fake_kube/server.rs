@@ -37,42 +37,11 @@ fn err(code: u16, reason: &str, message: &str) -> Response<Body> {
     json_resp(code, &status(code, reason, message))
 }
 
-/// Query parameters, percent-decoded. Hand-written: a dozen lines, and the test crate does not
-/// depend on `url`.
+/// Query parameters, percent-decoded.
 fn query(uri: &http::Uri) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    match u8::from_str_radix(
-                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
-                        16,
-                    ) {
-                        Ok(v) => {
-                            out.push(v);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    uri.query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(kv), String::new()),
-        })
+    let q = uri.query().unwrap_or_default();
+    url::form_urlencoded::parse(q.as_bytes())
+        .into_owned()
         .collect()
 }
 
