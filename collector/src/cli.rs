@@ -264,13 +264,7 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
             out,
         } => {
             let duration = parse_duration(duration)?;
-            let interval = parse_duration(interval)?;
-            if interval.is_zero() {
-                return Err(Error::Invalid {
-                    what: "interval",
-                    message: "must be positive".into(),
-                });
-            }
+            let interval = parse_interval(interval)?;
             for pid in pids {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
                     return Err(Error::Host(format!("pid {pid} does not exist")));
@@ -322,13 +316,7 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
             out,
         } => {
             let duration = parse_duration(duration)?;
-            let interval = parse_duration(interval)?;
-            if interval.is_zero() {
-                return Err(Error::Invalid {
-                    what: "interval",
-                    message: "must be positive".into(),
-                });
-            }
+            let interval = parse_interval(interval)?;
             let http = crate::http::HttpSettings {
                 timeout: interval.max(Duration::from_secs(1)),
                 retries: 0,
@@ -364,6 +352,18 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
         }
         CollectCommand::Traces { input, out } => Ok(crate::traces::process_file(input, out)?.1),
     }
+}
+
+/// A sampling interval: a duration that must be positive.
+fn parse_interval(text: &str) -> Result<Duration> {
+    let interval = parse_duration(text)?;
+    if interval.is_zero() {
+        return Err(Error::Invalid {
+            what: "interval",
+            message: "must be positive".into(),
+        });
+    }
+    Ok(interval)
 }
 
 #[cfg(test)]

@@ -143,6 +143,51 @@ impl ThreadShared {
     }
 }
 
+/// Both thread objects wrap the same shared record; this gives access to it.
+trait SharedThread {
+    fn shared(&self) -> &ThreadShared;
+}
+
+impl SharedThread for MainThread {
+    fn shared(&self) -> &ThreadShared {
+        &self.0
+    }
+}
+
+impl SharedThread for OwnThread {
+    fn shared(&self) -> &ThreadShared {
+        &self.0
+    }
+}
+
+/// What the main-state and the thread-state objects have in common: `stop()`, reading
+/// `thread.addr`, and `tostring(thread)`.
+fn add_common_methods<T, M>(methods: &mut M)
+where
+    T: SharedThread + UserData + 'static,
+    M: UserDataMethods<T>,
+{
+    methods.add_method("stop", |_, this, ()| {
+        this.shared().stop.store(true, Ordering::Relaxed);
+        Ok(())
+    });
+    methods.add_meta_method(MetaMethod::Index, |_, this, key: Value| {
+        match key.to_string()?.as_str() {
+            "addr" => Ok(Some(LuaAddr(
+                *this
+                    .shared()
+                    .addr
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ))),
+            _ => Ok(None),
+        }
+    });
+    methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
+        Ok(format!("thread {}", this.shared().index))
+    });
+}
+
 /// The `thread` object of the main state (`setup(thread)`, kept by scripts for `done`).
 pub(crate) struct MainThread(pub Arc<ThreadShared>);
 
@@ -171,18 +216,7 @@ impl UserData for MainThread {
                 .insert(name, value);
             Ok(())
         });
-        methods.add_method("stop", |_, this, ()| {
-            this.0.stop.store(true, Ordering::Relaxed);
-            Ok(())
-        });
-        methods.add_meta_method(MetaMethod::Index, |_, this, key: Value| {
-            match key.to_string()?.as_str() {
-                "addr" => Ok(Some(LuaAddr(
-                    *this.0.addr.lock().unwrap_or_else(PoisonError::into_inner),
-                ))),
-                _ => Ok(None),
-            }
-        });
+        add_common_methods(methods);
         methods.add_meta_method(
             MetaMethod::NewIndex,
             |_, this, (key, value): (Value, Value)| {
@@ -200,9 +234,6 @@ impl UserData for MainThread {
                 )))
             },
         );
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
-            Ok(format!("thread {}", this.0.index))
-        });
     }
 }
 
@@ -218,18 +249,7 @@ impl UserData for OwnThread {
             Transfer::from_lua(&value)?;
             lua.globals().set(name, value)
         });
-        methods.add_method("stop", |_, this, ()| {
-            this.0.stop.store(true, Ordering::Relaxed);
-            Ok(())
-        });
-        methods.add_meta_method(MetaMethod::Index, |_, this, key: Value| {
-            match key.to_string()?.as_str() {
-                "addr" => Ok(Some(LuaAddr(
-                    *this.0.addr.lock().unwrap_or_else(PoisonError::into_inner),
-                ))),
-                _ => Ok(None),
-            }
-        });
+        add_common_methods(methods);
         methods.add_meta_method(
             MetaMethod::NewIndex,
             |_, _, (key, value): (Value, Value)| -> mlua::Result<()> {
@@ -244,9 +264,6 @@ impl UserData for OwnThread {
                 )))
             },
         );
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
-            Ok(format!("thread {}", this.0.index))
-        });
     }
 }
 

@@ -222,19 +222,24 @@ impl Cluster {
     }
 }
 
+/// A current-thread runtime for the one-shot CLI entry points (`clean`, `auto-config`).
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, KubeError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KubeError::Io {
+            path: "tokio runtime".into(),
+            source: e,
+        })
+}
+
 /// `aefm clean`: connects with `kubeconfig`/`context` and deletes what `experiment` left behind.
 pub fn clean(
     kubeconfig: Option<&std::path::Path>,
     context: Option<&str>,
     experiment: Option<&str>,
 ) -> Result<cleanup::Cleaned, KubeError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| KubeError::Io {
-            path: "tokio runtime".into(),
-            source: e,
-        })?;
+    let rt = current_thread_runtime()?;
     rt.block_on(async {
         let c = client::connect_with(kubeconfig, context).await?;
         cleanup::clean(&c, experiment).await
@@ -249,13 +254,7 @@ pub fn auto_config(
     answers: autoconfig::Answers,
     interactive: Option<(&mut dyn std::io::BufRead, &mut dyn std::io::Write)>,
 ) -> Result<(autoconfig::ClusterInfo, autoconfig::Proposal), KubeError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| KubeError::Io {
-            path: "tokio runtime".into(),
-            source: e,
-        })?;
+    let rt = current_thread_runtime()?;
     let info = rt.block_on(async {
         let c = client::connect_with(kubeconfig, context).await?;
         autoconfig::inspect(&c).await
