@@ -41,6 +41,8 @@ Usage: aefm-load <options> <url> [-- script args]
         --model       <M>  wrk2 (default: per-connection schedule) or open (open loop)
         --max-connections <N>  Connection cap of the open model (default 10 x connections)
         --pin         <L>  Pin threads to cores, round-robin (e.g. 0,1 or 0-3)
+        --pacing-tolerance <T>  Send each request within T of its time; sends closer
+                           than 2T share a timer wake-up (default 50us)
 
   Numeric arguments may include a SI unit (1k, 1M, 1G) and fractions (1.5k)
   Time arguments may include a time unit (500ms, 1.5s, 2m, 2h)
@@ -90,6 +92,8 @@ struct Args {
     max_connections: Option<u64>,
     #[arg(long = "pin", value_parser = parse_cores)]
     pin: Option<Cores>,
+    #[arg(long = "pacing-tolerance", value_parser = parse_time, default_value = "50us")]
+    pacing_tolerance: Duration,
     url: Option<String>,
     args: Vec<String>,
 }
@@ -248,6 +252,7 @@ where
         warmup: a.warmup,
         pin: a.pin.map(|c| c.0),
         batch_latency: a.batch_latency,
+        pacing_tolerance: a.pacing_tolerance,
     };
     spec.validate().map_err(|e| CliError(e.to_string()))?;
     Ok(Command::Run {

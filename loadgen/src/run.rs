@@ -283,6 +283,7 @@ impl Run {
                 duration: spec.duration,
                 batch_latency: spec.batch_latency,
                 core: spec.pin.as_ref().map(|p| p[index % p.len()]),
+                pacing_tolerance: spec.pacing_tolerance,
             };
             let (stx, srx) = mpsc::channel();
             let stop = Arc::new(Notify::new());

@@ -40,6 +40,7 @@ pub(crate) struct ThreadConfig {
     pub duration: Duration,
     pub batch_latency: bool,
     pub core: Option<usize>,
+    pub pacing_tolerance: Duration,
 }
 
 /// Messages from workers to the coordinator.
@@ -143,6 +144,26 @@ impl Stats {
     }
 }
 
+/// Where the exchange on one connection stands, for the timeout sweep.
+#[derive(Clone, Copy)]
+enum Flight {
+    /// Nothing outstanding.
+    Idle,
+    /// A batch was sent at this instant and its responses are not all in.
+    Since(Instant),
+    /// Outstanding and already counted as a timeout.
+    Late,
+}
+
+/// Marks a flight idle when the exchange ends, however it ends (including cancellation).
+struct Landing<'a>(&'a Cell<Flight>);
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.0.set(Flight::Idle);
+    }
+}
+
 /// State shared by the tasks of one worker thread.
 struct Shared {
     stats: RefCell<Stats>,
@@ -157,12 +178,22 @@ struct Shared {
     /// Signalled on a source error or a source's stop request.
     end: Notify,
     fatal: RefCell<Option<SourceError>>,
+    /// Every live flight of this thread, scanned by [`timeout_sweep`]. A flight whose only
+    /// owner left is this list is dropped by the next scan.
+    flights: RefCell<Vec<Rc<Cell<Flight>>>>,
 }
 
 impl Shared {
     fn fail(&self, e: SourceError) {
         self.fatal.borrow_mut().get_or_insert(e);
         self.end.notify_one();
+    }
+
+    /// A new flight, registered with the timeout sweep.
+    fn flight(&self) -> Rc<Cell<Flight>> {
+        let f = Rc::new(Cell::new(Flight::Idle));
+        self.flights.borrow_mut().push(f.clone());
+        f
     }
 }
 
@@ -215,7 +246,8 @@ fn thread_main(
         }
     };
     let prepared = local.block_on(&rt, async {
-        let timer = PreciseTimer::new().map_err(|e| Error::Thread(index, e.to_string()))?;
+        let timer = PreciseTimer::new(cfg.pacing_tolerance)
+            .map_err(|e| Error::Thread(index, e.to_string()))?;
         let collect = source.wants_responses();
         let now = Instant::now();
         let shared = Rc::new(Shared {
@@ -230,6 +262,7 @@ fn thread_main(
             stop_at: Cell::new(now),
             end: Notify::new(),
             fatal: RefCell::new(None),
+            flights: RefCell::new(Vec::new()),
         });
         // Open the connections before the clock starts, so the first requests measure the
         // server, not the handshakes. Failures are counted and retried during the run.
@@ -304,6 +337,7 @@ async fn run_thread(
     tokio::task::spawn_local(sh.timer.clone().drive());
     tokio::task::spawn_local(ticker(sh.clone(), msgs.clone()));
     tokio::task::spawn_local(sampler(sh.clone(), cfg.warmup));
+    tokio::task::spawn_local(timeout_sweep(sh.clone()));
     let thread_period = 1.0 / cfg.rate;
     let first = start + cfg.phase;
     match cfg.model {
@@ -402,6 +436,32 @@ async fn sampler(sh: Rc<Shared>, warmup: Duration) {
     }
 }
 
+/// Counts requests outstanding longer than the timeout, each once. A periodic scan instead of a
+/// timer per request: arming and clearing a tokio timer on every read was a measurable share of
+/// the per-request cost, and a timeout only needs to be counted, not acted on (the response is
+/// still awaited so that its real latency is recorded). The scan runs every 1/20 of the timeout
+/// (1 ms to 100 ms), so a count is at most 5 % of the timeout late.
+async fn timeout_sweep(sh: Rc<Shared>) {
+    let every = (sh.timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let now = Instant::now();
+        let mut late = 0;
+        sh.flights.borrow_mut().retain(|f| {
+            if let Flight::Since(sent) = f.get() {
+                if now.saturating_duration_since(sent) >= sh.timeout {
+                    f.set(Flight::Late);
+                    late += 1;
+                }
+            }
+            Rc::strong_count(f) > 1
+        });
+        if late > 0 {
+            sh.stats.borrow_mut().errors.timeout += late;
+        }
+    }
+}
+
 /// Connects, retrying with a capped back-off (never spinning); counts each failure.
 async fn connect_retry(sh: &Shared) -> Connection {
     let mut backoff = Duration::from_millis(1);
@@ -426,18 +486,22 @@ struct Outcome {
     reusable: bool,
     /// A source error stopped the run.
     fatal: bool,
+    /// The last clock reading of the exchange (when the connection became free again).
+    at: Instant,
 }
 
 /// Writes one batch and reads its responses, recording each one.
-/// `ready` is when the connection became free to send (for the send-lag histogram).
+/// `ready` is when the connection became free to send (for the send-lag histogram); `actual` is
+/// now (the caller has just read the clock). `flight` tells the timeout sweep what is outstanding.
 async fn exchange(
     sh: &Shared,
     conn: &mut Connection,
     batch: &Batch,
-    intended: Instant,
-    ready: Instant,
+    (intended, ready, actual): (Instant, Instant, Instant),
+    flight: &Cell<Flight>,
 ) -> Outcome {
-    let actual = Instant::now();
+    flight.set(Flight::Since(actual));
+    let _landing = Landing(flight);
     {
         let mut st = sh.stats.borrow_mut();
         st.sent += batch.depth as u64;
@@ -450,14 +514,14 @@ async fn exchange(
         completed,
         reusable: false,
         fatal: false,
+        at: Instant::now(),
     };
     if conn.write_all(&batch.bytes).await.is_err() {
         sh.stats.borrow_mut().errors.write += 1;
         return failed(0);
     }
-    let deadline = tokio::time::Instant::from_std(actual + sh.timeout);
-    let mut timed_out = false;
     let depth = batch.depth.max(1);
+    let mut last = actual;
     for i in 0..depth {
         let parsed = loop {
             match conn.parse_buffered() {
@@ -468,19 +532,7 @@ async fn exchange(
                     return failed(i);
                 }
             }
-            let read = if timed_out {
-                conn.fill().await
-            } else {
-                match tokio::time::timeout_at(deadline, conn.fill()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        // Late: count it once and keep waiting, so its real latency is recorded.
-                        timed_out = true;
-                        sh.stats.borrow_mut().errors.timeout += 1;
-                        continue;
-                    }
-                }
-            };
+            let read = conn.fill().await;
             match read {
                 Ok(0) | Err(ReadError::Eof) => match conn.finish_at_eof() {
                     Some(p) => break p,
@@ -497,6 +549,7 @@ async fn exchange(
             }
         };
         let now = Instant::now();
+        last = now;
         {
             let mut st = sh.stats.borrow_mut();
             st.requests += 1;
@@ -529,6 +582,7 @@ async fn exchange(
                     completed: i + 1,
                     reusable: false,
                     fatal: true,
+                    at: Instant::now(),
                 };
             }
         }
@@ -541,6 +595,8 @@ async fn exchange(
         completed: depth,
         reusable: true,
         fatal: false,
+        // A script's response() ran after the last reading: its time is the generator's.
+        at: if sh.collect { Instant::now() } else { last },
     }
 }
 
@@ -548,6 +604,7 @@ async fn exchange(
 /// in flight; a late connection sends its backlog back to back.
 async fn wrk2_connection(sh: Rc<Shared>, mut conn: Option<Connection>, t0: Instant, period: f64) {
     let stop_at = sh.stop_at.get();
+    let flight = sh.flight();
     let mut k: u64 = 0;
     let mut ready = t0;
     loop {
@@ -555,15 +612,18 @@ async fn wrk2_connection(sh: Rc<Shared>, mut conn: Option<Connection>, t0: Insta
         if intended >= stop_at {
             return;
         }
-        if Instant::now() < intended {
+        let mut now = Instant::now();
+        if now < intended {
             sh.timer.sleep_until(intended).await;
+            now = Instant::now();
         }
         let c = match conn.as_mut() {
             Some(c) => c,
             None => {
                 let c = connect_retry(&sh).await;
                 // Connection set-up is the server's time, not the generator's lag.
-                ready = Instant::now();
+                now = Instant::now();
+                ready = now;
                 conn.insert(c)
             }
         };
@@ -571,8 +631,8 @@ async fn wrk2_connection(sh: Rc<Shared>, mut conn: Option<Connection>, t0: Insta
             Ok(b) => b,
             Err(e) => return sh.fail(e),
         };
-        let out = exchange(&sh, c, &batch, intended, ready).await;
-        ready = Instant::now();
+        let out = exchange(&sh, c, &batch, (intended, ready, now), &flight).await;
+        ready = out.at;
         k += out.completed as u64;
         if out.fatal {
             return;
@@ -663,7 +723,9 @@ async fn open_request(sh: Rc<Shared>, pool: Rc<Pool>, batch: Batch, intended: In
             }
             pool.freed.notified().await;
         };
-        let out = exchange(&sh, &mut conn, &batch, intended, ready).await;
+        let flight = sh.flight();
+        let times = (intended, ready, Instant::now());
+        let out = exchange(&sh, &mut conn, &batch, times, &flight).await;
         if out.reusable {
             pool.idle.borrow_mut().push(conn);
         } else {
