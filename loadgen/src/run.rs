@@ -201,9 +201,26 @@ impl Run {
     pub fn prepare(spec: &Spec) -> Result<Run, Error> {
         spec.validate()?;
         let target = Target::parse(&spec.url)?;
-        let addr = resolve(&target, spec.timeout.max(Duration::from_secs(1)))?;
         let mut warnings = spec.warnings();
-        let mut script = None;
+        // The script loads first, as in wrk: a syntax error is reported even when the server is
+        // down, and nothing is connected for a script that cannot run.
+        let mut script = match &spec.workload {
+            Workload::Script { path, args } => {
+                let st = ScriptTarget {
+                    url: target.url.clone(),
+                    scheme: target.scheme.clone(),
+                    host: target.host.clone(),
+                    port: target.port.clone(),
+                    path: target.path.clone(),
+                    headers: spec.headers.clone(),
+                };
+                let main = MainScript::load(path, args, &st)?;
+                warnings.extend(main.warnings().iter().cloned());
+                Some(main)
+            }
+            _ => None,
+        };
+        let addr = resolve(&target, spec.timeout.max(Duration::from_secs(1)))?;
         let seeds = match &spec.workload {
             Workload::Static => {
                 let batch = static_request(&target, &spec.headers);
@@ -214,24 +231,14 @@ impl Run {
             Workload::Generator(f) => (0..spec.threads)
                 .map(|_| (Seed::Generator(f.clone()), addr))
                 .collect(),
-            Workload::Script { path, args } => {
-                let st = ScriptTarget {
-                    url: target.url.clone(),
-                    scheme: target.scheme.clone(),
-                    host: target.host.clone(),
-                    port: target.port.clone(),
-                    path: target.path.clone(),
-                    headers: spec.headers.clone(),
-                };
-                let mut main = MainScript::load(path, args, &st)?;
-                warnings.extend(main.warnings().iter().cloned());
+            Workload::Script { .. } => {
+                let main = script.as_mut().expect("a script workload was loaded above");
                 let mut seeds = Vec::with_capacity(spec.threads);
                 for i in 0..spec.threads {
                     let mut a = addr;
                     let seed = main.setup_thread(i, &mut a)?;
                     seeds.push((Seed::Script(seed), a));
                 }
-                script = Some(main);
                 seeds
             }
         };

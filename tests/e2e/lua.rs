@@ -443,6 +443,35 @@ fn syntax_error_fails_before_load() {
 }
 
 #[test]
+fn syntax_error_is_reported_before_connecting() {
+    // The script loads before the target is resolved or tried: with nothing listening, the
+    // user still learns about the script first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = script("err_syntax.lua");
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = aefm_load(
+        &[
+            "-t1",
+            "-c1",
+            "-d1s",
+            "-R10",
+            "-s",
+            s.to_str().unwrap(),
+            &url,
+        ],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("err_syntax.lua:3:"), "{stderr}");
+    assert!(!stderr.contains("connect"), "{stderr}");
+}
+
+#[test]
 fn load_error_fails_before_load() {
     assert_fails_before_load("err_load.lua", 3, &[]);
 }
