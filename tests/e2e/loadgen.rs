@@ -106,6 +106,31 @@ fn reconnects_after_connection_close() {
 }
 
 #[test]
+fn https_with_keep_alive_and_reconnects() {
+    // A TLS server with a self-signed certificate (not verified, like wrk2), closing every 10th
+    // response: the rate holds, nothing fails, and the handshakes are redone after each close.
+    let server = HttpServer::start(ServerOptions {
+        tls: true,
+        close_every: Some(10),
+        ..ServerOptions::default()
+    });
+    let url = server.url("/secure");
+    assert!(url.starts_with("https://"), "{url}");
+    let report = run(&spec(&url, 200.0, 1.5, 1, 2), &RunControl::new()).unwrap();
+    let sum = &report.summary;
+    assert!((260..=310).contains(&sum.requests), "{sum:?}");
+    assert_eq!(sum.errors.total(), 0, "{:?}", sum.errors);
+    assert_eq!(sum.responses.success, sum.requests);
+    assert!(sum.reconnects >= sum.requests / 10 - 2, "{sum:?}");
+    let reqs = server.requests();
+    assert_eq!(reqs[0].target, "/secure");
+    assert_eq!(
+        reqs[0].header("Host"),
+        Some(server.addr().to_string().as_str())
+    );
+}
+
+#[test]
 fn timeouts_count_late_requests_not_idle_connections() {
     // Every response takes 300 ms against a 100 ms timeout: each request counts once, and its
     // latency is still recorded.

@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub close_every: Option<u64>,
     /// Send bodies with chunked transfer coding instead of Content-Length.
     pub chunked: bool,
+    /// Speak https (TLS 1.2/1.3 with a fresh self-signed certificate) instead of http.
+    pub tls: bool,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +37,7 @@ impl Default for ServerOptions {
             delay: Duration::ZERO,
             close_every: None,
             chunked: false,
+            tls: false,
         }
     }
 }
@@ -91,6 +94,7 @@ impl HttpServer {
             stalled: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
+        let tls = shared.options.tls.then(tls_config);
         let sh = shared.clone();
         let accept = std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -100,7 +104,20 @@ impl HttpServer {
                 let Ok(stream) = stream else { continue };
                 sh.connections.fetch_add(1, Ordering::SeqCst);
                 let sh = sh.clone();
-                std::thread::spawn(move || serve(stream, &sh));
+                let tls = tls.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                    match tls {
+                        None => serve(stream, &sh),
+                        Some(config) => {
+                            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            serve(rustls::StreamOwned::new(conn, stream), &sh)
+                        }
+                    }
+                });
             }
         });
         HttpServer {
@@ -115,9 +132,14 @@ impl HttpServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>` (`https://` when the server speaks TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.shared.options.tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// Requests received so far.
@@ -193,9 +215,24 @@ fn parse_request(buf: &[u8]) -> Option<(Request, usize)> {
     ))
 }
 
-fn serve(mut stream: TcpStream, sh: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+/// A server config with a self-signed certificate for `localhost` and 127.0.0.1 (clients of
+/// the tests do not verify it, like wrk).
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(names).expect("generate a self-signed certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("a valid certificate and key");
+    Arc::new(config)
+}
+
+fn serve<S: Read + Write>(mut stream: S, sh: &Shared) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let body = vec![b'x'; sh.options.body_size];
