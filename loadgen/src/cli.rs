@@ -376,9 +376,12 @@ mod tests {
             "open",
             "--pin",
             "0-1,3",
+            "--pacing-tolerance",
+            "200us",
             "http://h/",
         ]);
         assert!(o.json_on_stdout());
+        assert_eq!(s.pacing_tolerance, Duration::from_micros(200));
         assert_eq!(s.warmup, Duration::from_secs(5));
         assert_eq!(
             s.model,
@@ -398,6 +401,10 @@ mod tests {
             (&["-R10", "-c0", "http://h/"][..], "connections"),
             (&["-R10", "-t0", "http://h/"][..], "threads"),
             (&["-R10", "-d0", "http://h/"][..], "duration"),
+            (
+                &["-R10", "--pacing-tolerance", "2s", "http://h/"][..],
+                "pacing tolerance",
+            ),
             (&["-R10", "-t4", "-c2", "http://h/"][..], "connections"),
             (&["-R10", "-d", "10sec", "http://h/"][..], "10sec"),
             (&["-R10", "ftp://h/"][..], "invalid URL"),

@@ -37,6 +37,8 @@ struct Inner {
     wakers: HashMap<u64, Waker>,
     next_id: u64,
     armed: Option<Instant>,
+    /// Expiries of the timerfd so far (what grouping saves is visible here).
+    fires: u64,
 }
 
 /// A per-thread precise timer. Clone handles share it; [`PreciseTimer::drive`] must be running
@@ -74,6 +76,7 @@ impl PreciseTimer {
                 wakers: HashMap::new(),
                 next_id: 0,
                 armed: None,
+                fires: 0,
             })),
             fd: Rc::new(fd),
             changed: Rc::new(Notify::new()),
@@ -151,7 +154,9 @@ impl PreciseTimer {
                     if let Ok(mut guard) = guard {
                         guard.clear_ready();
                     }
-                    self.inner.borrow_mut().armed = None;
+                    let mut inner = self.inner.borrow_mut();
+                    inner.armed = None;
+                    inner.fires += 1;
                 }
                 _ = self.changed.notified() => {}
             }
@@ -306,6 +311,47 @@ mod tests {
                 h.await.unwrap();
             }
             assert_eq!(*order.borrow(), vec![1, 2, 0]);
+        });
+    }
+
+    #[test]
+    fn nearby_deadlines_share_a_wake_up_within_the_tolerance() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let tolerance = Duration::from_micros(50);
+            let timer = PreciseTimer::new(tolerance).unwrap();
+            tokio::task::spawn_local(timer.clone().drive());
+            // Ten deadlines 20 µs apart: with ±50 µs they fit in about three wake-ups (a busy
+            // machine can only merge more). One at a time, they would take ten.
+            let base = Instant::now() + Duration::from_millis(5);
+            let woke = Rc::new(RefCell::new(Vec::new()));
+            let mut handles = Vec::new();
+            for i in 0..10u32 {
+                let (t, w) = (timer.clone(), woke.clone());
+                let deadline = base + Duration::from_micros(20) * i;
+                handles.push(tokio::task::spawn_local(async move {
+                    t.sleep_until(deadline).await;
+                    w.borrow_mut().push((deadline, Instant::now()));
+                }));
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+            for (deadline, at) in woke.borrow().iter() {
+                assert!(
+                    *at + tolerance >= *deadline,
+                    "woke more than the tolerance early"
+                );
+            }
+            let fires = timer.inner.borrow().fires;
+            assert!(
+                (1..=5).contains(&fires),
+                "{fires} wake-ups for 10 deadlines"
+            );
         });
     }
 }
