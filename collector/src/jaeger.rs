@@ -285,7 +285,7 @@ pub fn collect(
             tracing::warn!(window = %window_us(a, b), "Jaeger page full and window not split further: traces may be missing");
         }
         proc.add_page(&page, raw.as_mut())
-            .map_err(|m| malformed(m, a, b))?;
+            .map_err(|m| malformed(m.to_string(), a, b))?;
     }
     report.traces = proc.counts().traces;
     if report.traces == 0 {

@@ -202,8 +202,10 @@ fn malformed_json_leaves_no_tables() {
             br#"{"data":[{"traceID":"x","spans":[{"spanID":1}]}]}"#,
             None::<&mut Vec<u8>>,
         )
-        .unwrap_err();
-    assert!(err.contains("line"), "{err}");
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 1 column 44 (byte 43)"), "{err}");
+    assert!(err.contains("`spanID`"), "{err}");
     drop(p);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let mut p = TraceProcessor::create(dir.path()).unwrap();
@@ -213,7 +215,11 @@ fn malformed_json_leaves_no_tables() {
             None::<&mut Vec<u8>>,
         )
         .unwrap_err();
-    assert!(err.contains("bad service"), "{err}");
+    assert!(
+        matches!(&err, PageError::Reported(m) if m == &["bad service"]),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "Jaeger reported errors: bad service");
 }
 
 #[test]
@@ -253,4 +259,342 @@ fn error_tags_are_counted() {
     );
     let ops = std::fs::read_to_string(dir.path().join("operations.csv")).unwrap();
     assert!(ops.contains("\nback,db,1,1,"), "{ops}");
+}
+
+// ---------------------------------------------------------------- streaming and the scanner
+
+/// All tables of a finished processor in `dir`, by file name.
+fn tables(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A page that exercises most of the format: escapes (kept and skipped), non-ASCII text, a
+/// comma to quote, FOLLOWS_FROM, orphans, a duplicate trace, error tags, unknown keys and values
+/// of every type, processes without tags or without spans, `references: null`.
+fn varied_page() -> String {
+    let mut ok = span("A", "GET /é,\\\"x\\\"\\n", 0, 100, &[], "p1");
+    ok = ok.replace(
+        r#""tags":[{"#,
+        r#""extra":{"a":[1,-2.5e3,true,false,null,"\u00e9\ud83d\ude00"],"b":{}},"tags":[{"key":"err\u006fr","value":"true"},{"#,
+    );
+    let t1 = trace(
+        "t1\\u0031",
+        &[
+            ok,
+            span("B", "b", 10, 40, &[("CHILD_OF", "A")], "p2"),
+            span("C", "c", 20, 200, &[("FOLLOWS_FROM", "A")], "p2"),
+            span("D", "d", 20, 5, &[("CHILD_OF", "missing")], "p9"),
+            span(
+                "E",
+                "\\ud83d\\ude00",
+                30,
+                5,
+                &[("FOLLOWS_FROM", "zz"), ("CHILD_OF", "B")],
+                "p1",
+            ),
+        ],
+    );
+    let t2 = trace("t2", &[span("X", "x", 5, 1, &[], "p2")])
+        .replace(
+            r#""spans":["#,
+            r#""spans":[{"spanID":"N","startTime":7,"references":null},"#,
+        )
+        .replace(
+            r#""processes":{"#,
+            r#""processes":{"p3":{"serviceName":"idle"},"#,
+        );
+    format!(r#"{{"data":[{t1},{t2},{t1}],"total":3,"limit":0,"offset":0,"errors":null}}"#)
+}
+
+fn page_tables(page: &str) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = TraceProcessor::create(dir.path()).unwrap();
+    p.add_page::<Vec<u8>>(page.as_bytes(), None).unwrap();
+    p.finish().unwrap();
+    tables(dir.path())
+}
+
+#[test]
+fn streaming_gives_the_same_tables_at_every_chunk_size() {
+    let page = varied_page();
+    let whole = page_tables(&page);
+    assert!(
+        whole["spans.csv"].contains("\"GET /é,\"\"x\"\"\n\""),
+        "{}",
+        whole["spans.csv"]
+    );
+    for chunk in [1, 2, 3, 7, 16, 64, 1000, 1 << 18] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = Path::new("page.json");
+        process_reader(page.as_bytes(), chunk, dir.path(), input, || {
+            Ok(page.as_bytes())
+        })
+        .unwrap();
+        assert_eq!(tables(dir.path()), whole, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn whitespace_and_key_order_do_not_matter() {
+    let page = varied_page();
+    let compact = page_tables(&page);
+    // serde_json's pretty printer keeps key order; its maps sort keys (a different order).
+    let v: serde_json::Value = serde_json::from_str(&page).unwrap();
+    let pretty = serde_json::to_string_pretty(&v).unwrap();
+    assert_eq!(page_tables(&pretty), compact);
+    let spaced = pretty.replace('\n', "\r\n\t ");
+    assert_eq!(page_tables(&spaced), compact);
+}
+
+#[test]
+fn escapes_are_decoded_and_rows_quoted() {
+    let t = page_tables(&varied_page());
+    let spans = &t["spans.csv"];
+    assert!(
+        spans.contains("t11,E,B,CHILD_OF,front,front-abc-1,😀,"),
+        "{spans}"
+    );
+    // The escaped `err\u006fr` key is the error tag; the orphan keeps its reference.
+    assert!(
+        spans.contains("t11,D,missing,ORPHAN,,,d,20,25,5,5,0,0"),
+        "{spans}"
+    );
+    let summary = &t["traces_summary.csv"];
+    for line in [
+        "traces,2",
+        "duplicate_traces,1",
+        "error_spans,1",
+        "follows_from_edges,1",
+    ] {
+        assert!(summary.contains(line), "{summary}");
+    }
+    // A process no span uses gets no row.
+    assert!(!t["pods.csv"].contains("idle"), "{}", t["pods.csv"]);
+    // Spans without a process (D, N) are grouped under empty names.
+    assert!(t["pods.csv"].contains("\n,,2,"), "{}", t["pods.csv"]);
+}
+
+#[test]
+fn raw_output_is_each_trace_as_written() {
+    let page = varied_page().replace("},{", "},\n  {");
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = Vec::new();
+    let mut p = TraceProcessor::create(dir.path()).unwrap();
+    assert_eq!(p.add_page(page.as_bytes(), Some(&mut raw)).unwrap(), 2);
+    let raw = String::from_utf8(raw).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&format!("[{raw}]")).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(page.contains(raw.split(",\n").next().unwrap()));
+}
+
+#[test]
+fn single_traces_and_bare_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = trace("s1", &[span("A", "x", 0, 10, &[], "p1")]);
+    let mut p = TraceProcessor::create(dir.path()).unwrap();
+    assert!(p.add_trace(format!(" {t} ").as_bytes()).unwrap());
+    assert!(!p.add_trace(t.as_bytes()).unwrap());
+    assert!(p.add_trace(b"{\"spans\":[]}").is_err());
+    assert_eq!(
+        p.add_page::<Vec<u8>>(format!("[{t}]").as_bytes(), None)
+            .unwrap(),
+        0
+    );
+    assert_eq!(p.add_page::<Vec<u8>>(b"{\"data\":null}", None).unwrap(), 0);
+    let e = p.add_page::<Vec<u8>>(b"{\"total\":0}", None).unwrap_err();
+    assert!(e.to_string().contains("missing field `data`"), "{e}");
+    let (c, _) = p.finish().unwrap();
+    assert_eq!((c.traces, c.duplicate_traces), (1, 2));
+}
+
+#[test]
+fn malformed_input_is_an_error_at_its_byte() {
+    let ok = trace("m", &[span("A", "x", 0, 10, &[], "p1")]);
+    // Cases built from the trace `ok` are wrapped in a list.
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{{\"data\":[{ok}"), "unexpected end of input"),
+        (format!("{{\"data\":[{ok}]}} x"), "trailing characters"),
+        (format!("{{\"data\":[{ok},]}}"), "a trace object"),
+        (ok.replace("\"x\"", "\"x\\q\""), "invalid escape"),
+        (ok.replace("\"x\"", "\"x\u{1}\""), "control character"),
+        (ok.replace("\"x\"", "\"\\ud83d\""), "surrogate"),
+        (ok.replace(":0,", ":00,"), "leading zero"),
+        (ok.replace(":0,", ":1.5,"), "floating point"),
+        (ok.replace(":0,", ":-1,"), "negative"),
+        (ok.replace(":0,", ":99999999999999999999,"), "64 bits"),
+        (
+            ok.replace("\"spanID\":\"A\",", ""),
+            "missing field `spanID`",
+        ),
+        (
+            ok.replace("\"spanID\":\"A\"", "\"spanID\":\"A\",\"spanID\":\"B\""),
+            "duplicate field",
+        ),
+        (
+            ok.replace("\"logs\":[]", "\"logs\":[1 2]"),
+            "expected `,` or `]`",
+        ),
+        (
+            ok.replace("\"logs\":[]", "\"logs\":[01]"),
+            "expected `,` or `]`",
+        ),
+        (
+            ok.replace("\"logs\":[]", "\"logs\":{\"a\"}"),
+            "expected `:`",
+        ),
+        (
+            ok.replace("\"logs\":[]", "\"logs\":nul"),
+            "expected a value",
+        ),
+        (
+            // Deep nesting in a skipped value is fine (as with serde's `IgnoredAny`); this one
+            // is not closed.
+            ok.replace("\"logs\":[]", &format!("\"logs\":{}]", "[".repeat(200))),
+            "expected `,` or `]`",
+        ),
+        (
+            ok.replace("\"traceID\":\"m\",", ""),
+            "missing field `traceID`",
+        ),
+        (
+            ok.replace("\"spans\":[", "\"spans\":{")
+                .replace("],\"processes\"", "},\"processes\""),
+            "list of spans",
+        ),
+        (
+            "{\"data\":[],\"errors\":[{\"msg\":\"x\"}".into(),
+            "unexpected end",
+        ),
+        ("\"data\"".into(), "expected a Jaeger answer"),
+    ];
+    for (json, want) in cases {
+        let page = if json.starts_with("{\"data\"") || !json.starts_with('{') {
+            json
+        } else {
+            format!("[{json}]")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TraceProcessor::create(dir.path()).unwrap();
+        let e = p
+            .add_page::<Vec<u8>>(page.as_bytes(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(want) && e.contains("(byte "),
+            "{page}\n→ {e}\n(wanted {want})"
+        );
+    }
+    // Invalid UTF-8 in a string the tables keep.
+    let bad = ok.replace("\"x\"", "\"x\u{e9}\"").into_bytes();
+    let at = bad.iter().position(|&b| b == 0xc3).unwrap();
+    let mut bad = bad;
+    bad[at + 1] = b'!';
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = TraceProcessor::create(dir.path()).unwrap();
+    let e = p.add_trace(&bad).unwrap_err().to_string();
+    assert!(e.contains("invalid UTF-8"), "{e}");
+}
+
+#[test]
+fn file_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = trace("f", &[span("A", "x", 0, 10, &[], "p1")]);
+    let path = dir.path().join("bad.json");
+    std::fs::write(
+        &path,
+        format!("{{\"data\":[\n{ok},\n{},\n]}}", ok.replace(":0,", ":zero,")),
+    )
+    .unwrap();
+    let e = process_file(&path, &dir.path().join("out")).unwrap_err();
+    assert!(matches!(e, Error::Parse { line: 3, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("bad.json:3: ") && msg.contains("line 3 column"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn duplicate_span_ids_resolve_as_the_sorted_lookup_did() {
+    // Two spans "P" (ops "one" and "two"): the child's parent is the one the former
+    // sort-and-binary-search found.
+    let spans = [
+        span("P", "one", 0, 100, &[], "p1"),
+        span("Q", "q", 0, 100, &[], "p1"),
+        span("P", "two", 0, 100, &[], "p1"),
+        span("K", "k", 10, 10, &[("CHILD_OF", "P")], "p2"),
+    ];
+    let ids = ["P", "Q", "P", "K"];
+    let mut order: Vec<u32> = (0..4).collect();
+    order.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize]));
+    let parent = order[order
+        .binary_search_by(|&i| ids[i as usize].cmp("P"))
+        .unwrap()];
+    let (_, dir) = run(&[trace("d1", &spans)]);
+    let edges = std::fs::read_to_string(dir.path().join("edges.csv")).unwrap();
+    let want = if parent == 0 { ",k,one," } else { ",k,two," };
+    assert!(edges.contains(want), "{edges}");
+}
+
+#[test]
+fn statistics_of_long_durations_switch_to_u64() {
+    let big = 5_000_000_000u64;
+    let traces: Vec<String> = (0..3)
+        .map(|i| {
+            trace(
+                &format!("l{i}"),
+                &[span("A", "long", 0, big + i, &[], "p1")],
+            )
+        })
+        .collect();
+    let (_, dir) = run(&traces);
+    let ops = std::fs::read_to_string(dir.path().join("operations.csv")).unwrap();
+    assert!(
+        ops.contains("\nfront,long,3,0,5000000001,5000000001,"),
+        "{ops}"
+    );
+}
+
+#[test]
+fn describe_equals_sorting_everything() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for n in [1usize, 2, 3, 5, 10, 101, 1000, 4099] {
+        for scale in [1_000u64, 1 << 40, u64::MAX] {
+            let v: Vec<u64> = (0..n).map(|_| next() % scale).collect();
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            let f: Vec<f64> = sorted.iter().map(|&x| x as f64).collect();
+            let mean = f.iter().sum::<f64>() / f.len() as f64;
+            let want: Vec<f64> = QUANTILES
+                .iter()
+                .map(|&q| crate::output::quantile_sorted(&f, q))
+                .collect();
+            let mut w = v.clone();
+            let (m, q) = describe(&mut w);
+            assert_eq!(
+                (m.to_bits(), q.map(f64::to_bits).to_vec()),
+                (mean.to_bits(), want.iter().map(|x| x.to_bits()).collect()),
+                "n {n} scale {scale}"
+            );
+        }
+    }
 }
