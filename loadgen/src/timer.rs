@@ -262,14 +262,18 @@ impl Drop for Sleep {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sleeps_are_precise_and_ordered() {
+    /// Runs `f` on a current-thread runtime inside a `LocalSet`, as a worker thread does.
+    fn on_local_runtime(f: impl Future<Output = ()>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        tokio::task::LocalSet::new().block_on(&rt, f);
+    }
+
+    #[test]
+    fn sleeps_are_precise_and_ordered() {
+        on_local_runtime(async {
             let tolerance = Duration::from_micros(20);
             let timer = PreciseTimer::new(tolerance).unwrap();
             tokio::task::spawn_local(timer.clone().drive());
@@ -316,12 +320,7 @@ mod tests {
 
     #[test]
     fn nearby_deadlines_share_a_wake_up_within_the_tolerance() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        on_local_runtime(async {
             let tolerance = Duration::from_micros(50);
             let timer = PreciseTimer::new(tolerance).unwrap();
             tokio::task::spawn_local(timer.clone().drive());

@@ -608,6 +608,16 @@ impl<S: Source> Scanner<S> {
         Ok(j)
     }
 
+    /// Opens an object (`what` names it in errors) and reads its first key, if any.
+    #[inline(always)]
+    fn first_key(&mut self, what: &str, keys: &[Pat], hint: &mut usize) -> R<Option<usize>> {
+        if self.object_start(what)? {
+            Ok(Some(self.key_in(keys, hint)?))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// After a member, at `,` or `}`: the index of the next member's key in `keys` (as
     /// [`Scanner::key_in`]), or `None` at the end of the object. The usual `,"key":` is matched
     /// with one compare.
@@ -1293,11 +1303,7 @@ impl<S: Source> Scanner<S> {
         t.arena.clear();
         let at = self.pos;
         let (mut seen, mut hint) = (0u32, 0usize);
-        let mut key = if self.object_start("a trace object")? {
-            Some(self.key_in(&TRACE_KEYS, &mut hint)?)
-        } else {
-            None
-        };
+        let mut key = self.first_key("a trace object", &TRACE_KEYS, &mut hint)?;
         while let Some(k) = key {
             match k {
                 0 => {
@@ -1334,11 +1340,7 @@ impl<S: Source> Scanner<S> {
     fn span(&mut self, s: &mut SpanRec, trace_id: Str, arena: &mut Vec<u8>) -> R<()> {
         let at = self.pos;
         let (mut seen, mut hint) = (0u32, 0usize);
-        let mut key = if self.object_start("a span object")? {
-            Some(self.key_in(&SPAN_KEYS, &mut hint)?)
-        } else {
-            None
-        };
+        let mut key = self.first_key("a span object", &SPAN_KEYS, &mut hint)?;
         while let Some(k) = key {
             match k {
                 1 => {
@@ -1394,11 +1396,7 @@ impl<S: Source> Scanner<S> {
         while more {
             let at = self.pos;
             let (mut seen, mut follows, mut id) = (0u32, false, Str::default());
-            let mut key = if self.object_start("a reference object")? {
-                Some(self.key_in(&REF_KEYS, &mut hint)?)
-            } else {
-                None
-            };
+            let mut key = self.first_key("a reference object", &REF_KEYS, &mut hint)?;
             while let Some(k) = key {
                 match k {
                     0 => {
@@ -1441,11 +1439,7 @@ impl<S: Source> Scanner<S> {
         while more {
             // Jaeger writes `key` before `value`, so other tags' values are skipped undecoded.
             let (mut is_error, mut key_seen, mut value_true) = (false, false, false);
-            let mut key = if self.object_start("a tag object")? {
-                Some(self.key_in(&TAG_KEYS, &mut hint)?)
-            } else {
-                None
-            };
+            let mut key = self.first_key("a tag object", &TAG_KEYS, &mut hint)?;
             while let Some(k) = key {
                 match k {
                     0 => {
@@ -1495,11 +1489,7 @@ impl<S: Source> Scanner<S> {
                 ..ProcRec::default()
             };
             let mut seen = 0u32;
-            let mut key = if self.object_start("a process object")? {
-                Some(self.key_in(&PROCESS_KEYS, &mut hint)?)
-            } else {
-                None
-            };
+            let mut key = self.first_key("a process object", &PROCESS_KEYS, &mut hint)?;
             while let Some(k) = key {
                 match k {
                     0 => {
