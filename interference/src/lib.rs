@@ -13,7 +13,8 @@
 //! - [`run()`]: runs one stressor for a wall-clock duration or until a [`StopSignal`], writing
 //!   JSON report lines ([`ReportLine`]: target next to achieved) each second and at the end.
 //! - [`InterferenceSpec`]: stressor + duration + placement + labels; renders to `aefm-stress`
-//!   arguments ([`InterferenceSpec::to_args`]), to a Kubernetes pod ([`InterferenceSpec::to_pod`]),
+//!   arguments ([`InterferenceSpec::to_args`]), to a Kubernetes pod ([`InterferenceSpec::to_pod`],
+//!   or [`InterferenceSpec::to_pod_with`] and [`PodOptions`] for restart and pull policy and command),
 //!   or starts as a local process ([`InterferenceSpec::spawn_local`] -> [`LocalStressor`]).
 //! - [`cgroup`] and [`geometry`]: what the process may use (memory limit, CPU quota, allowed
 //!   CPUs) and the cache sizes, read from `/sys` and `/proc`.
@@ -55,6 +56,6 @@ pub use geometry::CacheLevel;
 pub use local::LocalStressor;
 pub use report::ReportLine;
 pub use run::{run, RunOptions};
-pub use spec::{find_stress_binary, InterferenceSpec, Placement, Stressor};
+pub use spec::{find_stress_binary, InterferenceSpec, Placement, PodOptions, Stressor};
 pub use stop::StopSignal;
 pub use units::{Rate, Size};

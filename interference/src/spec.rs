@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerPort, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, Pod, PodSpec, ResourceRequirements,
+    NodeSelectorTerm, Pod, PodSpec, ResourceRequirements, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -96,6 +96,28 @@ pub struct Placement {
     pub cpu_limit: Option<String>,
     /// Pod memory request and limit (e.g. `4Gi`).
     pub memory_limit: Option<String>,
+    /// Taints the pod tolerates, e.g. the control-plane taint so small clusters can put
+    /// interference on every node; ignored locally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// How [`InterferenceSpec::to_pod_with`] runs the stressor's container: settings of the pod that
+/// are about the cluster and the image rather than the stressor. The default is what
+/// [`InterferenceSpec::to_pod`] uses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodOptions {
+    /// `restartPolicy`; None = `Never`, right for a stressor with a duration, which ends by itself.
+    /// `Always` suits one without a duration that must keep going until its pod is deleted (the
+    /// kubelet restarts it if it dies, e.g. OOM-killed).
+    pub restart_policy: Option<String>,
+    /// The container's `imagePullPolicy` (`Always`, `IfNotPresent`, `Never`); None = the cluster's
+    /// default.
+    pub image_pull_policy: Option<String>,
+    /// The container's `command`; None = the image's entry point (`aefm-stress` in the image built
+    /// from `images/`). Set it (e.g. `["aefm-stress"]`) for images whose entry point is another
+    /// program: the arguments are always [`InterferenceSpec::to_args`].
+    pub command: Option<Vec<String>>,
 }
 
 /// A complete interference request.
@@ -218,9 +240,15 @@ impl InterferenceSpec {
     }
 
     /// A pod running `image` with [`Self::to_args`]: requests equal to limits (the given CPU and
-    /// memory), required node affinity to `placement.node`, the labels, `restartPolicy: Never`, and
-    /// a container port for an iperf3 server or the metrics endpoint.
+    /// memory), required node affinity to `placement.node`, the placement's tolerations, the
+    /// labels, `restartPolicy: Never`, and a container port for an iperf3 server or the metrics
+    /// endpoint. [`Self::to_pod_with`] sets the restart policy, pull policy and command.
     pub fn to_pod(&self, name: &str, namespace: &str, image: &str) -> Pod {
+        self.to_pod_with(name, namespace, image, &PodOptions::default())
+    }
+
+    /// [`Self::to_pod`] with the restart policy, image pull policy and container command of `opts`.
+    pub fn to_pod_with(&self, name: &str, namespace: &str, image: &str, opts: &PodOptions) -> Pod {
         let mut res = BTreeMap::new();
         if let Some(c) = &self.placement.cpu_limit {
             res.insert("cpu".to_string(), Quantity(c.clone()));
@@ -276,12 +304,21 @@ impl InterferenceSpec {
                 ..Default::default()
             },
             spec: Some(PodSpec {
-                restart_policy: Some("Never".into()),
+                restart_policy: Some(
+                    opts.restart_policy
+                        .clone()
+                        .unwrap_or_else(|| "Never".into()),
+                ),
+                // aefm-stress stops within 0.5 s of SIGTERM: no need for the default 30 s.
                 termination_grace_period_seconds: Some(5),
                 affinity,
+                tolerations: (!self.placement.tolerations.is_empty())
+                    .then(|| self.placement.tolerations.clone()),
                 containers: vec![Container {
                     name: "stress".into(),
                     image: Some(image.to_string()),
+                    image_pull_policy: opts.image_pull_policy.clone(),
+                    command: opts.command.clone(),
                     args: Some(self.to_args()),
                     resources,
                     ports: (!ports.is_empty()).then_some(ports),
@@ -411,6 +448,7 @@ mod tests {
             cpus: None,
             cpu_limit: Some("100m".into()),
             memory_limit: Some("4Gi".into()),
+            tolerations: Vec::new(),
         };
         s.labels.insert("aefm.io/experiment".into(), "exp-1".into());
         s.metrics_addr = Some("0.0.0.0:9100".parse().unwrap());
@@ -445,6 +483,40 @@ mod tests {
         let c = &v["spec"]["containers"][0];
         assert!(c.get("resources").is_none());
         assert!(v["spec"].get("affinity").is_none());
+        assert!(v["spec"].get("tolerations").is_none());
+        assert!(c.get("command").is_none() && c.get("imagePullPolicy").is_none());
         assert_eq!(c["ports"][0]["containerPort"], 5201);
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["kind"], "Pod");
+    }
+
+    #[test]
+    fn pod_options_and_tolerations() {
+        let mut s = InterferenceSpec::new(Stressor::Cpu {
+            workers: 0,
+            load_pct: 50.0,
+            cpus: None,
+        });
+        s.placement.tolerations = vec![Toleration {
+            key: Some("node-role.kubernetes.io/control-plane".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Default::default()
+        }];
+        let opts = PodOptions {
+            restart_policy: Some("Always".into()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: Some(vec!["aefm-stress".into()]),
+        };
+        let v = serde_json::to_value(s.to_pod_with("p", "ns", "img", &opts)).unwrap();
+        assert_eq!(v["spec"]["restartPolicy"], "Always");
+        assert_eq!(
+            v["spec"]["tolerations"][0]["key"],
+            "node-role.kubernetes.io/control-plane"
+        );
+        let c = &v["spec"]["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(c["command"], serde_json::json!(["aefm-stress"]));
+        assert_eq!(c["args"], serde_json::json!(["cpu", "--load", "50"]));
     }
 }

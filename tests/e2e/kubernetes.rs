@@ -187,6 +187,10 @@ fn interference_pods_on_the_right_nodes_then_cleared() {
         );
         assert_eq!(p["metadata"]["namespace"], "aefm-interference");
         assert_eq!(p["metadata"]["labels"]["aefm.io/test-case"], "case-1");
+        assert_eq!(
+            p["spec"]["containers"][0]["args"],
+            json!(["cpu", "--workers", "2", "--load", "100"])
+        );
         let r = &p["spec"]["containers"][0]["resources"];
         assert_eq!(r["requests"], r["limits"]);
         assert_eq!(p["status"]["phase"], "Running");
@@ -224,7 +228,7 @@ fn network_interference_is_an_iperf_ring() {
     };
     // IPs come from the Node objects (InternalIP), w2 → w3 → w2.
     assert!(
-        on("w2").contains("-c 10.0.0.13") && on("w2").contains("-b 500M -P 2"),
+        on("w2").contains("-c 10.0.0.13") && on("w2").contains("-b 500000000 -P 2"),
         "{}",
         on("w2")
     );

@@ -6,6 +6,7 @@
 
 mod duration;
 pub mod kubernetes;
+pub mod stress;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{format_duration, parse_duration};
+pub use stress::StressSpecError;
 
 /// Errors found while loading or validating a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -407,7 +409,8 @@ pub enum InterferenceLevelSpec {
     Stress(Box<StressSpec>),
 }
 
-/// A stressor and its intensity, in the stressor's own units.
+/// A stressor and its intensity, in the stressor's own units; [`StressSpec::to_interference`]
+/// turns it into what `aefm-stress` runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StressSpec {
@@ -416,7 +419,8 @@ pub struct StressSpec {
     /// Name in case names and plots. Default: derived (`cpu-90`, `membw-max`).
     #[serde(default)]
     pub label: Option<String>,
-    /// Worker threads (cpu, membw). Default `1` per app core.
+    /// Worker threads (cpu, membw). Default `1` per app core (Kubernetes: one per CPU of the pod's
+    /// limit).
     #[serde(default)]
     pub workers: Option<usize>,
     /// cpu: load per worker in percent (1-100). Default `100`.
@@ -452,11 +456,19 @@ impl StressSpec {
             return l.clone();
         }
         let detail = match self.kind {
-            StressKind::Cpu => fmt_num(self.load.unwrap_or(100.0)),
-            StressKind::Membw => self.rate.clone().unwrap_or_else(|| "max".into()),
+            StressKind::Cpu => fmt_num(self.load.unwrap_or(stress::DEFAULT_LOAD)),
+            StressKind::Membw => self.rate.as_deref().unwrap_or(stress::DEFAULT_RATE).into(),
             StressKind::Memcap => self.size.clone().unwrap_or_default(),
-            StressKind::Cache => self.level.clone().unwrap_or_else(|| "llc".into()),
-            StressKind::Net => self.bandwidth.clone().unwrap_or_else(|| "1G".into()),
+            StressKind::Cache => self
+                .level
+                .as_deref()
+                .unwrap_or(stress::DEFAULT_LEVEL)
+                .into(),
+            StressKind::Net => self
+                .bandwidth
+                .as_deref()
+                .unwrap_or(stress::DEFAULT_BANDWIDTH)
+                .into(),
         };
         format!("{}-{}", self.kind, detail)
     }
@@ -886,15 +898,11 @@ fn check_stress(s: &StressSpec) -> Result<(), String> {
     if s.workers == Some(0) {
         return Err("workers must be at least 1".into());
     }
-    match s.kind {
-        StressKind::Memcap if s.size.is_none() => {
-            Err("memcap needs `size` (e.g. 1GiB or 50%)".into())
-        }
-        StressKind::Net if s.target.is_none() => {
-            Err("net needs `target` (host:port of an iperf3 server)".into())
-        }
-        _ => Ok(()),
-    }
+    // Required keys and unit strings: checked by the conversion both backends use, so a bad value
+    // fails here, naming its key and line, instead of when the stressor starts.
+    s.to_interference(None, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Characters allowed in names that become file names.
@@ -1042,6 +1050,23 @@ mod tests {
             .to_string();
         assert!(e.contains("sweep.interference.stress[1]"), "{e}");
         assert!(e.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn bad_level_value_fails_at_load_naming_path_and_line() {
+        // Checked by the same conversion the backends run, not first when the stressor starts.
+        let text = "name: t\nsweep:\n  rate: [10]\n  interference:\n    stress:\n      - none\n      - kind: memcap\n        size: 1XB\n";
+        let e = Config::parse(text, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sweep.interference.stress[1]"), "{e}");
+        assert!(e.contains("`size`: invalid size \"1XB\""), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+        let missing = text.replace("        size: 1XB\n", "");
+        let e = Config::parse(&missing, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memcap needs `size`"), "{e}");
     }
 
     #[test]

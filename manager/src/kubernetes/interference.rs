@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use aefm_interference::{Placement, PodOptions, Stressor};
 use futures::future::try_join_all;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::wait::await_condition;
 use serde_json::{json, Value};
@@ -29,92 +30,127 @@ pub struct Owner<'a> {
     pub test_case: &'a str,
 }
 
-/// The arguments of `aefm-stress` for one stressor (the container's args).
-pub fn stress_args(spec: &StressSpec) -> Vec<String> {
-    let mut args = vec![spec.kind.to_string()];
-    let mut opt = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            args.push(format!("--{k}"));
-            args.push(v);
-        }
-    };
-    opt("workers", spec.workers.map(|w| w.to_string()));
-    opt("load", spec.load.map(|l| l.to_string()));
-    opt("rate", spec.rate.clone());
-    opt("size", spec.size.clone());
-    opt("level", spec.level.clone());
-    opt("fraction", spec.fraction.map(|f| f.to_string()));
-    args
-}
-
 /// Common labels of an interference pod.
-fn pod_labels(owner: &Owner<'_>, kind: &str) -> Value {
-    json!({
-        labels::EXPERIMENT: labels::label_value(owner.experiment),
-        labels::TEST_CASE: labels::label_value(owner.test_case),
-        labels::COMPONENT: "interference",
-        labels::MANAGED_BY: labels::MANAGER,
-        "aefm.io/interference": kind,
-    })
+fn pod_labels(owner: &Owner<'_>, kind: &str) -> BTreeMap<String, String> {
+    [
+        (labels::EXPERIMENT, labels::label_value(owner.experiment)),
+        (labels::TEST_CASE, labels::label_value(owner.test_case)),
+        (labels::COMPONENT, "interference".into()),
+        (labels::MANAGED_BY, labels::MANAGER.into()),
+        (labels::INTERFERENCE, kind.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
-/// Builds one stress pod pinned to `node`. The only place pods are built by hand (until
-/// aefm-interference offers `InterferenceSpec::to_pod`).
-#[allow(clippy::too_many_arguments)]
+/// The level as the stressor it describes, or a config error naming it.
+fn convert(spec: &StressSpec) -> Result<aefm_interference::InterferenceSpec, KubeError> {
+    // No cores: a pod's stressor sizes itself from the pod's limits.
+    spec.to_interference(None, None)
+        .map_err(|e| KubeError::Config {
+            key: "sweep.interference".into(),
+            message: format!("level {}: {e}", spec.label()),
+        })
+}
+
+/// Interference may go to control-plane nodes when they are listed (small clusters).
+fn control_plane_tolerations() -> Vec<Toleration> {
+    [
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/master",
+    ]
+    .into_iter()
+    .map(|key| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoSchedule".into()),
+        ..Default::default()
+    })
+    .collect()
+}
+
+/// One stress pod pinned to `node`: the level's [`aefm_interference::InterferenceSpec`] (no
+/// duration: it runs until AEFM deletes the pod) rendered by its `to_pod_with`, with the pod's
+/// CPU and memory as requests and limits, the owner's labels, `restartPolicy: Always` (a stressor
+/// that dies mid-case comes back), the config's pull policy and `command: [aefm-stress]` (any
+/// image holding the binary works, whatever its entry point).
 pub fn stress_pod(
     cfg: &KubernetesConfig,
     owner: &Owner<'_>,
     spec: &StressSpec,
     node: &str,
     index: u32,
-) -> Value {
+) -> Result<Value, KubeError> {
     let name = format!(
         "aefm-{}-{}-{}-{index}",
         labels::dns_fragment(owner.experiment, 20),
         spec.kind,
         labels::dns_fragment(node, 20)
     );
-    let resources = json!({"cpu": cfg.interference.cpu, "memory": cfg.interference.memory});
-    let mut pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": cfg.interference.namespace, "labels": pod_labels(owner, &spec.kind.to_string())},
-        "spec": {
-            "restartPolicy": "Always",
-            "affinity": {"nodeAffinity": node_affinity(&[node.to_string()])},
-            "tolerations": [
-                {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
-                {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"}
-            ],
-            "containers": [{
-                "name": "stress",
-                "image": cfg.interference.image,
-                "imagePullPolicy": cfg.image_pull_policy,
-                "command": ["aefm-stress"],
-                "args": stress_args(spec),
-                "resources": {"requests": resources, "limits": resources},
-            }],
-        },
-    });
+    let mut s = convert(spec)?;
+    s.labels = pod_labels(owner, &spec.kind.to_string());
+    s.placement = Placement {
+        node: Some(node.to_string()),
+        cpus: None,
+        cpu_limit: Some(cfg.interference.cpu.clone()),
+        memory_limit: Some(cfg.interference.memory.clone()),
+        tolerations: control_plane_tolerations(),
+    };
+    let opts = PodOptions {
+        restart_policy: Some("Always".into()),
+        image_pull_policy: Some(cfg.image_pull_policy.clone()),
+        command: Some(vec!["aefm-stress".into()]),
+    };
+    let pod = s.to_pod_with(
+        &name,
+        &cfg.interference.namespace,
+        &cfg.interference.image,
+        &opts,
+    );
+    let mut pod = serde_json::to_value(pod).map_err(|e| KubeError::Failed {
+        object: format!("Pod/{}/{name}", cfg.interference.namespace),
+        message: format!("cannot serialise: {e}"),
+    })?;
     stamp_hash(&mut pod);
-    pod
+    Ok(pod)
 }
 
 /// The iperf3 ring: on each node a pod with an iperf3 server on a hostPort and a client sending
-/// to the next node's IP (the last node sends to the first), `streams` streams at `bandwidth` each.
+/// to the next node's IP (the last node sends to the first), `streams` streams at `bandwidth` each
+/// (the level's net stressor, aimed at that IP: same defaults and units as everywhere else).
 pub fn iperf_ring(
     cfg: &KubernetesConfig,
     owner: &Owner<'_>,
     spec: &StressSpec,
     nodes: &[(String, String)],
-) -> Vec<Value> {
+) -> Result<Vec<Value>, KubeError> {
     let port = cfg.interference.iperf_port;
-    let bandwidth = spec.bandwidth.clone().unwrap_or_else(|| "1G".into());
-    let streams = spec.streams.unwrap_or(1);
     let resources = json!({"cpu": cfg.interference.cpu, "memory": cfg.interference.memory});
     let mut out = Vec::new();
     for (i, (node, _ip)) in nodes.iter().enumerate() {
         let (_, next_ip) = &nodes[(i + 1) % nodes.len()];
+        let host = if next_ip.contains(':') {
+            format!("[{next_ip}]")
+        } else {
+            next_ip.clone()
+        };
+        let aimed = StressSpec {
+            target: Some(format!("{host}:{port}")),
+            ..spec.clone()
+        };
+        let Stressor::NetClient {
+            target,
+            port,
+            bandwidth_bps,
+            streams,
+        } = convert(&aimed)?.stressor
+        else {
+            return Err(KubeError::Config {
+                key: "sweep.interference".into(),
+                message: format!("level {}: not a network stressor", spec.label()),
+            });
+        };
         let name = format!(
             "aefm-{}-net-{}",
             labels::dns_fragment(owner.experiment, 20),
@@ -122,7 +158,7 @@ pub fn iperf_ring(
         );
         // The client retries forever: the next node's server may start after this client.
         let client = format!(
-            "while true; do iperf3 -c {next_ip} -p {port} -t 86400 -b {bandwidth} -P {streams}; sleep 1; done"
+            "while true; do iperf3 -c {target} -p {port} -t 86400 -b {bandwidth_bps} -P {streams}; sleep 1; done"
         );
         let mut pod = json!({
             "apiVersion": "v1",
@@ -153,14 +189,15 @@ pub fn iperf_ring(
         stamp_hash(&mut pod);
         out.push(pod);
     }
-    out
+    Ok(out)
 }
 
 /// Records a hash of the pod's spec, so a later case with the same level keeps the pod.
 fn stamp_hash(pod: &mut Value) {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     pod["spec"].to_string().hash(&mut h);
-    pod["metadata"]["annotations"] = json!({ labels::SPEC_HASH: format!("{:016x}", h.finish()) });
+    // Added to the annotations the pod may already have (e.g. the metrics port).
+    pod["metadata"]["annotations"][labels::SPEC_HASH] = json!(format!("{:016x}", h.finish()));
 }
 
 /// InternalIP of each node: from the config when given, else from the Node object.
@@ -222,11 +259,11 @@ pub async fn desired_pods(
                 });
             }
             let ips = node_ips(kube, cfg, &nodes).await?;
-            pods.extend(iperf_ring(cfg, owner, spec, &ips));
+            pods.extend(iperf_ring(cfg, owner, spec, &ips)?);
         } else {
             for node in &nodes {
                 for i in 0..cfg.interference.pods_per_node {
-                    pods.push(stress_pod(cfg, owner, spec, node, i));
+                    pods.push(stress_pod(cfg, owner, spec, node, i)?);
                 }
             }
         }
@@ -451,18 +488,65 @@ mod tests {
             experiment: "exp",
             test_case: "case-1",
         };
-        let p = stress_pod(&c, &owner, &cpu(), "w1", 1);
+        let p = stress_pod(&c, &owner, &cpu(), "w1", 1).unwrap();
+        assert_eq!(p["apiVersion"], "v1");
+        assert_eq!(p["kind"], "Pod");
+        assert_eq!(p["metadata"]["name"], "aefm-exp-cpu-w1-1");
         assert_eq!(p["metadata"]["namespace"], "aefm-interference");
-        assert_eq!(p["metadata"]["labels"][labels::EXPERIMENT], "exp");
-        assert_eq!(p["metadata"]["labels"][labels::TEST_CASE], "case-1");
-        let r = &p["spec"]["containers"][0]["resources"];
-        assert_eq!(r["requests"], r["limits"]);
-        assert_eq!(r["limits"]["cpu"], "2");
+        let l = &p["metadata"]["labels"];
+        assert_eq!(l[labels::EXPERIMENT], "exp");
+        assert_eq!(l[labels::TEST_CASE], "case-1");
+        assert_eq!(l[labels::COMPONENT], "interference");
+        assert_eq!(l[labels::MANAGED_BY], "aefm");
+        assert_eq!(l[labels::INTERFERENCE], "cpu");
+        assert!(p["metadata"]["annotations"][labels::SPEC_HASH].is_string());
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
         assert_eq!(
-            p["spec"]["containers"][0]["args"],
+            p["spec"]["tolerations"][0]["key"],
+            "node-role.kubernetes.io/control-plane"
+        );
+        let ctr = &p["spec"]["containers"][0];
+        assert_eq!(ctr["image"], "aefm/aefm-stress:latest");
+        assert_eq!(ctr["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(ctr["command"], json!(["aefm-stress"]));
+        let r = &ctr["resources"];
+        assert_eq!(r["requests"], r["limits"]);
+        assert_eq!(r["limits"], json!({"cpu": "2", "memory": "1Gi"}));
+        assert_eq!(
+            ctr["args"],
             json!(["cpu", "--workers", "2", "--load", "90"])
         );
         assert_eq!(nodes_of(&[p]), BTreeSet::from(["w1".to_string()]));
+    }
+
+    #[test]
+    fn stress_pods_get_the_documented_defaults() {
+        // Before the shared conversion these pods got only the keys given, and aefm-stress
+        // refused to start without --rate, --level or --fraction.
+        let owner = Owner {
+            experiment: "e",
+            test_case: "c",
+        };
+        let args = |yaml: &str| {
+            let spec: StressSpec = serde_yaml::from_str(yaml).unwrap();
+            stress_pod(&cfg(), &owner, &spec, "w1", 0).unwrap()["spec"]["containers"][0]["args"]
+                .clone()
+        };
+        assert_eq!(args("{kind: cpu}"), json!(["cpu", "--load", "100"]));
+        assert_eq!(args("{kind: membw}"), json!(["membw", "--rate", "max"]));
+        assert_eq!(
+            args("{kind: cache}"),
+            json!(["cache", "--level", "llc", "--fraction", "1"])
+        );
+        assert_eq!(
+            args("{kind: memcap, size: 50%}"),
+            json!(["memcap", "--size", "50%"])
+        );
+        let bad: StressSpec = serde_yaml::from_str("{kind: memcap, size: lots}").unwrap();
+        let e = stress_pod(&cfg(), &owner, &bad, "w1", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`size`: invalid size \"lots\""), "{e}");
     }
 
     #[test]
@@ -479,7 +563,7 @@ mod tests {
             ("w2".into(), "10.0.0.2".into()),
             ("w3".into(), "10.0.0.3".into()),
         ];
-        let pods = iperf_ring(&c, &owner, &net, &ips);
+        let pods = iperf_ring(&c, &owner, &net, &ips).unwrap();
         assert_eq!(pods.len(), 3);
         let cmd = |i: usize| {
             pods[i]["spec"]["containers"][1]["command"][2]
@@ -488,7 +572,7 @@ mod tests {
                 .to_string()
         };
         assert!(
-            cmd(0).contains("-c 10.0.0.2 -p 34567") && cmd(0).contains("-b 2G -P 3"),
+            cmd(0).contains("-c 10.0.0.2 -p 34567") && cmd(0).contains("-b 2000000000 -P 3"),
             "{}",
             cmd(0)
         );
@@ -497,6 +581,29 @@ mod tests {
             pods[0]["spec"]["containers"][0]["ports"][0]["hostPort"],
             34567
         );
+    }
+
+    #[test]
+    fn ring_takes_the_net_defaults_and_ipv6_peers() {
+        let owner = Owner {
+            experiment: "exp",
+            test_case: "c",
+        };
+        let net: StressSpec = serde_yaml::from_str("{kind: net}").unwrap();
+        let ips = vec![
+            ("w1".to_string(), "fd00::1".to_string()),
+            ("w2".into(), "fd00::2".into()),
+        ];
+        let pods = iperf_ring(&cfg(), &owner, &net, &ips).unwrap();
+        let cmd = pods[0]["spec"]["containers"][1]["command"][2]
+            .as_str()
+            .unwrap();
+        assert!(
+            cmd.contains("-c fd00::2 -p 34567 -t 86400 -b 1000000000 -P 1;"),
+            "{cmd}"
+        );
+        let bad: StressSpec = serde_yaml::from_str("{kind: net, bandwidth: fast}").unwrap();
+        assert!(iperf_ring(&cfg(), &owner, &bad, &ips).is_err());
     }
 
     #[test]
@@ -511,7 +618,8 @@ mod tests {
             &cpu(),
             "w1",
             0,
-        );
+        )
+        .unwrap();
         let b = stress_pod(
             &c,
             &Owner {
@@ -521,7 +629,8 @@ mod tests {
             &cpu(),
             "w1",
             0,
-        );
+        )
+        .unwrap();
         assert_eq!(a["metadata"]["annotations"], b["metadata"]["annotations"]);
     }
 }

@@ -7,6 +7,9 @@ pub const EXPERIMENT: &str = "aefm.io/experiment";
 pub const TEST_CASE: &str = "aefm.io/test-case";
 /// What the object is for: `app`, `interference`, `load`.
 pub const COMPONENT: &str = "aefm.io/component";
+/// Stressor kind of an interference pod (`cpu`, `memcap`, `membw`, `cache`; `net` for the iperf3
+/// ring).
+pub const INTERFERENCE: &str = "aefm.io/interference";
 /// Which repository set an app object came from (`infra`, `under_test`).
 pub const SET: &str = "aefm.io/set";
 /// Standard managed-by label.

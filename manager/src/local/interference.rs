@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::components::{AppUnit, ComponentError, InterferenceGenerator, UnitRole};
-use crate::config::{fmt_num, StressKind, StressSpec};
 use crate::context::Context;
 use crate::local::process::Child;
 use crate::sweep::InterferenceLevel;
@@ -45,73 +44,12 @@ impl LocalInterference {
     }
 }
 
-/// Finds `aefm-stress`: `$AEFM_STRESS`, beside the running executable (or one level up, for test
-/// executables in `deps/`), then `$PATH`.
+/// Finds `aefm-stress`: `$AEFM_STRESS`, else where [`aefm_interference::find_stress_binary`] looks
+/// (beside the running executable or one level up, for test executables in `deps/`, then `$PATH`).
 pub fn find_stress_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AEFM_STRESS") {
-        return Some(PathBuf::from(p));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        let mut dir = exe.parent().map(PathBuf::from);
-        for _ in 0..2 {
-            if let Some(d) = dir {
-                let c = d.join("aefm-stress");
-                if c.is_file() {
-                    return Some(c);
-                }
-                dir = d.parent().map(PathBuf::from);
-            }
-        }
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("aefm-stress"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// The `aefm-stress` arguments for a level, pinned to `cores`, lasting `duration`.
-pub fn stress_args(spec: &StressSpec, cores: &[usize], duration: Duration) -> Vec<String> {
-    let workers = spec.workers.unwrap_or(cores.len().max(1)).to_string();
-    let mut a: Vec<String> = vec![spec.kind.to_string()];
-    match spec.kind {
-        StressKind::Cpu => {
-            a.extend(["--workers".into(), workers]);
-            a.extend(["--load".into(), fmt_num(spec.load.unwrap_or(100.0))]);
-            let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
-            a.extend(["--cpus".into(), list.join(",")]);
-        }
-        StressKind::Membw => {
-            a.extend([
-                "--rate".into(),
-                spec.rate.clone().unwrap_or_else(|| "max".into()),
-            ]);
-            a.extend(["--workers".into(), workers]);
-        }
-        StressKind::Memcap => {
-            a.extend(["--size".into(), spec.size.clone().unwrap_or_default()]);
-        }
-        StressKind::Cache => {
-            a.extend([
-                "--level".into(),
-                spec.level.clone().unwrap_or_else(|| "llc".into()),
-            ]);
-            a.extend(["--fraction".into(), fmt_num(spec.fraction.unwrap_or(1.0))]);
-        }
-        StressKind::Net => {
-            a.extend(["--target".into(), spec.target.clone().unwrap_or_default()]);
-            a.extend([
-                "--bandwidth".into(),
-                spec.bandwidth.clone().unwrap_or_else(|| "1G".into()),
-            ]);
-            a.extend(["--streams".into(), spec.streams.unwrap_or(1).to_string()]);
-        }
-    }
-    a.extend([
-        "--duration".into(),
-        format!("{}s", duration.as_secs().max(1)),
-    ]);
-    a
+    std::env::var_os("AEFM_STRESS")
+        .map(PathBuf::from)
+        .or_else(aefm_interference::find_stress_binary)
 }
 
 impl InterferenceGenerator for LocalInterference {
@@ -150,7 +88,14 @@ impl InterferenceGenerator for LocalInterference {
                 reason: "aefm-stress not found (set AEFM_STRESS, put it beside aefm, or on PATH)"
                     .into(),
             })?;
-            let args = stress_args(&level.spec, &cores, duration);
+            let args = level
+                .spec
+                .to_interference(Some(&cores), Some(duration))
+                .map_err(|e| ComponentError::Start {
+                    what: format!("interference {}", level.label),
+                    reason: e.to_string(),
+                })?
+                .to_args();
             let mut cmd = Command::new(&exe);
             cmd.args(&args);
             let log_dir = ctx.experiment_dir.join("interference");
@@ -234,24 +179,18 @@ impl InterferenceGenerator for LocalInterference {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::StressSpec;
+
     use super::*;
 
     #[test]
     fn cpu_args_are_pinned() {
-        let spec = StressSpec {
-            kind: StressKind::Cpu,
-            label: None,
-            workers: None,
-            load: Some(80.0),
-            rate: None,
-            size: None,
-            level: None,
-            fraction: None,
-            target: None,
-            bandwidth: None,
-            streams: None,
-        };
-        let a = stress_args(&spec, &[0, 1], Duration::from_secs(30));
+        // What `apply` runs: the config's conversion, rendered by the library.
+        let spec: StressSpec = serde_yaml::from_str("{kind: cpu, load: 80}").unwrap();
+        let a = spec
+            .to_interference(Some(&[0, 1]), Some(Duration::from_secs(30)))
+            .unwrap()
+            .to_args();
         assert_eq!(
             a,
             [
