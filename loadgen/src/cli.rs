@@ -41,8 +41,8 @@ Usage: aefm-load <options> <url> [-- script args]
         --model       <M>  wrk2 (default: per-connection schedule) or open (open loop)
         --max-connections <N>  Connection cap of the open model (default 10 x connections)
         --pin         <L>  Pin threads to cores, round-robin (e.g. 0,1 or 0-3)
-        --pacing-tolerance <T>  Send each request within T of its time; sends closer
-                           than 2T share a timer wake-up (default 50us)
+        --pacing-tolerance <T>  Let requests leave up to T early (never late), so sends
+                           within T share a timer wake-up (default 400us)
 
   Numeric arguments may include a SI unit (1k, 1M, 1G) and fractions (1.5k)
   Time arguments may include a time unit (500ms, 1.5s, 2m, 2h)
@@ -92,7 +92,7 @@ struct Args {
     max_connections: Option<u64>,
     #[arg(long = "pin", value_parser = parse_cores)]
     pin: Option<Cores>,
-    #[arg(long = "pacing-tolerance", value_parser = parse_time, default_value = "50us")]
+    #[arg(long = "pacing-tolerance", value_parser = parse_time, default_value = "400us")]
     pacing_tolerance: Duration,
     url: Option<String>,
     args: Vec<String>,

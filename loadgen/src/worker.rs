@@ -558,7 +558,9 @@ async fn exchange(
                 st.errors.status += 1;
             }
             if !sh.batch_latency || i + 1 == depth {
-                let c = micros(now.saturating_duration_since(intended));
+                // From the intended time, or from the actual send when the pacing tolerance let
+                // the request leave early: never less than the service time itself.
+                let c = micros(now.saturating_duration_since(intended.min(actual)));
                 record(&mut st.interval, c);
                 if st.recording {
                     record(&mut st.corrected, c);

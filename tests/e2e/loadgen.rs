@@ -190,6 +190,28 @@ fn open_model_keeps_rate_with_slow_server() {
 }
 
 #[test]
+fn early_sends_never_record_less_than_the_service_time() {
+    // A 5 ms pacing tolerance at 2000 req/s on one thread groups about twenty sends per timer
+    // wake-up, half of them up to 5 ms early. Every response takes at least 2 ms, so no latency,
+    // corrected or not, may be below that: an early send is timed from when it left.
+    let server = HttpServer::start(ServerOptions {
+        delay: Duration::from_millis(2),
+        ..ServerOptions::default()
+    });
+    let mut s = spec(&server.url("/"), 2000.0, 1.0, 1, 20);
+    s.pacing_tolerance = Duration::from_millis(5);
+    let report = run(&s, &RunControl::new()).unwrap();
+    assert!(report.summary.requests > 500, "{:?}", report.summary);
+    let (c, u) = (&report.corrected.stats, &report.uncorrected.stats);
+    assert!(u.min >= 1_900, "{u:?}");
+    assert!(c.min >= u.min, "corrected {c:?} uncorrected {u:?}");
+    assert!(
+        c.p50 >= u.p50 && c.p90 >= u.p90,
+        "corrected {c:?} uncorrected {u:?}"
+    );
+}
+
+#[test]
 fn wrk2_model_records_stall_from_intended_time() {
     // Server stalls for ~600 ms in a 1.6 s run at 100 req/s: corrected max ~600 ms while the
     // requests sent after the stall look fast uncorrected.
