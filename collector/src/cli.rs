@@ -274,9 +274,8 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
             let targets = pids
                 .iter()
                 .map(|&pid| Target {
-                    pid,
-                    role: role.clone(),
                     include_children: !no_children,
+                    ..Target::tree(pid, role.clone())
                 })
                 .collect();
             let sampler = Sampler::start(targets, interval);

@@ -6,7 +6,8 @@
 //! lines of parsing each, with no allocation per process beyond the line buffer.
 //!
 //! Rows (long format, `source = host`):
-//! * per target (labels `role`, `pid`, `comm`): `process_cpu_percent` (CPU time of the process
+//! * per target (labels `role`, `pid`, `comm`, and `unit` when the target is named):
+//!   `process_cpu_percent` (CPU time of the process
 //!   tree as % of one core, including reaped children), `process_rss_bytes`, `process_threads`,
 //!   `process_count` (processes in the tree);
 //! * host (no labels): `host_cpu_busy_share` (0–1 of all cores), `host_memory_used_bytes`
@@ -68,6 +69,36 @@ pub struct Target {
     pub role: Role,
     /// Sum over the process and all its descendants.
     pub include_children: bool,
+    /// A name for the rows' `unit` label (the manager's unit names: `front`, `back-1`, ...).
+    pub name: Option<String>,
+}
+
+impl Target {
+    /// The process `pid` and all its descendants, unnamed.
+    pub fn tree(pid: u32, role: Role) -> Target {
+        Target {
+            pid,
+            role,
+            include_children: true,
+            name: None,
+        }
+    }
+
+    /// The process `pid` alone (its threads, not its children), unnamed.
+    pub fn process(pid: u32, role: Role) -> Target {
+        Target {
+            include_children: false,
+            ..Target::tree(pid, role)
+        }
+    }
+
+    /// The same target, with a `unit` label.
+    pub fn named(self, name: impl Into<String>) -> Target {
+        Target {
+            name: Some(name.into()),
+            ..self
+        }
+    }
 }
 
 /// Everything a sampler recorded.
@@ -330,6 +361,9 @@ fn run(
             labels.insert("role".into(), t.role.as_str().into());
             labels.insert("pid".into(), t.pid.to_string());
             labels.insert("comm".into(), state.comm.clone());
+            if let Some(name) = &t.name {
+                labels.insert("unit".into(), name.clone());
+            }
             if let Some(dt) = elapsed.filter(|d| *d > 0.0) {
                 // A child that exited unreaped drops out of the sum: never report negative CPU.
                 let dticks = ticks.saturating_sub(state.last_ticks) as f64;
@@ -413,16 +447,8 @@ mod tests {
         let me = std::process::id();
         let s = Sampler::start(
             vec![
-                Target {
-                    pid: me,
-                    role: Role::Generator,
-                    include_children: true,
-                },
-                Target {
-                    pid: u32::MAX - 1,
-                    role: Role::App,
-                    include_children: false,
-                },
+                Target::tree(me, Role::Generator).named("me"),
+                Target::process(u32::MAX - 1, Role::App),
             ],
             Duration::from_millis(50),
         );
@@ -436,6 +462,7 @@ mod tests {
         assert!(rss.len() >= 2, "{rss:?}");
         assert!(rss[0].value > 1e6);
         assert_eq!(rss[0].labels["role"], "generator");
+        assert_eq!(rss[0].labels["unit"], "me");
         assert!(out.rows.iter().any(|r| r.metric == "host_cpu_busy_share"));
         assert!(out.rows.iter().any(|r| r.metric == "process_cpu_percent"));
         assert_eq!(out.errors.len(), 1, "{:?}", out.errors);

@@ -1,45 +1,26 @@
-//! Adapter over data collection: the local collector samples CPU and memory of every unit AEFM
-//! started (app, interference, this process) while a case runs, and checks Prometheus and Jaeger
-//! are reachable before any load is sent.
+//! Adapter over data collection: while a case runs, the collector's host sampler
+//! ([`aefm_collector::host`]) samples CPU and memory of every unit AEFM started (app,
+//! interference, this process) and of the whole host; before any load, Prometheus and Jaeger
+//! are checked to be reachable; after the case, everything lands in the case directory.
 //!
-//! Process CPU is read from `/proc/<pid>/stat` for every process of the unit's process group
-//! (so `sh -c` wrappers and their children count), which is what the manager needs for the
-//! summary's mean app CPU.
+//! Each unit is sampled as a process tree (so `sh -c` wrappers and their children count), except
+//! aefm itself, whose children are the units: it is sampled alone, with its threads (the
+//! in-process load generator among them).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aefm_collector::host::{HostSamples, Role, Sampler, Target};
 
 use crate::components::{AppUnit, CollectSummary, ComponentError, DataCollector, UnitRole, Window};
 use crate::context::Context;
 use crate::load::LoadReport;
 
-/// One sample of one unit.
-#[derive(Clone, Debug)]
-struct Sample {
-    t: f64,
-    unit: String,
-    role: UnitRole,
-    cpu_percent: f64,
-    rss_bytes: u64,
-}
-
-struct Sampling {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    app_start_ticks: u64,
-    app_pids: Vec<u32>,
-    started: Instant,
-}
-
 /// Collects host samples for each case and checks external sources.
 #[derive(Default)]
 pub struct LocalCollector {
-    sampling: Option<Sampling>,
+    sampler: Option<Sampler>,
 }
 
 impl LocalCollector {
@@ -49,60 +30,13 @@ impl LocalCollector {
     }
 }
 
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
+/// The collector's role for a unit's role (the in-process load generator is aefm itself).
+fn role(r: UnitRole) -> Role {
+    match r {
+        UnitRole::App => Role::App,
+        UnitRole::Interference => Role::Interference,
+        UnitRole::Load => Role::Generator,
     }
-}
-
-fn page_size() -> u64 {
-    // SAFETY: as above.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u64
-    } else {
-        4096
-    }
-}
-
-/// (utime+stime ticks, rss pages) of every process whose process group is `pgid`.
-pub fn group_usage(pgid: u32) -> (u64, u64) {
-    let mut ticks = 0;
-    let mut rss = 0;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return (0, 0);
-    };
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Some((pg, t, r)) = read_stat(pid) {
-            if pg == pgid {
-                ticks += t;
-                rss += r;
-            }
-        }
-    }
-    (ticks, rss)
-}
-
-/// (pgrp, utime+stime, rss pages) from /proc/<pid>/stat.
-fn read_stat(pid: u32) -> Option<(u32, u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] = state (field 3); pgrp = field 5, utime 14, stime 15, rss 24.
-    let pgrp = f.get(2)?.parse().ok()?;
-    let ut: u64 = f.get(11)?.parse().ok()?;
-    let st: u64 = f.get(12)?.parse().ok()?;
-    let rss: u64 = f.get(21)?.parse().ok()?;
-    Some((pgrp, ut + st, rss))
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -111,11 +45,29 @@ fn unix(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+/// Mean CPU of the app over the window, percent of one core: each app unit's mean over its
+/// samples inside `[start, end]`, summed over units. Falls back to all of the case's samples
+/// when none fell inside (a window shorter than the sampling interval); `None` without any.
+fn app_cpu_percent(host: &HostSamples, start: f64, end: f64) -> Option<f64> {
+    let app = |r: &&aefm_collector::output::MetricRow| {
+        r.metric == "process_cpu_percent" && r.labels.get("role").map(String::as_str) == Some("app")
+    };
+    let mean_per_unit = |inside: bool| {
+        let mut per_unit: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for r in host
+            .rows
+            .iter()
+            .filter(app)
+            .filter(|r| !inside || (r.timestamp > start && r.timestamp <= end))
+        {
+            let unit = r.labels.get("pid").map(String::as_str).unwrap_or("");
+            let e = per_unit.entry(unit).or_default();
+            e.0 += r.value;
+            e.1 += 1;
+        }
+        (!per_unit.is_empty()).then(|| per_unit.values().map(|(s, n)| s / *n as f64).sum())
+    };
+    mean_per_unit(true).or_else(|| mean_per_unit(false))
 }
 
 impl DataCollector for LocalCollector {
@@ -161,80 +113,19 @@ impl DataCollector for LocalCollector {
     }
 
     fn begin(&mut self, ctx: &Context, units: &[AppUnit]) -> Result<(), ComponentError> {
-        if let Some(old) = self.sampling.take() {
-            old.stop.store(true, Ordering::SeqCst);
-            let _ = old.thread.join();
+        if let Some(old) = self.sampler.take() {
+            old.stop();
         }
-        let mut targets: Vec<(String, UnitRole, u32)> = units
+        let mut targets: Vec<Target> = units
             .iter()
-            .filter_map(|u| u.pid.map(|p| (u.name.clone(), u.role, p)))
-            .collect();
-        // SAFETY: getpgrp has no preconditions.
-        let own = unsafe { libc::getpgrp() } as u32;
-        targets.push(("aefm".into(), UnitRole::Load, own));
-        let app_pids: Vec<u32> = targets
-            .iter()
-            .filter(|t| t.1 == UnitRole::App)
-            .map(|t| t.2)
-            .collect();
-        let app_start_ticks = app_pids.iter().map(|p| group_usage(*p).0).sum();
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let interval = ctx.config.collect.interval.max(Duration::from_millis(100));
-        let thread = {
-            let stop = stop.clone();
-            let samples = samples.clone();
-            std::thread::spawn(move || {
-                let tck = clk_tck();
-                let page = page_size();
-                let mut prev: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
-                for (name, _, pid) in &targets {
-                    prev.insert(name.clone(), (group_usage(*pid).0, Instant::now()));
-                }
-                let mut next = Instant::now() + interval;
-                while !stop.load(Ordering::SeqCst) {
-                    if Instant::now() < next {
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                    next += interval;
-                    let t = now_unix();
-                    let mut batch = Vec::new();
-                    for (name, role, pid) in &targets {
-                        let (ticks, rss) = group_usage(*pid);
-                        let now = Instant::now();
-                        let (pt, pi) = prev
-                            .insert(name.clone(), (ticks, now))
-                            .unwrap_or((ticks, now));
-                        let dt = now.duration_since(pi).as_secs_f64();
-                        let cpu = if dt > 0.0 {
-                            (ticks.saturating_sub(pt)) as f64 / tck / dt * 100.0
-                        } else {
-                            0.0
-                        };
-                        batch.push(Sample {
-                            t,
-                            unit: name.clone(),
-                            role: *role,
-                            cpu_percent: cpu,
-                            rss_bytes: rss * page,
-                        });
-                    }
-                    samples
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(batch);
-                }
+            .filter_map(|u| {
+                u.pid
+                    .map(|p| Target::tree(p, role(u.role)).named(u.name.clone()))
             })
-        };
-        self.sampling = Some(Sampling {
-            stop,
-            thread,
-            samples,
-            app_start_ticks,
-            app_pids,
-            started: Instant::now(),
-        });
+            .collect();
+        targets.push(Target::process(std::process::id(), Role::Generator).named("aefm"));
+        let interval = ctx.config.collect.interval.max(Duration::from_millis(100));
+        self.sampler = Some(Sampler::start(targets, interval));
         Ok(())
     }
 
@@ -247,56 +138,19 @@ impl DataCollector for LocalCollector {
     ) -> Result<CollectSummary, ComponentError> {
         let mut summary = CollectSummary::default();
         collect_external(ctx, case_dir, window, report, &mut summary);
-        if let Some(s) = self.sampling.take() {
-            s.stop.store(true, Ordering::SeqCst);
-            let _ = s.thread.join();
-            let elapsed = s.started.elapsed().as_secs_f64();
-            let end_ticks: u64 = s.app_pids.iter().map(|p| group_usage(*p).0).sum();
-            if elapsed > 0.0 && !s.app_pids.is_empty() {
-                summary.app_cpu_percent = Some(
-                    end_ticks.saturating_sub(s.app_start_ticks) as f64 / clk_tck() / elapsed
-                        * 100.0,
-                );
+        if let Some(sampler) = self.sampler.take() {
+            let host = sampler.stop();
+            // Mean app CPU over the measured window only (warm-up and grace excluded).
+            summary.app_cpu_percent =
+                app_cpu_percent(&host, unix(window.start), unix(window.end) + 0.5);
+            match aefm_collector::case::write_host(case_dir, &host) {
+                Ok(written) => summary.files.extend(written.into_iter().map(|w| w.path)),
+                Err(e) => summary.errors.push(format!("host: {e}")),
             }
-            let path = case_dir.join("host.csv");
-            let samples = s.samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            // Mean app CPU over the measured window only (warm-up and grace excluded): the mean
-            // of each app unit's samples inside the window, summed over units.
-            let ws = unix(window.start);
-            let we = unix(window.end) + 0.5;
-            let mut per_unit: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-            for x in samples
-                .iter()
-                .filter(|x| x.role == UnitRole::App && x.t > ws && x.t <= we)
-            {
-                let e = per_unit.entry(&x.unit).or_default();
-                e.0 += x.cpu_percent;
-                e.1 += 1;
-            }
-            if !per_unit.is_empty() {
-                summary.app_cpu_percent = Some(per_unit.values().map(|(s, n)| s / *n as f64).sum());
-            }
-            let write = || -> std::io::Result<()> {
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-                writeln!(f, "timestamp,unit,role,cpu_percent,rss_bytes")?;
-                for x in &samples {
-                    let role = match x.role {
-                        UnitRole::App => "app",
-                        UnitRole::Interference => "interference",
-                        UnitRole::Load => "aefm",
-                    };
-                    writeln!(
-                        f,
-                        "{:.3},{},{},{:.2},{}",
-                        x.t, x.unit, role, x.cpu_percent, x.rss_bytes
-                    )?;
-                }
-                f.flush()
-            };
-            match write() {
-                Ok(()) => summary.files.push(path),
-                Err(e) => summary.errors.push(format!("{}: {e}", path.display())),
-            }
+            // Units that exited mid-case are worth a line in the case's errors.
+            summary
+                .errors
+                .extend(host.errors.iter().map(|e| format!("host: {e}")));
         }
         Ok(summary)
     }
@@ -361,14 +215,37 @@ fn collect_external(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aefm_collector::output::{Labels, MetricRow};
+
+    fn row(t: f64, metric: &str, role: &str, pid: &str, value: f64) -> MetricRow {
+        let mut labels = Labels::new();
+        labels.insert("role".into(), role.into());
+        labels.insert("pid".into(), pid.into());
+        MetricRow {
+            timestamp: t,
+            source: "host".into(),
+            metric: metric.into(),
+            labels,
+            value,
+        }
+    }
 
     #[test]
-    fn own_group_has_cpu_ticks() {
-        // SAFETY: getpgrp has no preconditions.
-        let pg = unsafe { libc::getpgrp() } as u32;
-        crate::demo::burn(30_000);
-        let (ticks, rss) = group_usage(pg);
-        assert!(ticks > 0);
-        assert!(rss > 0);
+    fn app_cpu_is_the_window_mean_summed_over_app_units() {
+        let host = HostSamples {
+            rows: vec![
+                row(1.0, "process_cpu_percent", "app", "10", 90.0), // before the window
+                row(2.0, "process_cpu_percent", "app", "10", 20.0),
+                row(3.0, "process_cpu_percent", "app", "10", 40.0),
+                row(3.0, "process_cpu_percent", "app", "11", 5.0),
+                row(3.0, "process_cpu_percent", "interference", "12", 100.0),
+                row(3.0, "process_rss_bytes", "app", "10", 1e9),
+            ],
+            errors: Vec::new(),
+        };
+        assert_eq!(app_cpu_percent(&host, 1.5, 3.5), Some(30.0 + 5.0));
+        // No sample inside: every sample of the case.
+        assert_eq!(app_cpu_percent(&host, 10.0, 11.0), Some(50.0 + 5.0));
+        assert_eq!(app_cpu_percent(&HostSamples::default(), 0.0, 1.0), None);
     }
 }

@@ -652,24 +652,12 @@ fn host_sampler_sees_known_cpu_and_memory_use() {
     let busy_before = cpu_seconds(busy.0.id());
     let sampler = Sampler::start(
         vec![
-            Target {
-                pid: busy.0.id(),
-                role: Role::Interference,
-                include_children: true,
-            },
-            Target {
-                pid: mem.0.id(),
-                role: Role::App,
-                include_children: true,
-            },
+            Target::tree(busy.0.id(), Role::Interference),
+            Target::tree(mem.0.id(), Role::App),
         ],
         Duration::from_millis(250),
     );
-    sampler.add(Target {
-        pid: idle.0.id(),
-        role: Role::Generator,
-        include_children: false,
-    });
+    sampler.add(Target::process(idle.0.id(), Role::Generator));
     std::thread::sleep(Duration::from_millis(2000));
     let samples = sampler.stop();
     let busy_truth = cpu_seconds(busy.0.id()) - busy_before;
@@ -765,11 +753,10 @@ fn a_failing_source_does_not_stop_the_others() {
     jaeger.grace = Duration::ZERO;
     jaeger.http.retries = 0;
     let sampler = Sampler::start(
-        vec![Target {
-            pid: std::process::id(),
-            role: Role::Other("test".into()),
-            include_children: false,
-        }],
+        vec![Target::process(
+            std::process::id(),
+            Role::Other("test".into()),
+        )],
         Duration::from_millis(100),
     );
     std::thread::sleep(Duration::from_millis(250));

@@ -193,6 +193,7 @@ fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
             "latency.hlog",
             "latency_percentiles.txt",
             "host.csv",
+            "host_summary.csv",
             "case.json",
         ] {
             assert!(
@@ -202,6 +203,19 @@ fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
                 case_dir.display()
             );
         }
+        // The collector's host sampler: app units by name, aefm itself, and the host.
+        let host = std::fs::read_to_string(case_dir.join("host.csv")).unwrap();
+        assert!(host.starts_with("timestamp,source,metric,labels,value\n"));
+        let has = |metric: &str, label: &str| {
+            host.lines()
+                .any(|l| l.contains(&format!(",host,{metric},")) && l.contains(label))
+        };
+        assert!(has("process_cpu_percent", "role=app;unit="), "{host}");
+        assert!(
+            has("process_rss_bytes", "role=generator;unit=aefm"),
+            "{host}"
+        );
+        assert!(has("host_cpu_busy_share", ""), "{host}");
         // The summary agrees with the loadgen report it came from.
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(case_dir.join("loadgen.json")).unwrap())
