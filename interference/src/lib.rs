@@ -7,7 +7,8 @@
 //! caches and depended on `-O0`.
 //!
 //! - [`Stressor`]: `Cpu` (duty cycle per pinned worker), `MemCap` (bytes or % of the cgroup limit,
-//!   resident, near-zero CPU), `MemBw` (STREAM copy over >= 4x LLC, `max` or paced GB/s), `Cache`
+//!   resident, near-zero CPU), `MemBw` (STREAM copy over >= 4x LLC, or as much as a
+//!   cgroup limit holds, reported as `working_set_capped`; `max` or paced GB/s), `Cache`
 //!   (fraction of L1d/L2/LLC from sysfs, random pointer chase), `NetServer`/`NetClient` (iperf3,
 //!   restarted if it dies).
 //! - [`run()`]: runs one stressor for a wall-clock duration or until a [`StopSignal`], writing

@@ -133,7 +133,8 @@ fn every_stressor_runs_in_a_limited_container() {
             "256m",
         ),
         (
-            &["membw", "--rate", "1GB/s", "--duration", "2s"],
+            // Longer: the arrays (up to the limit) are faulted in first.
+            &["membw", "--rate", "1GB/s", "--duration", "4s"],
             "membw",
             "512m",
         ),
@@ -157,7 +158,19 @@ fn every_stressor_runs_in_a_limited_container() {
         let last = final_line(&out);
         assert_eq!(&last.kind, kind);
         assert!(last.achieved > 0.0, "{last:?}");
-        assert!((1.9..3.0).contains(&last.elapsed_s), "{last:?}");
+        let secs: f64 = args[args.len() - 1].trim_end_matches('s').parse().unwrap();
+        assert!(
+            (secs - 0.1..secs + 1.0).contains(&last.elapsed_s),
+            "{last:?}"
+        );
+        if *kind == "membw" {
+            // 4x the LLC when 512 MiB can hold it; otherwise cut to what fits, and said so.
+            let ws = last.detail_f64("working_set_bytes").unwrap();
+            let llc = last.detail_f64("llc_bytes").unwrap();
+            let capped = last.details["working_set_capped"] == serde_json::json!(true);
+            assert!(ws < 512.0 * 1048576.0, "{last:?}");
+            assert_eq!(capped, ws < 4.0 * llc, "{last:?}");
+        }
     }
 }
 

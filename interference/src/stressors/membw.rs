@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use super::memcap::RESERVE;
 use super::{details, round, Active, Ctx};
+use crate::cgroup::MemoryLimit;
 use crate::error::{Error, Result};
 use crate::units::Rate;
 use crate::{cgroup, geometry};
@@ -105,6 +107,8 @@ fn worker(
 pub(crate) struct MemBw {
     rate: Rate,
     working_set: u64,
+    /// The default working set was cut to fit the memory limit (below 4x the LLC).
+    capped: bool,
     llc: u64,
     cpus: Vec<usize>,
     bytes: Arc<AtomicU64>,
@@ -116,8 +120,29 @@ pub(crate) struct MemBw {
     first_ready: Option<(Instant, u64)>,
 }
 
+/// The default per-worker working set: 4x the LLC (at least 64 MiB), so the traffic goes to
+/// DRAM; under a cgroup memory limit that cannot hold it (a 480 MiB LLC wants 1.9 GiB per
+/// worker), as much as fits beside this process and [`RESERVE`], at least 64 MiB. A stressor that
+/// runs with part of its traffic in the LLC (reported as `working_set_capped`) serves a
+/// pod-limited experiment better than one that refuses to start. Returns the size and whether it
+/// was cut.
+fn default_working_set(llc: u64, workers: u64, limit: &MemoryLimit, own: u64) -> (u64, bool) {
+    let wanted = (4 * llc).max(64 << 20);
+    if !limit.cgroup {
+        return (wanted, false);
+    }
+    let room = limit.bytes.saturating_sub(own + RESERVE) / workers.max(1);
+    // Round down to whole chunks of both arrays.
+    let fits = room / (16 * CHUNK as u64) * (16 * CHUNK as u64);
+    if wanted <= fits {
+        (wanted, false)
+    } else {
+        (fits.max(64 << 20), true)
+    }
+}
+
 /// Starts `workers` workers (0 = one per effective CPU). `working_set` overrides the per-worker
-/// working set (default 4x the LLC of the first CPU, at least 64 MiB).
+/// working set (default: [`default_working_set`]).
 pub(crate) fn start(
     ctx: &Ctx,
     rate: Rate,
@@ -145,10 +170,13 @@ pub(crate) fn start(
         });
     }
     let llc = geometry::llc_size_or_default(&ctx.root, budget.allowed[0]);
-    let ws = working_set.unwrap_or((4 * llc).max(64 << 20));
+    let limit = cgroup::memory_limit(&ctx.root)?;
+    let (ws, capped) = match working_set {
+        Some(ws) => (ws, false),
+        None => default_working_set(llc, n as u64, &limit, cgroup::self_rss()),
+    };
     let elems = (ws / 16).max(CHUNK as u64) as usize; // two arrays of u64
     let ws = elems as u64 * 16;
-    let limit = cgroup::memory_limit(&ctx.root)?;
     let total = ws * n as u64;
     if total > limit.bytes {
         return Err(Error::AboveMemoryLimit {
@@ -183,6 +211,7 @@ pub(crate) fn start(
     Ok(MemBw {
         rate,
         working_set: ws,
+        capped,
         llc,
         cpus,
         bytes,
@@ -202,6 +231,7 @@ impl MemBw {
             ("cpus", json!(self.cpus)),
             ("ready_workers", json!(self.ready.load(Ordering::Relaxed))),
             ("working_set_bytes", json!(self.working_set)),
+            ("working_set_capped", json!(self.capped)),
             ("llc_bytes", json!(self.llc)),
             ("rate", json!(self.rate.to_string())),
         ])
@@ -253,6 +283,54 @@ impl Active for MemBw {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_working_set_is_4x_llc_unless_a_cgroup_limit_cannot_hold_it() {
+        const MIB: u64 = 1 << 20;
+        let host = MemoryLimit {
+            bytes: 1 << 40,
+            source: "/proc/meminfo MemTotal".into(),
+            cgroup: false,
+        };
+        let pod = |bytes| MemoryLimit {
+            bytes,
+            source: "/sys/fs/cgroup/memory.max".into(),
+            cgroup: true,
+        };
+        // 32 MiB LLC: 128 MiB, limited or not.
+        assert_eq!(
+            default_working_set(32 * MIB, 1, &host, 0),
+            (128 * MIB, false)
+        );
+        assert_eq!(
+            default_working_set(32 * MIB, 1, &pod(512 * MIB), 10 * MIB),
+            (128 * MIB, false)
+        );
+        // 480 MiB LLC: 1.9 GiB on the host; in a 512 MiB pod, what fits beside 10 MiB and the
+        // reserve, in whole chunks.
+        assert_eq!(
+            default_working_set(480 * MIB, 1, &host, 0),
+            (1920 * MIB, false)
+        );
+        let (ws, capped) = default_working_set(480 * MIB, 1, &pod(512 * MIB), 10 * MIB);
+        assert!(capped);
+        assert!(
+            ws <= 512 * MIB - 10 * MIB - RESERVE && ws > 480 * MIB,
+            "{ws}"
+        );
+        assert_eq!(ws % (16 * CHUNK as u64), 0);
+        // Two workers share the room.
+        let (ws2, _) = default_working_set(480 * MIB, 2, &pod(512 * MIB), 10 * MIB);
+        assert!(
+            ws2 * 2 <= 512 * MIB - 10 * MIB - RESERVE && ws2 > 240 * MIB,
+            "{ws2}"
+        );
+        // Never below 64 MiB (the limit check then refuses what does not fit).
+        assert_eq!(
+            default_working_set(480 * MIB, 1, &pod(40 * MIB), 0),
+            (64 * MIB, true)
+        );
+    }
 
     #[test]
     fn pacing() {
