@@ -7,12 +7,13 @@
 #         (5 s stall in 40 s; 1 s stall in 30 s; three 1 s stalls every 5 s in 40 s) at
 #         -t1 -c10 -R1000 -U --warmup 10s, i.e. the window wrk2 records (its calibration), so the
 #         expectations are co_test's defaults and the figures compare with wrk2.md section 9.3.
-#         Each test ends with co_test's verdict at 2 % (or 2 ms) on p90, p99, p99.9 and max.
+#         Each test ends with a verdict: corrected p90, p99, p99.9 and max within 2 % (or 2 ms)
+#         of the open-loop expectation, wherever that expectation lies on the stall's ramp.
 #   co0   the same three tests without a warm-up (aefm-load's default: record from the start,
 #         --record-start 0). The recorded window is 40 s instead of 30 s, so test 1's p90 falls
 #         at 1.0 s, low on the stall's ramp, where the server's finite drain after the stall
-#         (wrk2.md 9.2 point 2) adds R/X * (1-q) * W: about 40 ms for X = 100k req/s. The script
-#         measures X (closed-loop requests/s of the stall server at -c10) and prints that bound.
+#         (wrk2.md 9.2 point 2) adds R/X * (1-q) * W to the open-loop value: 40 ms (4 %) for a
+#         drain rate X of 100k req/s, against 30 ms (1.5 %) at test 1's p90 in `co`.
 #   rate  rate and timer precision: nginx (1 worker, core 1) and rate_sweep.py at -R 5k, 20k,
 #         50k with -t1 -c50 -d15s -U on core 0, REPEAT times: achieved rate, CPU us/request,
 #         corrected vs uncorrected p50; medians per rate at the end.
@@ -46,17 +47,45 @@ nginx_up() { bash "$SHARED/nginx_small.sh" start "$PORT" 1 >/dev/null; }
 nginx_down() { bash "$SHARED/nginx_small.sh" stop "$PORT" >/dev/null 2>&1 || true; }
 nginx_pid() { cat "${TMPDIR:-/tmp}/aefm-bench-nginx-$PORT/nginx.pid"; }
 
+# Reads co_test.py's table on stdin (and echoes it) and judges the corrected p90, p99, p99.9 and
+# max against the open-loop expectation: within 2 % or 2 ms. Only rows whose expectation lies on
+# the stall's ramp (at least 50 ms) are judged: a "baseline" row, or test 3's p90 that the model
+# puts at the edge of the ramp (1.67 ms), measures the server's ordinary latency, not the stall.
+co_verdict() {
+  python3 -c '
+import re, sys
+def secs(v):
+    m = re.fullmatch(r"([0-9.]+)(ms|s)", v)
+    return None if not m else float(m.group(1)) * (1e-3 if m.group(2) == "ms" else 1.0)
+worst = []
+for line in sys.stdin:
+    sys.stdout.write(line)
+    f = line.split()
+    if len(f) >= 4 and f[0] in ("90.000%", "99.000%", "99.900%", "100.000%"):
+        e, m = secs(f[1]), secs(f[3])
+        if e is not None and m is not None and e >= 0.05:
+            dev = abs(m - e)
+            worst.append((0.0 if dev <= 0.002 else dev / e, f[0], e, m))
+if worst:
+    w = max(worst)
+    print("verdict: %s (judged %s; worst %.2f%% at %s: %.3fs vs %.3fs expected)" % (
+        "PASS" if w[0] <= 0.02 else "FAIL", " ".join(x[1] for x in worst), 100 * w[0], w[1], w[3], w[2]))
+else:
+    print("verdict: none (no percentile on the stall ramp)")
+'
+}
+
 # co_tests WARMUP_ARGS RECORD_START: the three stall tests.
 co_tests() {
   local cmd="$LOAD -t{threads} -c{conns} -d{duration}s -R{rate} -U $1 {url}"
-  local common=(--rate 1000 --conns 10 --threads 1 --record-start "$2" --port "$CO_PORT" --verdict 0.02)
+  local common=(--rate 1000 --conns 10 --threads 1 --record-start "$2" --port "$CO_PORT")
   echo "-- test 1: 5 s stall at +15 s in 40 s"
-  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 40 --stall-at 15 --stall-for 5 || true
+  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 40 --stall-at 15 --stall-for 5 | co_verdict
   echo "-- test 2: 1 s stall at +15 s in 30 s"
-  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 30 --stall-at 15 --stall-for 1 || true
+  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 30 --stall-at 15 --stall-for 1 | co_verdict
   echo "-- test 3: three 1 s stalls every 5 s from +12 s in 40 s"
   python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 40 --stall-at 12 --stall-for 1 \
-    --stall-every 5 --stall-count 3 || true
+    --stall-every 5 --stall-count 3 | co_verdict
 }
 
 run_co() {
@@ -66,16 +95,9 @@ run_co() {
 
 run_co0() {
   echo "== coordinated omission without warm-up (-t1 -c10 -R1000 -U, --record-start 0)"
-  # The stall server's drain rate X: closed loop at -c10 (no stall in these 5 s).
-  python3 "$SHARED/stall_server.py" --port "$CO_PORT" --stall-at 100000 --stall-for 1 2>/dev/null &
-  local srv=$!
-  sleep 1
-  local x
-  x=$(taskset -c 0 "$LOAD" -t1 -c10 -d5s -R10M "http://127.0.0.1:$CO_PORT/" 2>/dev/null | rps)
-  kill "$srv"; wait "$srv" 2>/dev/null || true
-  python3 -c "import sys; x=float(sys.argv[1]); print(f'stall server drain rate X = {x:.0f} req/s (closed loop, -c10); finite-drain excess at test 1 p90 = 1000/X * 0.1 * 40 s = {4000/x*1000:.1f} ms')" "$x"
   co_tests "" 0
 }
+
 run_rate() {
   echo "== rate and timer precision (nginx core 1, generator core 0, -t1 -c50 -d15s -U, $REPEAT runs per rate)"
   nginx_up
