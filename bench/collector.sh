@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Trace-processing benchmark: 100,000 generated traces x 20 spans, from Jaeger JSON on disk to the
-# trace tables (spans, edges, operations, pods, end-to-end), one thread.
-# Prints spans/s and peak RSS for aefm-collector and for the peer: a straightforward pure-Python
-# implementation of the same computation (json.load + per-parent interval union + csv), the stack
-# the original AEFM used minus pandas (not installed here), run on a 10,000-trace subset and on
-# the same machine in the same run. Usage: bench/collector.sh [TRACES] [SPANS]
+# trace tables (spans, edges, operations, pods, end-to-end). The rows are produced on one thread;
+# the big tables are written with O_DIRECT by a background thread per table (output/direct.rs).
+# Prints, per run, wall, user and system seconds (/usr/bin/time of the whole process), spans per
+# wall second and per CPU second (user + system, both threads), and peak RSS; for aefm-collector
+# and for the peer: a straightforward pure-Python implementation of the same computation
+# (json.load + per-parent interval union + csv), the stack the original AEFM used minus pandas
+# (not installed here), run on a 10,000-trace subset on the same machine in the same run.
+# Usage: bench/collector.sh [TRACES] [SPANS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRACES=${1:-100000}
@@ -21,15 +24,16 @@ echo "input: $TRACES traces x $SPANS spans, $(du -h "$WORK/traces.json" | cut -f
 
 run() { # name, command...
   local name=$1; shift
-  /usr/bin/time -v "$@" >"$WORK/$name.out" 2>"$WORK/$name.time"
-  local rss cpu spans
-  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/$name.time")
-  cpu=$(awk -F: '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$WORK/$name.time")
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  local spans
   spans=$(sed -n 's/.*spans=\([0-9]*\) .*/\1/p' "$WORK/$name.out")
-  # The box is shared: CPU seconds (user+sys) measure one thread's work better than wall time.
-  echo "$name: $(tail -n1 "$WORK/$name.out") cpu_seconds=$cpu spans_per_cpu_second=$(awk -v n="$spans" -v c="$cpu" 'BEGIN{printf "%.0f", n/c}') peak_rss_kib=$rss"
+  # The box may be shared: CPU seconds (user+sys) measure the work better than wall time.
+  tail -n1 "$WORK/$name.time" | awk -v name="$name" -v n="$spans" '{
+    wall = $1 > 0.005 ? $1 : 0.005; cpu = $2 + $3 > 0.005 ? $2 + $3 : 0.005
+    printf "%s: spans=%d wall_s=%.2f user_s=%.2f sys_s=%.2f cpu_s=%.2f spans_per_wall_s=%.0f spans_per_cpu_s=%.0f peak_rss_mib=%.1f\n",
+      name, n, $1, $2, $3, $2 + $3, n / wall, n / cpu, $4 / 1024 }'
 }
-cat /dev/null > /dev/null
+echo "machine: $(nproc) cores, $(uname -r), output on $(df -T "$WORK" | awk 'NR == 2 {print $2}'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # Warm the page cache so both read from memory.
 cat "$WORK/traces.json" "$WORK/peer.json" > /dev/null
 run aefm-collector "$BIN" process "$WORK/traces.json" "$WORK/out"
@@ -89,5 +93,5 @@ secs = time.time() - t0
 print(f"traces={len(data)} spans={spans_n} seconds={secs:.3f} spans_per_second={spans_n/secs:.0f}")
 PY
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a/b}'; }
-cpu_of() { awk -F: '/User time|System time/ {s+=$2} END {print s}' "$WORK/$1.time"; }
+cpu_of() { tail -n1 "$WORK/$1.time" | awk '{print $2 + $3}'; }
 echo "ratio python-peer/aefm-collector CPU seconds (10k traces, same run): $(ratio "$(cpu_of python-peer-10k)" "$(cpu_of aefm-collector-10k)")x"

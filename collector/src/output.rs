@@ -2,6 +2,7 @@
 //!
 //! Every file is written to a temporary file in the destination directory and renamed into place
 //! (`tempfile::NamedTempFile::persist`), so a crash or an error never leaves half a file behind.
+//! The large trace tables are written the same way, but around the page cache (`output/direct.rs`).
 //! CSV quoting is hand-written (RFC 4180: quote a field holding `,`, `"`, CR or LF, double the
 //! quotes) because no CSV crate is in the workspace and the hot path (2 M span rows per second)
 //! wants direct `itoa` formatting into one buffered writer anyway.
@@ -12,6 +13,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+pub(crate) mod direct;
 
 /// One file the collector wrote, and what it holds (the binary prints these).
 #[derive(Debug, Clone, PartialEq, Eq)]

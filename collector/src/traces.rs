@@ -15,23 +15,28 @@
 //! whole), each trace is parsed by a Jaeger-specific scanner (`traces/scan.rs`, whose module
 //! comment says why no JSON crate is used) into offsets of that buffer, its rows are written at once, and only the self and
 //! total time of each span (as `u32` while they fit) are kept for the statistics. Peak memory is
-//! the buffer, the largest trace, the statistics and the set of trace IDs seen.
+//! the buffer, the largest trace, the statistics, the set of trace IDs seen, and up to three 1 MiB
+//! row buffers per table (one being filled, two with the table's writer thread).
 //!
 //! Rows are built as bytes: strings are copied as they are in the JSON (quoted only when they
 //! hold a comma, a quote or a line break, which the scanner notes while it reads them), times and
-//! durations are copied as their digits in the input, and `itoa` formats only the computed numbers
-//! (end time, self time, child count).
+//! durations are copied as their digits in the input, and only the computed numbers (end time,
+//! self time, counts) are formatted (`Num`). The tables are written around the page cache
+//! (`output/direct.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::output::direct::{AlignedBuf, DirectFile};
 use crate::output::{fmt_f64, Written};
 
 mod scan;
 
-use scan::{PageFail, ReadSource, ScanError, Scanner, Source, SpanRec, Str, TraceBuf, TraceView};
+use scan::{
+    same, PageFail, ReadSource, ScanError, Scanner, Source, SpanRec, Str, TraceBuf, TraceView,
+};
 
 /// Header of `spans.csv` (one row per span; times in µs since the epoch, durations in µs).
 pub const SPANS_HEADER: &str =
@@ -129,25 +134,6 @@ fn fx_hash(bytes: &[u8]) -> u64 {
     let mut h = Fx::default();
     h.write(bytes);
     h.finish()
-}
-
-/// Byte-string equality without a `memcmp` call: the strings compared per span (span and process
-/// IDs) are a few bytes long, where the call cost more than the compare in profiles.
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let w = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
-    if n >= 8 {
-        if n <= 16 {
-            // Two overlapping words cover 8 to 16 bytes (span IDs are 16 hex digits).
-            return w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8);
-        }
-        return a == b;
-    }
-    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 // ---------------------------------------------------------------- statistics
@@ -262,11 +248,17 @@ struct Stat {
 type GroupKey = (Box<[u8]>, Box<[u8]>);
 
 /// Statistics keyed by two strings (service and operation, or service and pod). The first key
-/// is resolved once per process and trace, so a span costs one lookup of the second key.
+/// is resolved once per process and trace, so a span costs one lookup of the second key, in a
+/// small open-addressing table whose keys are compared with [`same`]: the `HashMap` it replaced
+/// compared every hit with a `memcmp` call (operation names are 10–30 bytes), which with the
+/// map's own probing was 4% of the run in profiles.
 #[derive(Default)]
 struct Groups {
     first: FxMap<Box<[u8]>, u32>,
-    second: Vec<FxMap<Box<[u8]>, u32>>,
+    /// Group ids ([`NONE`]: free), at the slot of their hash; at most half full.
+    slots: Vec<u32>,
+    /// Per group: the hash of its (first id, second key), and its first id.
+    hashes: Vec<(u64, u32)>,
     keys: Vec<GroupKey>,
     stats: Vec<Stat>,
 }
@@ -277,8 +269,7 @@ impl Groups {
         if let Some(&i) = self.first.get(a) {
             return i;
         }
-        let i = self.second.len() as u32;
-        self.second.push(FxMap::default());
+        let i = self.first.len() as u32;
         self.first.insert(a.into(), i);
         i
     }
@@ -286,15 +277,51 @@ impl Groups {
     /// The statistics of (`a`, `b`), where `first` is the id of `a`.
     #[inline]
     fn get(&mut self, first: u32, a: &[u8], b: &[u8]) -> u32 {
-        let map = &mut self.second[first as usize];
-        if let Some(&i) = map.get(b) {
-            return i;
+        let h = fx_hash(b) ^ u64::from(first).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if !self.slots.is_empty() {
+            let mask = self.slots.len() - 1;
+            let mut at = slot_of(h) & mask;
+            loop {
+                let g = self.slots[at];
+                if g == NONE {
+                    break;
+                }
+                if self.hashes[g as usize] == (h, first) && same(&self.keys[g as usize].1, b) {
+                    return g;
+                }
+                at = (at + 1) & mask;
+            }
         }
-        let i = self.stats.len() as u32;
-        map.insert(b.into(), i);
+        self.insert(h, first, a, b)
+    }
+
+    #[cold]
+    fn insert(&mut self, h: u64, first: u32, a: &[u8], b: &[u8]) -> u32 {
+        let g = self.stats.len() as u32;
+        self.hashes.push((h, first));
         self.keys.push((a.into(), b.into()));
         self.stats.push(Stat::default());
-        i
+        if self.slots.len() < 2 * self.stats.len() {
+            // Rebuild at twice the size (or the first 64 slots).
+            let size = (4 * self.stats.len()).next_power_of_two().max(64);
+            self.slots.clear();
+            self.slots.resize(size, NONE);
+            for (i, &(h, _)) in self.hashes.iter().enumerate() {
+                let mut at = slot_of(h) & (size - 1);
+                while self.slots[at] != NONE {
+                    at = (at + 1) & (size - 1);
+                }
+                self.slots[at] = i as u32;
+            }
+        } else {
+            let mask = self.slots.len() - 1;
+            let mut at = slot_of(h) & mask;
+            while self.slots[at] != NONE {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = g;
+        }
+        g
     }
 
     #[inline]
@@ -375,36 +402,87 @@ impl SpanIndex {
     }
 }
 
-/// Table slot of a span ID (the high bits of FxHash are its good ones).
+/// Table slot of a span ID.
 #[inline]
 fn slot(id: &[u8]) -> usize {
-    let h = fx_hash(id);
+    slot_of(fx_hash(id))
+}
+
+/// Table slot of a hash (the high bits of FxHash are its good ones).
+#[inline(always)]
+fn slot_of(h: u64) -> usize {
     (h ^ (h >> 29)) as usize
 }
 
-/// A number formatted once per span and written into several rows.
+/// A number formatted once per span and written into several rows: its decimal digits at the
+/// start of `text`.
 #[derive(Clone, Copy, Default)]
 struct Num {
     len: u8,
-    buf: [u8; 20],
+    text: [u8; 20],
+}
+
+/// The eight decimal digits of `v` (below 10^8, zero-padded) as byte values 0–9 in one word,
+/// the first digit in the low byte: 4+4 digits in 32-bit lanes, then 2+2 in 16-bit lanes, then
+/// 1+1 in bytes, each split a multiply and a shift (exact for these ranges).
+#[inline(always)]
+fn digits8(v: u64) -> u64 {
+    let quads = (v / 10_000) | ((v % 10_000) << 32);
+    let hundreds = ((quads * 10_486) >> 20) & 0x0000_007F_0000_007F;
+    let pairs = hundreds | ((quads - hundreds * 100) << 16);
+    let tens = ((pairs * 103) >> 10) & 0x000F_000F_000F_000F;
+    tens | ((pairs - tens * 10) << 8)
 }
 
 impl Num {
+    /// Formats `v`. Below 10^16 (every µs time until the year 2286) the digits are computed in
+    /// registers ([`digits8`]) and stored once: `itoa` writes them two at a time into a stack
+    /// buffer that then had to be read back at once with wider loads, which the CPU cannot
+    /// forward from the smaller stores (a stall that was 13% of [`TraceProcessor::process`]).
     #[inline]
     fn new(v: u64) -> Num {
+        const SIXTEEN_DIGITS: u64 = 10_000_000_000_000_000;
+        if v >= SIXTEEN_DIGITS {
+            return Num::long(v);
+        }
+        let mut n = Num {
+            len: 0,
+            text: [0; 20],
+        };
+        if v < 100_000_000 {
+            // Durations and self times: one word of digits.
+            let d = digits8(v);
+            // Leading zero digits are the low zero bytes; 0 keeps its one digit.
+            let lead = if d == 0 { 7 } else { d.trailing_zeros() / 8 };
+            let ascii = (d | u64::from_le_bytes([b'0'; 8])) >> (8 * lead);
+            n.len = 8 - lead as u8;
+            n.text[..8].copy_from_slice(&ascii.to_le_bytes());
+        } else {
+            let d =
+                u128::from(digits8(v / 100_000_000)) | (u128::from(digits8(v % 100_000_000)) << 64);
+            let lead = d.trailing_zeros() / 8;
+            let ascii = (d | u128::from_le_bytes([b'0'; 16])) >> (8 * lead);
+            n.len = 16 - lead as u8;
+            n.text[..16].copy_from_slice(&ascii.to_le_bytes());
+        }
+        n
+    }
+
+    #[cold]
+    fn long(v: u64) -> Num {
         let mut b = itoa::Buffer::new();
         let s = b.format(v).as_bytes();
         let mut n = Num {
             len: s.len() as u8,
-            buf: [0; 20],
+            text: [0; 20],
         };
-        n.buf[..s.len()].copy_from_slice(s);
+        n.text[..s.len()].copy_from_slice(s);
         n
     }
 
     #[inline(always)]
     fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
+        &self.text[..self.len as usize]
     }
 }
 
@@ -434,78 +512,125 @@ struct Scratch {
 
 // ---------------------------------------------------------------- CSV output
 
-/// Bytes buffered per table before a write (a few hundred rows; one system call each).
-const FLUSH_AT: usize = 1 << 18;
+/// Bytes buffered per table before a write: large enough that the writes (direct, one device
+/// request each) are few, small enough to stay in the core's L2 cache while the rows are built.
+const FLUSH_AT: usize = 1 << 20;
 
 /// Row bytes of one table: a zeroed buffer written at `len`. Fields are copied as one or two
 /// fixed-size (overlapping) moves instead of a `memcpy` call each: with ~30 fields of 1–20 bytes
 /// per span, the calls and `Vec`'s capacity checks were a fifth of the processing in profiles.
+/// The rows start at an aligned address ([`AlignedBuf`]), so whole blocks of them can be written
+/// with `O_DIRECT` straight from here.
 struct RowBuf {
-    buf: Vec<u8>,
+    buf: AlignedBuf,
+    /// Index in `buf.bytes()` of the next byte (the rows are `buf.start()..len`).
     len: usize,
 }
 
 impl RowBuf {
     fn new() -> Self {
-        RowBuf {
-            buf: vec![0; FLUSH_AT + (1 << 16)],
-            len: 0,
-        }
+        let buf = AlignedBuf::zeroed(FLUSH_AT + (1 << 16));
+        let len = buf.start();
+        RowBuf { buf, len }
     }
 
     /// The bytes written so far.
     fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf.bytes()[self.buf.start()..self.len]
     }
 
-    /// Makes room for `n` more bytes plus the 32 that a fixed-size copy may touch. [`RowBuf::put`]
-    /// and [`RowBuf::byte`] rely on it (a row longer than its reservation would panic, not
+    /// How many bytes were written so far.
+    #[inline(always)]
+    fn used(&self) -> usize {
+        self.len - self.buf.start()
+    }
+
+    /// Makes room for `n` more bytes plus the 32 that a fixed-size copy may touch. [`Row::put`]
+    /// and [`Row::byte`] rely on it (a row longer than its reservation would panic, not
     /// write out of bounds): [`TraceProcessor::process`] reserves once per trace.
     #[inline(always)]
     fn room(&mut self, n: usize) {
-        if self.buf.len() - self.len < n + 32 {
+        if self.buf.bytes().len() - self.len < n + 32 {
             self.grow(n);
         }
     }
 
     #[cold]
     fn grow(&mut self, n: usize) {
-        let size = (self.buf.len() * 2).max(self.len + n + 32);
-        self.buf.resize(size, 0);
+        let used = self.used();
+        let size = (self.buf.bytes().len() * 2).max(used + n + 32);
+        let mut buf = AlignedBuf::zeroed(size);
+        let start = buf.start();
+        buf.bytes_mut()[start..start + used].copy_from_slice(self.bytes());
+        self.buf = buf;
+        self.len = start + used;
+    }
+
+    /// A cursor that appends rows at the end (within the room reserved); [`Row::end`] gives the
+    /// new length.
+    #[inline(always)]
+    fn row(&mut self) -> Row<'_> {
+        Row {
+            at: self.len,
+            buf: self.buf.bytes_mut(),
+        }
+    }
+}
+
+/// Rows being appended to a [`RowBuf`]: its bytes and the write position as locals. Written
+/// through `RowBuf` itself, the position was a field of the processor that every byte store
+/// might alias, so the compiler stored and reloaded it around each field; as a local it may stay
+/// in a register (how often it does depends on the register pressure of the loop, which is why
+/// [`TraceProcessor::process`] writes one table per loop). Every field waits on the position,
+/// so [`Row::put_c`] and [`Row::str_c`] move it once for a field and its comma.
+struct Row<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Row<'_> {
+    /// The new length of the [`RowBuf`].
+    #[inline(always)]
+    fn end(self) -> usize {
+        self.at
     }
 
     /// Appends `s` (within the room reserved).
     #[inline(always)]
     fn put(&mut self, s: &[u8]) {
         let n = s.len();
-        let at = self.len;
-        let d = &mut self.buf[at..at + n.max(32)];
-        if n >= 8 {
-            if n <= 16 {
-                d[..8].copy_from_slice(&s[..8]);
-                d[n - 8..n].copy_from_slice(&s[n - 8..]);
-            } else if n <= 32 {
-                d[..16].copy_from_slice(&s[..16]);
-                d[n - 16..n].copy_from_slice(&s[n - 16..]);
-            } else {
-                d[..n].copy_from_slice(s);
-            }
-        } else if n >= 4 {
-            d[..4].copy_from_slice(&s[..4]);
-            d[n - 4..n].copy_from_slice(&s[n - 4..]);
-        } else {
-            for (x, &c) in d.iter_mut().zip(s) {
-                *x = c;
-            }
-        }
-        self.len = at + n;
+        let at = self.at;
+        copy_short(&mut self.buf[at..at + n.max(32)], s);
+        self.at = at + n;
     }
 
     /// Appends one byte (within the room reserved).
     #[inline(always)]
     fn byte(&mut self, c: u8) {
-        self.buf[self.len] = c;
-        self.len += 1;
+        self.buf[self.at] = c;
+        self.at += 1;
+    }
+
+    /// Appends `s` and a comma with one move of the position.
+    #[inline(always)]
+    fn put_c(&mut self, s: &[u8]) {
+        let n = s.len();
+        let at = self.at;
+        let d = &mut self.buf[at..at + n.max(32) + 1];
+        copy_short(d, s);
+        d[n] = b',';
+        self.at = at + n + 1;
+    }
+
+    /// [`Row::str`] and a comma.
+    #[inline(always)]
+    fn str_c(&mut self, v: &TraceView<'_>, s: Str) {
+        if s.needs_quotes() {
+            self.quoted(v.get(s));
+            self.byte(b',');
+        } else {
+            self.put_c(v.get(s));
+        }
     }
 
     /// Appends `s` as one CSV field, quoted when `quote` (RFC 4180, as
@@ -519,10 +644,10 @@ impl RowBuf {
         }
     }
 
+    /// Appends `s` quoted (the reservation counts every string twice, plus its quotes).
     #[cold]
     fn quoted(&mut self, s: &[u8]) {
-        self.room(2 * s.len() + 2);
-        let mut q = Vec::with_capacity(s.len() + 8);
+        let mut q = Vec::with_capacity(2 * s.len() + 2);
         put_quoted(&mut q, s);
         self.put(&q);
     }
@@ -536,51 +661,84 @@ impl RowBuf {
     /// Appends `n` in decimal.
     #[inline(always)]
     fn num(&mut self, n: u64) {
-        self.put(itoa::Buffer::new().format(n).as_bytes());
+        if n < 10 {
+            self.byte(b'0' + n as u8);
+        } else {
+            self.put(Num::new(n).bytes());
+        }
     }
 }
 
-/// One CSV table: rows are built in a [`RowBuf`] and written to a temp file renamed into place
-/// by [`Table::persist`].
+/// Copies `s` to the start of `d` (at least as long) as one or two fixed-size, possibly
+/// overlapping moves when `s` is at most 32 bytes: no `memcpy` call, whose call and size
+/// dispatch cost more than the copy for the short fields of a row.
+#[inline(always)]
+fn copy_short(d: &mut [u8], s: &[u8]) {
+    let n = s.len();
+    if n >= 8 {
+        if n <= 16 {
+            d[..8].copy_from_slice(&s[..8]);
+            d[n - 8..n].copy_from_slice(&s[n - 8..]);
+        } else if n <= 32 {
+            d[..16].copy_from_slice(&s[..16]);
+            d[n - 16..n].copy_from_slice(&s[n - 16..]);
+        } else {
+            // Longer (rare: long names): 32-byte moves, the last one overlapping; still no call,
+            // around which the row loops would have to save their registers.
+            let mut i = 0;
+            while i + 32 < n {
+                d[i..i + 32].copy_from_slice(&s[i..i + 32]);
+                i += 32;
+            }
+            d[n - 32..n].copy_from_slice(&s[n - 32..]);
+        }
+    } else if n >= 4 {
+        d[..4].copy_from_slice(&s[..4]);
+        d[n - 4..n].copy_from_slice(&s[n - 4..]);
+    } else {
+        for (x, &c) in d.iter_mut().zip(s) {
+            *x = c;
+        }
+    }
+}
+
+/// One CSV table: rows are built in a [`RowBuf`] and written block by block to a temp file
+/// ([`DirectFile`], around the page cache where the file system allows) that
+/// [`Table::persist`] renames into place.
 struct Table {
-    name: &'static str,
     buf: RowBuf,
-    file: tempfile::NamedTempFile,
+    file: DirectFile,
 }
 
 impl Table {
-    fn create(dir: &Path, name: &'static str, header: &str) -> Result<Table> {
-        let path = dir.join(name);
-        let file = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .tempfile_in(dir)
-            .map_err(|e| Error::io("writing", &path, e))?;
+    fn create(dir: &Path, name: &'static str, header: &str, direct: bool) -> Result<Table> {
+        let file = DirectFile::create(dir, name, direct)?;
         let mut buf = RowBuf::new();
         buf.room(header.len() + 1);
-        buf.put(header.as_bytes());
-        buf.byte(b'\n');
-        Ok(Table { name, buf, file })
+        let mut w = buf.row();
+        w.put(header.as_bytes());
+        w.byte(b'\n');
+        buf.len = w.end();
+        Ok(Table { buf, file })
     }
 
     #[inline]
     fn flush_if_full(&mut self) -> io::Result<()> {
-        if self.buf.len >= FLUSH_AT {
-            self.file.as_file_mut().write_all(self.buf.bytes())?;
-            self.buf.len = 0;
+        if self.buf.used() >= FLUSH_AT {
+            self.flush()?;
         }
         Ok(())
     }
 
-    fn persist(mut self, dir: &Path) -> Result<PathBuf> {
-        let path = dir.join(self.name);
-        self.file
-            .as_file_mut()
-            .write_all(self.buf.bytes())
-            .map_err(|e| Error::io("writing", &path, e))?;
-        self.file
-            .persist(&path)
-            .map_err(|e| Error::io("writing", &path, e.error))?;
-        Ok(path)
+    #[inline(never)]
+    fn flush(&mut self) -> io::Result<()> {
+        self.buf.len = self.file.write(&mut self.buf.buf, self.buf.len)?;
+        Ok(())
+    }
+
+    fn persist(self) -> Result<PathBuf> {
+        let Table { buf, file } = self;
+        file.persist(buf.bytes())
     }
 }
 
@@ -680,14 +838,23 @@ pub struct TraceProcessor {
 }
 
 impl TraceProcessor {
-    /// Opens the output tables (as temp files) in `dir`.
+    /// Opens the output tables (as temp files) in `dir`. The big tables are written with
+    /// `O_DIRECT` (see `output/direct.rs`) unless the environment variable
+    /// `AEFM_BUFFERED_TABLES` is set (to anything): for slow or network disks, where waiting for
+    /// the device costs more than the page cache's copy, or to keep the tables in the page cache.
     pub fn create(dir: &Path) -> Result<TraceProcessor> {
+        TraceProcessor::create_with(dir, std::env::var_os("AEFM_BUFFERED_TABLES").is_none())
+    }
+
+    /// [`TraceProcessor::create`]; `direct` false writes the tables through the page cache
+    /// (tests compare the two).
+    pub(crate) fn create_with(dir: &Path, direct: bool) -> Result<TraceProcessor> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
         Ok(TraceProcessor {
             dir: dir.to_path_buf(),
-            spans: Table::create(dir, "spans.csv", SPANS_HEADER)?,
-            edges: Table::create(dir, "edges.csv", EDGES_HEADER)?,
-            e2e: Table::create(dir, "end_to_end.csv", END_TO_END_HEADER)?,
+            spans: Table::create(dir, "spans.csv", SPANS_HEADER, direct)?,
+            edges: Table::create(dir, "edges.csv", EDGES_HEADER, direct)?,
+            e2e: Table::create(dir, "end_to_end.csv", END_TO_END_HEADER, direct)?,
             ops: Groups::default(),
             pods: Groups::default(),
             seen: FxSet::default(),
@@ -979,16 +1146,13 @@ impl TraceProcessor {
         self.spans.buf.room(n * row);
         self.edges.buf.room(n * row);
         self.e2e.buf.room(2 * (t + svc + op) + 8 * 20 + 32);
-        for (i, sp) in spans.iter().enumerate() {
-            let f = &s.facts[i];
+        // One table at a time: fewer values live per loop than with both rows in one (the
+        // cursors were on the stack then).
+        let mut w = self.spans.buf.row();
+        for (sp, f) in spans.iter().zip(&s.facts) {
             let (svc, pod) = (svc_of(f), pod_of(f));
-
-            // spans.csv
-            let w = &mut self.spans.buf;
-            w.str(v, tid);
-            w.byte(b',');
-            w.str(v, sp.id);
-            w.byte(b',');
+            w.str_c(v, tid);
+            w.str_c(v, sp.id);
             if f.parent == NONE {
                 if sp.child_of.is_present() {
                     w.str(v, sp.child_of);
@@ -999,80 +1163,57 @@ impl TraceProcessor {
                 w.str(v, spans[f.parent as usize].id);
             }
             w.byte(b',');
-            w.put(f.kind.as_str().as_bytes());
-            w.byte(b',');
-            w.str(v, svc);
-            w.byte(b',');
-            w.str(v, pod);
-            w.byte(b',');
-            w.str(v, sp.op);
-            w.byte(b',');
-            w.put(v.get(sp.start_text));
-            w.byte(b',');
-            w.put(f.end.bytes());
-            w.byte(b',');
-            w.put(duration_text(sp));
-            w.byte(b',');
-            w.put(f.self_text.bytes());
-            w.byte(b',');
+            w.put_c(f.kind.as_str().as_bytes());
+            w.str_c(v, svc);
+            w.str_c(v, pod);
+            w.str_c(v, sp.op);
+            w.put_c(v.get(sp.start_text));
+            w.put_c(f.end.bytes());
+            w.put_c(duration_text(sp));
+            w.put_c(f.self_text.bytes());
             w.num(f.children as u64);
             w.put(if sp.error { b",1\n" } else { b",0\n" });
-
-            // edges.csv
+        }
+        self.spans.buf.len = w.end();
+        let mut w = self.edges.buf.row();
+        for (sp, f) in spans.iter().zip(&s.facts) {
             if f.parent != NONE {
                 c.edges += 1;
                 let pi = f.parent as usize;
                 let (par, pf) = (&spans[pi], &s.facts[pi]);
-                let w = &mut self.edges.buf;
-                w.str(v, tid);
-                w.byte(b',');
-                w.str(v, par.id);
-                w.byte(b',');
-                w.put(trace_time);
-                w.byte(b',');
-                w.put(v.get(sp.start_text));
-                w.byte(b',');
-                w.put(f.end.bytes());
-                w.byte(b',');
-                w.str(v, sp.id);
-                w.byte(b',');
-                w.str(v, sp.op);
-                w.byte(b',');
-                w.str(v, par.op);
-                w.byte(b',');
-                w.str(v, svc);
-                w.byte(b',');
-                w.str(v, pod);
-                w.byte(b',');
-                w.str(v, svc_of(pf));
-                w.byte(b',');
-                w.str(v, pod_of(pf));
-                w.byte(b',');
-                w.put(duration_text(par));
-                w.byte(b',');
-                w.put(duration_text(sp));
-                w.byte(b',');
-                w.put(pf.self_text.bytes());
-                w.byte(b',');
-                w.put(f.self_text.bytes());
-                w.byte(b',');
+                let (svc, pod) = (svc_of(f), pod_of(f));
+                w.str_c(v, tid);
+                w.str_c(v, par.id);
+                w.put_c(trace_time);
+                w.put_c(v.get(sp.start_text));
+                w.put_c(f.end.bytes());
+                w.str_c(v, sp.id);
+                w.str_c(v, sp.op);
+                w.str_c(v, par.op);
+                w.str_c(v, svc);
+                w.str_c(v, pod);
+                w.str_c(v, svc_of(pf));
+                w.str_c(v, pod_of(pf));
+                w.put_c(duration_text(par));
+                w.put_c(duration_text(sp));
+                w.put_c(pf.self_text.bytes());
+                w.put_c(f.self_text.bytes());
                 w.put(f.kind.as_str().as_bytes());
                 w.byte(b'\n');
             }
         }
+        self.edges.buf.len = w.end();
 
         // end_to_end.csv
-        let w = &mut self.e2e.buf;
+        let mut w = self.e2e.buf.row();
         let extent = max_end.saturating_sub(min_start);
         let duration = if roots == 1 {
             spans[first_root as usize].duration
         } else {
             extent
         };
-        w.str(v, tid);
-        w.byte(b',');
-        w.put(trace_time);
-        w.byte(b',');
+        w.str_c(v, tid);
+        w.put_c(trace_time);
         w.num(duration);
         w.byte(b',');
         w.num(extent);
@@ -1085,8 +1226,7 @@ impl TraceProcessor {
         w.byte(b',');
         if first_root != NONE {
             let r = first_root as usize;
-            w.str(v, svc_of(&s.facts[r]));
-            w.byte(b',');
+            w.str_c(v, svc_of(&s.facts[r]));
             w.str(v, spans[r].op);
         } else {
             w.byte(b',');
@@ -1094,6 +1234,7 @@ impl TraceProcessor {
         w.byte(b',');
         w.num(trace_errors);
         w.byte(b'\n');
+        self.e2e.buf.len = w.end();
         c.error_spans += trace_errors;
 
         self.spans.flush_if_full()?;
@@ -1117,15 +1258,15 @@ impl TraceProcessor {
         let mut written = Vec::new();
         let edge_count = counts.edges;
         written.push(Written {
-            path: spans.persist(&dir)?,
+            path: spans.persist()?,
             what: format!("spans: {} spans of {} traces", counts.spans, counts.traces),
         });
         written.push(Written {
-            path: edges.persist(&dir)?,
+            path: edges.persist()?,
             what: format!("edges: {edge_count} parent→child edges"),
         });
         written.push(Written {
-            path: e2e.persist(&dir)?,
+            path: e2e.persist()?,
             what: format!("end-to-end latency of {} traces", counts.traces),
         });
         written.push(Written {

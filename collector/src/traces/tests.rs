@@ -323,6 +323,52 @@ fn page_tables(page: &str) -> BTreeMap<String, String> {
     tables(dir.path())
 }
 
+/// Tables of `page` written direct (`O_DIRECT` where the file system has it) or buffered.
+fn page_tables_with(page: &str, direct: bool) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = TraceProcessor::create_with(dir.path(), direct).unwrap();
+    p.add_page::<Vec<u8>>(page.as_bytes(), None).unwrap();
+    p.finish().unwrap();
+    tables(dir.path())
+}
+
+#[test]
+fn direct_and_buffered_tables_are_byte_identical() {
+    // Several MiB of rows: many direct blocks per table, buffer swaps with the writer thread,
+    // and tails of every length; the varied page adds quoting, escapes and odd traces.
+    let long = "o".repeat(200);
+    let mut traces = Vec::new();
+    for t in 0..4000u64 {
+        let op = format!("{long}{}", t % 7);
+        let id = format!("trace{t:05}");
+        traces.push(trace(
+            &id,
+            &[
+                span("A", &op, t, 100 + t % 13, &[], "p1"),
+                span("B", &op, t + 1, 40, &[("CHILD_OF", "A")], "p2"),
+                span("C", "c,\\\"q\\\"", t + 2, 30, &[("CHILD_OF", "A")], "p2"),
+                span("D", &op, t + 3, 9, &[("FOLLOWS_FROM", "B")], "p1"),
+                span("E", "e", t + 4, 1, &[("CHILD_OF", "gone")], "p1"),
+            ],
+        ));
+    }
+    let varied = varied_page();
+    let inner = &varied[r#"{"data":["#.len()..varied.find(r#"],"total""#).unwrap()];
+    traces.push(inner.to_string());
+    let page = format!(r#"{{"data":[{}]}}"#, traces.join(","));
+    let direct = page_tables_with(&page, true);
+    assert!(direct["spans.csv"].len() > 3 << 20);
+    assert!(direct["edges.csv"].len() > 3 << 20);
+    let buffered = page_tables_with(&page, false);
+    assert_eq!(
+        direct.keys().collect::<Vec<_>>(),
+        buffered.keys().collect::<Vec<_>>()
+    );
+    for (name, text) in &direct {
+        assert!(*text == buffered[name], "{name} differs");
+    }
+}
+
 #[test]
 fn streaming_gives_the_same_tables_at_every_chunk_size() {
     let page = varied_page();
@@ -596,5 +642,37 @@ fn describe_equals_sorting_everything() {
                 "n {n} scale {scale}"
             );
         }
+    }
+}
+
+#[test]
+fn numbers_format_as_itoa_does() {
+    let mut vals = vec![0u64, u64::MAX, u64::MAX - 1];
+    let mut p = 1u64;
+    for _ in 0..20 {
+        vals.extend([
+            p - 1,
+            p,
+            p.wrapping_add(1),
+            p.saturating_mul(9),
+            p.saturating_mul(5).wrapping_add(3),
+        ]);
+        p = p.saturating_mul(10);
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..100_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        vals.extend([
+            x,
+            x >> (x % 64),
+            x % 100_000,
+            1_700_000_000_000_000 + x % 10_000_000_000,
+        ]);
+    }
+    for v in vals {
+        let want = itoa::Buffer::new().format(v).to_string();
+        assert_eq!(Num::new(v).bytes(), want.as_bytes(), "{v}");
     }
 }
