@@ -1356,7 +1356,8 @@ impl<S: Source> Scanner<S> {
         t.spans.clear();
         t.procs.clear();
         t.arena.clear();
-        let at = self.pos;
+        // Relative to the mark: a refill moves the bytes, not their distance from the mark.
+        let at = self.pos - self.mark;
         let (mut seen, mut hint) = (0u32, 0usize);
         let mut key = self.first_key("a trace object", &TRACE_KEYS, &mut hint)?;
         while let Some(k) = key {
@@ -1386,7 +1387,7 @@ impl<S: Source> Scanner<S> {
             key = self.next_key(&TRACE_KEYS, &mut hint)?;
         }
         if seen & 1 == 0 {
-            return Err(self.err_at(at, "missing field `traceID` in a trace"));
+            return Err(self.err_at(self.mark + at, "missing field `traceID` in a trace"));
         }
         Ok(())
     }
@@ -1400,7 +1401,8 @@ impl<S: Source> Scanner<S> {
                 return Ok(());
             }
         }
-        let at = self.pos;
+        // Relative to the mark: a refill moves the bytes, not their distance from the mark.
+        let at = self.pos - self.mark;
         let (mut seen, mut hint) = (0u32, 0usize);
         let mut key = self.first_key("a span object", &SPAN_KEYS, &mut hint)?;
         while let Some(k) = key {
@@ -1443,10 +1445,10 @@ impl<S: Source> Scanner<S> {
             key = self.next_key(&SPAN_KEYS, &mut hint)?;
         }
         if seen & 1 == 0 {
-            return Err(self.err_at(at, "missing field `spanID` in a span"));
+            return Err(self.err_at(self.mark + at, "missing field `spanID` in a span"));
         }
         if seen & 8 == 0 {
-            return Err(self.err_at(at, "missing field `startTime` in a span"));
+            return Err(self.err_at(self.mark + at, "missing field `startTime` in a span"));
         }
         Ok(())
     }
@@ -1456,7 +1458,8 @@ impl<S: Source> Scanner<S> {
         let mut more = self.array_start("`references` as a list")?;
         let mut hint = 0usize;
         while more {
-            let at = self.pos;
+            // Relative to the mark: a refill moves the bytes, not their distance from the mark.
+            let at = self.pos - self.mark;
             let (mut seen, mut follows, mut id) = (0u32, false, Str::default());
             let mut key = self.first_key("a reference object", &REF_KEYS, &mut hint)?;
             while let Some(k) = key {
@@ -1478,7 +1481,7 @@ impl<S: Source> Scanner<S> {
                 key = self.next_key(&REF_KEYS, &mut hint)?;
             }
             if seen & 2 == 0 {
-                return Err(self.err_at(at, "missing field `spanID` in a reference"));
+                return Err(self.err_at(self.mark + at, "missing field `spanID` in a reference"));
             }
             let slot = if follows {
                 &mut s.follows_from
@@ -1579,7 +1582,8 @@ impl<S: Source> Scanner<S> {
         let mut pod = Str::default();
         let mut more = self.array_start("`tags` as a list")?;
         while more {
-            let at = self.pos;
+            // Relative to the mark: a refill moves the bytes, not their distance from the mark.
+            let at = self.pos - self.mark;
             let mut seen = 0u32;
             let (mut hostname, mut k8s, mut value) = (false, false, None);
             let mut key = if self.object_start("a tag object")? {
@@ -1613,7 +1617,7 @@ impl<S: Source> Scanner<S> {
                 key = self.next_key(&TAG_KEYS, hint)?;
             }
             if seen & 1 == 0 {
-                return Err(self.err_at(at, "missing field `key` in a tag"));
+                return Err(self.err_at(self.mark + at, "missing field `key` in a tag"));
             }
             if let Some(v) = value {
                 if hostname || (k8s && !pod.is_present()) {

@@ -390,6 +390,34 @@ fn streaming_gives_the_same_tables_at_every_chunk_size() {
 }
 
 #[test]
+fn missing_field_errors_name_the_same_byte_at_every_chunk_size() {
+    // A refill in the middle of a trace moves the buffer: the offset of a missing field must
+    // still be the one the whole input gives.
+    let ok = trace("m", &[span("A", "x", 0, 10, &[], "p1")]);
+    let cases = [
+        ok.replace("\"traceID\":\"m\",", ""),
+        ok.replace("\"spanID\":\"A\",", ""),
+    ];
+    for bad in cases {
+        let page = format!("{{\"data\":[{ok},{ok},{bad}]}}");
+        let input = Path::new("page.json");
+        let run = |chunk: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            process_reader(page.as_bytes(), chunk, dir.path(), input, || {
+                Ok(page.as_bytes())
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        let whole = run(1 << 20);
+        assert!(whole.contains("missing field"), "{whole}");
+        for chunk in [1, 3, 7, 16, 64, 100] {
+            assert_eq!(run(chunk), whole, "chunk {chunk}");
+        }
+    }
+}
+
+#[test]
 fn whitespace_and_key_order_do_not_matter() {
     let page = varied_page();
     let compact = page_tables(&page);
