@@ -307,19 +307,10 @@ impl Groups {
             self.slots.clear();
             self.slots.resize(size, NONE);
             for (i, &(h, _)) in self.hashes.iter().enumerate() {
-                let mut at = slot_of(h) & (size - 1);
-                while self.slots[at] != NONE {
-                    at = (at + 1) & (size - 1);
-                }
-                self.slots[at] = i as u32;
+                place(&mut self.slots, h, i as u32);
             }
         } else {
-            let mask = self.slots.len() - 1;
-            let mut at = slot_of(h) & mask;
-            while self.slots[at] != NONE {
-                at = (at + 1) & mask;
-            }
-            self.slots[at] = g;
+            place(&mut self.slots, h, g);
         }
         g
     }
@@ -400,6 +391,17 @@ impl SpanIndex {
             h = (h + 1) & mask;
         }
     }
+}
+
+/// Puts group `g` with hash `h` in the first free slot from its own (linear probing; `slots` is
+/// a power of two long and never full).
+fn place(slots: &mut [u32], h: u64, g: u32) {
+    let mask = slots.len() - 1;
+    let mut at = slot_of(h) & mask;
+    while slots[at] != NONE {
+        at = (at + 1) & mask;
+    }
+    slots[at] = g;
 }
 
 /// Table slot of a span ID.

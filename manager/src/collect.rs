@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aefm_collector::host::{HostSamples, Role, Sampler, Target};
+use aefm_collector::window::unix_secs;
 
 use crate::components::{AppUnit, CollectSummary, ComponentError, DataCollector, UnitRole, Window};
 use crate::context::Context;
@@ -37,12 +38,6 @@ fn role(r: UnitRole) -> Role {
         UnitRole::Interference => Role::Interference,
         UnitRole::Load => Role::Generator,
     }
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Mean CPU of the app over the window, percent of one core: each app unit's mean over its
@@ -142,7 +137,7 @@ impl DataCollector for LocalCollector {
             let host = sampler.stop();
             // Mean app CPU over the measured window only (warm-up and grace excluded).
             summary.app_cpu_percent =
-                app_cpu_percent(&host, unix(window.start), unix(window.end) + 0.5);
+                app_cpu_percent(&host, unix_secs(window.start), unix_secs(window.end) + 0.5);
             match aefm_collector::case::write_host(case_dir, &host) {
                 Ok(written) => summary.files.extend(written.into_iter().map(|w| w.path)),
                 Err(e) => summary.errors.push(format!("host: {e}")),

@@ -110,6 +110,13 @@ fn eight_digits(w: u64) -> Option<u64> {
     Some(d)
 }
 
+/// Bytes of `w` below 0x20 or above 0x7F (control characters, or not ASCII), with the same
+/// lowest-byte guarantee as [`eq_mask`]: what makes a string not plain ASCII text.
+#[inline(always)]
+fn ctl_or_high(w: u64) -> u64 {
+    (w.wrapping_sub(LO * 0x20) | w) & HI
+}
+
 /// Bytes of `w` below 0x20 (control characters), with the same lowest-byte guarantee.
 #[inline(always)]
 fn ctl_mask(w: u64) -> u64 {
@@ -709,10 +716,7 @@ impl<S: Source> Scanner<S> {
         let mut i = first;
         while i + 8 <= b.len() {
             let w = word(b, i);
-            let m = eq_mask(w, b'"')
-                | eq_mask(w, b'\\')
-                | eq_mask(w, b',')
-                | ((w.wrapping_sub(LO * 0x20) | w) & HI);
+            let m = eq_mask(w, b'"') | eq_mask(w, b'\\') | eq_mask(w, b',') | ctl_or_high(w);
             if m != 0 {
                 i += (m.trailing_zeros() / 8) as usize;
                 let (start, len) = (first - self.mark, i - first);
@@ -1229,8 +1233,7 @@ impl<S: Source> Scanner<S> {
             // flagged byte of the first word with a flag is exact.
             for k in (0..32).step_by(8) {
                 let w = word(b, i + k);
-                let m =
-                    eq_mask(w, b'"') | eq_mask(w, b'\\') | ((w.wrapping_sub(LO * 0x20) | w) & HI);
+                let m = eq_mask(w, b'"') | eq_mask(w, b'\\') | ctl_or_high(w);
                 if m != 0 {
                     let q = i + k + (m.trailing_zeros() / 8) as usize;
                     if b[q] == b'"' {
@@ -1253,8 +1256,7 @@ impl<S: Source> Scanner<S> {
             let mut i = quote + 1;
             while i + 8 <= b.len() {
                 let w = word(b, i);
-                let m =
-                    eq_mask(w, b'"') | eq_mask(w, b'\\') | ((w.wrapping_sub(LO * 0x20) | w) & HI);
+                let m = eq_mask(w, b'"') | eq_mask(w, b'\\') | ctl_or_high(w);
                 if m != 0 {
                     i += (m.trailing_zeros() / 8) as usize;
                     break;
@@ -1710,7 +1712,7 @@ fn fast_string(b: &[u8], i: usize, stop: impl Fn(u64) -> u64) -> Option<(usize, 
 #[inline(always)]
 fn fast_kept(b: &[u8], i: usize, mark: usize) -> Option<(Str, usize)> {
     let (a, z) = fast_string(b, i, |w| {
-        eq_mask(w, b'\\') | eq_mask(w, b',') | ((w.wrapping_sub(LO * 0x20) | w) & HI)
+        eq_mask(w, b'\\') | eq_mask(w, b',') | ctl_or_high(w)
     })?;
     let s = Str {
         off: u32::try_from(a - mark).ok()?,
@@ -1724,9 +1726,7 @@ fn fast_kept(b: &[u8], i: usize, mark: usize) -> Option<(Str, usize)> {
 /// path decodes (and checks as UTF-8) any other ([`Scanner::string_is`]).
 #[inline(always)]
 fn fast_compared(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    fast_string(b, i, |w| {
-        eq_mask(w, b'\\') | ((w.wrapping_sub(LO * 0x20) | w) & HI)
-    })
+    fast_string(b, i, |w| eq_mask(w, b'\\') | ctl_or_high(w))
 }
 
 /// A string the tables skip (any bytes but escapes and control characters, as
@@ -1765,6 +1765,19 @@ fn fast_uint(b: &[u8], i: usize) -> Option<(u64, usize)> {
         return None;
     }
     Some((v, j))
+}
+
+/// [`fast_uint`] and its digits as a [`Str`] of the trace (times are copied to the rows as
+/// written): value, digits, index after them.
+#[inline(always)]
+fn fast_uint_text(b: &[u8], i: usize, mark: usize) -> Option<(u64, Str, usize)> {
+    let (v, end) = fast_uint(b, i)?;
+    let text = Str {
+        off: u32::try_from(i - mark).ok()?,
+        len: (end - i) as u32,
+        flags: PRESENT,
+    };
+    Some((v, text, end))
 }
 
 /// `true` or `false` at `b[i..]`: the value and the index after it.
@@ -1900,21 +1913,9 @@ fn span_fast(b: &[u8], i: usize, mark: usize) -> Option<(SpanRec, usize)> {
     i = fast_next_key(b, i, &SPAN_KEYS[4])?;
     i = fast_refs(b, i, mark, &mut s)?;
     i = fast_next_key(b, i, &SPAN_KEYS[5])?;
-    let j = i;
-    (s.start, i) = fast_uint(b, i)?;
-    s.start_text = Str {
-        off: u32::try_from(j - mark).ok()?,
-        len: (i - j) as u32,
-        flags: PRESENT,
-    };
+    (s.start, s.start_text, i) = fast_uint_text(b, i, mark)?;
     i = fast_next_key(b, i, &SPAN_KEYS[6])?;
-    let j = i;
-    (s.duration, i) = fast_uint(b, i)?;
-    s.duration_text = Str {
-        off: u32::try_from(j - mark).ok()?,
-        len: (i - j) as u32,
-        flags: PRESENT,
-    };
+    (s.duration, s.duration_text, i) = fast_uint_text(b, i, mark)?;
     i = fast_next_key(b, i, &SPAN_KEYS[7])?;
     (s.error, i) = fast_tags(b, i)?;
     i = fast_next_key(b, i, &SPAN_KEYS[8])?;
