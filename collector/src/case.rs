@@ -37,6 +37,26 @@ pub struct SourceOutcome {
     pub source: String,
     /// Files written, or why the source failed.
     pub result: Result<Vec<Written>>,
+    /// How much of what was expected arrived, for sources where that is known: Prometheus
+    /// points against the points a full scrape record would have, Jaeger traces against requests
+    /// sent.
+    pub completeness: Option<Completeness>,
+}
+
+/// Present against expected, for a source whose completeness can be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Completeness {
+    /// What arrived (Prometheus points, traces).
+    pub present: u64,
+    /// What a complete record would hold (points of every series at every step, requests sent).
+    pub expected: u64,
+}
+
+impl Completeness {
+    /// `present / expected`, or `None` when nothing was expected.
+    pub fn share(&self) -> Option<f64> {
+        (self.expected > 0).then(|| self.present as f64 / self.expected as f64)
+    }
 }
 
 /// What [`collect_case`] did.
@@ -103,6 +123,7 @@ pub fn collect_case(
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
         out.sources.push(SourceOutcome {
+            completeness: None,
             source: "case".into(),
             result: Err(Error::io("creating directory", dir, e)),
         });
@@ -129,7 +150,8 @@ pub fn collect_case(
         });
         let j = s.spawn(|| {
             sources.jaeger.as_ref().map(|j| {
-                crate::jaeger::collect(j, window, dir, requests_sent).map(|(_, _, written)| written)
+                crate::jaeger::collect(j, window, dir, requests_sent)
+                    .map(|(_, fetch, written)| (fetch, written))
             })
         });
         (
@@ -143,13 +165,25 @@ pub fn collect_case(
         out.sources.extend(list);
     }
     if let Some(result) = jaeger {
+        let (completeness, result) = match result {
+            Ok((fetch, written)) => (
+                fetch.requests_sent.map(|sent| Completeness {
+                    present: fetch.traces,
+                    expected: sent,
+                }),
+                Ok(written),
+            ),
+            Err(e) => (None, Err(e)),
+        };
         out.sources.push(SourceOutcome {
+            completeness,
             source: "jaeger".into(),
             result,
         });
     }
     if let Some(report) = &sources.loadgen {
         out.sources.push(SourceOutcome {
+            completeness: None,
             source: "loadgen".into(),
             result: crate::loadgen::write_report(dir, report),
         });
@@ -169,12 +203,14 @@ pub fn collect_case(
             ])
         });
         out.sources.push(SourceOutcome {
+            completeness: None,
             source: "wrk".into(),
             result,
         });
     }
     if let Some(host) = &sources.host {
         out.sources.push(SourceOutcome {
+            completeness: None,
             source: "host".into(),
             result: write_host(dir, host),
         });
@@ -187,6 +223,7 @@ pub fn collect_case(
             }]
         });
         out.sources.push(SourceOutcome {
+            completeness: None,
             source: "scrape".into(),
             result,
         });
@@ -197,6 +234,7 @@ pub fn collect_case(
 
 fn panicked(what: &str) -> SourceOutcome {
     SourceOutcome {
+        completeness: None,
         source: what.into(),
         result: Err(Error::Host(format!("{what} collection panicked"))),
     }
@@ -219,6 +257,7 @@ pub fn collect_prometheus(
             let mut reports = reports;
             let r = reports.swap_remove(i);
             return vec![SourceOutcome {
+                completeness: None,
                 source: name(&r.name),
                 result: Err(r.error.expect("checked")),
             }];
@@ -286,6 +325,7 @@ pub fn collect_prometheus(
     })();
     match files {
         Err(e) => vec![SourceOutcome {
+            completeness: None,
             source: "prometheus".into(),
             result: Err(e),
         }],
@@ -294,6 +334,10 @@ pub fn collect_prometheus(
             reports
                 .into_iter()
                 .map(|r| SourceOutcome {
+                    completeness: (r.error.is_none()).then_some(Completeness {
+                        present: r.points as u64,
+                        expected: r.expected_points as u64,
+                    }),
                     source: name(&r.name),
                     result: match r.error {
                         Some(e) => Err(e),
@@ -359,6 +403,7 @@ fn write_manifest(dir: &Path, window: &Window, ctx: &TemplateContext, out: &mut 
         }]
     });
     out.sources.push(SourceOutcome {
+        completeness: None,
         source: "manifest".into(),
         result,
     });

@@ -3,6 +3,8 @@
 //! Every file is written to a temporary file in the destination directory and renamed into place
 //! (`tempfile::NamedTempFile::persist`), so a crash or an error never leaves half a file behind.
 //! The large trace tables are written the same way, but around the page cache (`output/direct.rs`).
+//! Temp files are named, given their mode and cleaned up after a killed writer in one place,
+//! [`temp`], which the manager uses too.
 //! CSV quoting is hand-written (RFC 4180: quote a field holding `,`, `"`, CR or LF, double the
 //! quotes) because no CSV crate is in the workspace and the hot path (2 M span rows per second)
 //! wants direct `itoa` formatting into one buffered writer anyway.
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 pub(crate) mod direct;
+pub mod temp;
 
 /// One file the collector wrote, and what it holds (the binary prints these).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,17 +132,15 @@ pub fn fmt_f64(v: f64) -> String {
 }
 
 /// Writes a file atomically: `fill` writes into a buffered temp file in `dir`, which is then renamed
-/// to `dir/name`. On any error the temp file is removed and nothing appears at `dir/name`.
+/// to `dir/name` (mode 0666 less the umask). On any error the temp file is removed and nothing
+/// appears at `dir/name`; a killed writer's temp file is removed by the next writer ([`temp`]).
 pub fn write_atomic<F>(dir: &Path, name: &str, fill: F) -> Result<PathBuf>
 where
     F: FnOnce(&mut BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
 {
     let path = dir.join(name);
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("writing", &path, e))?;
+    let mut tmp = temp::create(dir, name).map_err(|e| Error::io("writing", &path, e))?;
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         fill(&mut w)

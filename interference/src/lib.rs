@@ -17,6 +17,8 @@
 //!   arguments ([`InterferenceSpec::to_args`]), to a Kubernetes pod ([`InterferenceSpec::to_pod`],
 //!   or [`InterferenceSpec::to_pod_with`] and [`PodOptions`] for restart and pull policy and command),
 //!   or starts as a local process ([`InterferenceSpec::spawn_local`] -> [`LocalStressor`]).
+//! - [`verify::check`]: judges a stressor's report lines over a measured window (it ran
+//!   throughout, reported no error, reached its target) with [`verify::Tolerances`].
 //! - [`cgroup`] and [`geometry`]: what the process may use (memory limit, CPU quota, allowed
 //!   CPUs) and the cache sizes, read from `/sys` and `/proc`.
 //!
@@ -51,6 +53,7 @@ pub mod spec;
 pub mod stop;
 pub mod stressors;
 pub mod units;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use geometry::CacheLevel;

@@ -29,7 +29,16 @@ pub struct ReportLine {
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The detail key of a runtime error: present (a sentence) on every line written while the
+/// stressor could not do its job, and on the final line when the run failed.
+pub const ERROR_KEY: &str = "error";
+
 impl ReportLine {
+    /// The runtime error this line reports (its `error` detail), if any.
+    pub fn error(&self) -> Option<&str> {
+        self.details.get(ERROR_KEY).and_then(|v| v.as_str())
+    }
+
     /// A detail as f64, if present and numeric.
     pub fn detail_f64(&self, key: &str) -> Option<f64> {
         self.details.get(key).and_then(|v| v.as_f64())
@@ -78,6 +87,12 @@ mod tests {
         let back: ReportLine = serde_json::from_str(&text).unwrap();
         assert_eq!(back, line);
         assert_eq!(back.detail_f64("workers"), Some(2.0));
+        assert_eq!(back.error(), None);
+        let mut failed = line.clone();
+        failed
+            .details
+            .insert(ERROR_KEY.into(), "iperf3: connection refused".into());
+        assert_eq!(failed.error(), Some("iperf3: connection refused"));
         // Non-final lines omit the key, and readers default it to false.
         let mut l2 = line.clone();
         l2.r#final = false;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::report::{write_line, ReportLine};
+use crate::report::{write_line, ReportLine, ERROR_KEY};
 use crate::spec::Stressor;
 use crate::stop::StopSignal;
 use crate::stressors::{self, round, Active, Ctx};
@@ -102,8 +102,11 @@ fn line(
 
 /// Runs `stressor`, writing report lines to `out`; returns the final line. Errors only when the
 /// stressor cannot start (bad request, above the limit, no iperf3, ...): then nothing was
-/// allocated and nothing is written. Write errors on `out` are ignored (the stressor keeps its
-/// duration even if nobody reads the report).
+/// allocated and nothing is written. A stressor that started but could not do its job (a worker
+/// ended early, a net client never reached its server) carries an `error` detail on the lines
+/// written meanwhile and on the final line ([`ReportLine::error`]); `aefm-stress` then exits 1.
+/// Write errors on `out` are ignored (the stressor keeps its duration even if nobody reads the
+/// report).
 pub fn run(
     stressor: &Stressor,
     opts: &RunOptions,
@@ -134,7 +137,11 @@ pub fn run(
             break;
         }
         if now >= next {
-            let (achieved, details) = active.sample();
+            let failure = active.failure();
+            let (achieved, mut details) = active.sample();
+            if let Some(e) = failure {
+                details.insert(ERROR_KEY.into(), e.into());
+            }
             let l = line(active.as_ref(), now - begin, achieved, details, false);
             // Publish before printing: a reader that saw the line can scrape it.
             *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.clone());
@@ -144,11 +151,16 @@ pub fn run(
             }
         }
     }
-    // The end: tell every worker, then collect the whole-run figure.
+    // The end: look for a failure while the workers still should run, tell every worker to
+    // stop, then collect the whole-run figure.
+    let failure = active.failure();
     stop.flag().store(true, std::sync::atomic::Ordering::SeqCst);
     let elapsed = begin.elapsed();
     let (kind, unit, target) = (active.kind(), active.unit(), active.target());
     let (achieved, mut details) = active.finish();
+    if let Some(e) = failure {
+        details.entry(ERROR_KEY).or_insert_with(|| e.into());
+    }
     if let Some(d) = opts.duration {
         details.insert("duration".into(), units::format_duration(d).into());
     }

@@ -201,20 +201,15 @@ where
     let mut warnings = Vec::new();
     let mut headers = Vec::new();
     for h in &a.headers {
-        if let Some((name, value)) = h.split_once(": ") {
-            headers.push((name.to_string(), value.to_string()));
-        } else if let Some((name, value)) = h.split_once(':') {
+        let (name, value) =
+            crate::header::parse_header(h).map_err(|e| CliError(format!("-H: {e}")))?;
+        let after_colon = &h[name.len() + 1..];
+        if !value.is_empty() && !after_colon.starts_with([' ', '\t']) {
             warnings.push(format!(
-                "header '{h}' has no space after ':' (wrk2 would ignore it); sending '{}: {}'",
-                name.trim(),
-                value.trim()
+                "header '{h}' has no space after ':' (wrk2 would ignore it); sending '{name}: {value}'"
             ));
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        } else {
-            return Err(CliError(format!(
-                "invalid header '{h}' (expected \"Name: value\")"
-            )));
         }
+        headers.push((name, value));
     }
     let threads = a.threads as usize;
     let connections = a.connections as usize;
@@ -364,6 +359,9 @@ mod tests {
 
     #[test]
     fn extensions() {
+        // Pinning is checked against the CPUs this process may use: pin to the first of them.
+        let cpu = crate::system::allowed_cpus().unwrap()[0];
+        let pin = format!("{cpu}-{cpu},{cpu}");
         let (s, o, _) = run(&[
             "-R10",
             "--json",
@@ -375,7 +373,7 @@ mod tests {
             "--model",
             "open",
             "--pin",
-            "0-1,3",
+            &pin,
             "--pacing-tolerance",
             "200us",
             "http://h/",
@@ -389,7 +387,14 @@ mod tests {
                 max_connections: 100
             }
         );
-        assert_eq!(s.pin, Some(vec![0, 1, 3]));
+        assert_eq!(s.pin, Some(vec![cpu, cpu]));
+        assert_eq!(parse_cores("0-1,3").unwrap().0, vec![0, 1, 3]);
+        assert!(parse_cores("3-1").is_err());
+        let e = err(&["-R10", "--pin", "100000", "http://h/"]);
+        assert!(
+            e.contains("not among the CPUs this process may run on"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -415,6 +420,8 @@ mod tests {
                 &["-R10", "-H", "novalue", "http://h/"][..],
                 "invalid header",
             ),
+            (&["-R10", "-H", "X Y: 1", "http://h/"][..], "header name"),
+            (&["-R10", "-H", "X: 1\r\nY: 2", "http://h/"][..], "CR"),
         ] {
             let e = err(args);
             assert!(e.contains(needle), "{args:?}: {e}");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -258,29 +259,107 @@ pub enum ReadError {
     Parse(ParseError),
 }
 
+/// Why a connection could not be opened: the TCP connect or, for https, the TLS handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The TCP connect failed or did not finish by the deadline.
+    #[error("connecting to {addr} failed: {source}")]
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error (`TimedOut` past the deadline).
+        source: io::Error,
+    },
+    /// The TLS handshake failed or did not finish by the deadline.
+    #[error("TLS handshake with {addr} failed: {source} (is this a plain-HTTP port?)")]
+    Tls {
+        /// The address.
+        addr: SocketAddr,
+        /// The TLS or socket error (`TimedOut` past the deadline).
+        source: io::Error,
+    },
+}
+
+/// `fut`, or a `TimedOut` error once `deadline` passes.
+async fn by<T>(
+    deadline: Instant,
+    what: &str,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout_at(deadline.into(), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} did not finish in time"),
+        )),
+    }
+}
+
 /// An open connection with its buffer and parser.
 pub struct Connection {
     stream: Stream,
     buf: BytesMut,
     parser: ResponseParser,
+    /// Responses completed on this connection.
+    served: u64,
 }
 
 impl Connection {
-    /// Connects (and handshakes, for https).
-    pub async fn connect(endpoint: &Endpoint, collect: bool) -> io::Result<Connection> {
-        let tcp = TcpStream::connect(endpoint.addr).await?;
-        tcp.set_nodelay(true)?;
+    /// Connects (and handshakes, for https), both within `timeout`.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        collect: bool,
+        timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
+        Self::connect_by(endpoint, collect, Instant::now() + timeout).await
+    }
+
+    /// Connects (and handshakes, for https); both must finish by `deadline`, so that neither a
+    /// silent port nor a stuck handshake can hold a caller past it.
+    pub async fn connect_by(
+        endpoint: &Endpoint,
+        collect: bool,
+        deadline: Instant,
+    ) -> Result<Connection, ConnectError> {
+        let addr = endpoint.addr;
+        let tcp_err = |source| ConnectError::Tcp { addr, source };
+        let tcp = by(deadline, "the TCP connect", TcpStream::connect(addr))
+            .await
+            .map_err(tcp_err)?;
+        tcp.set_nodelay(true).map_err(tcp_err)?;
         let stream = match &endpoint.tls {
-            None => Stream::Plain(Plain::new(tcp)?),
+            None => Stream::Plain(Plain::new(tcp).map_err(tcp_err)?),
             Some((connector, name)) => {
-                Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                let handshake = connector.connect(name.clone(), tcp);
+                let tls = by(deadline, "the handshake", handshake)
+                    .await
+                    .map_err(|source| ConnectError::Tls { addr, source })?;
+                Stream::Tls(Box::new(tls))
             }
         };
         Ok(Connection {
             stream,
             buf: BytesMut::with_capacity(READ_BUF),
             parser: ResponseParser::new(collect),
+            served: 0,
         })
+    }
+
+    /// True once a response has completed on this connection: a close before the next
+    /// response is then most likely the server's keep-alive timeout, not a broken server.
+    pub fn reused(&self) -> bool {
+        self.served > 0
+    }
+
+    /// Bytes read but not yet consumed by the parser (the start of a response that failed to
+    /// parse, for example).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// True when part of a response has been parsed (its head at least).
+    pub fn mid_response(&self) -> bool {
+        !self.parser.idle()
     }
 
     /// Writes the whole batch.
@@ -301,7 +380,9 @@ impl Connection {
 
     /// Tries to complete a response from buffered bytes only.
     pub fn parse_buffered(&mut self) -> Result<Option<Parsed>, ReadError> {
-        self.parser.parse(&mut self.buf).map_err(ReadError::Parse)
+        let parsed = self.parser.parse(&mut self.buf).map_err(ReadError::Parse)?;
+        self.served += u64::from(parsed.is_some());
+        Ok(parsed)
     }
 
     /// Reads once more from the socket (cancel-safe); returns the bytes read, or the end.
@@ -318,6 +399,8 @@ impl Connection {
 
     /// At EOF: the response if its body was delimited by the close.
     pub fn finish_at_eof(&mut self) -> Option<Parsed> {
-        self.parser.eof()
+        let parsed = self.parser.eof();
+        self.served += u64::from(parsed.is_some());
+        parsed
     }
 }

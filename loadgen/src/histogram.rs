@@ -21,8 +21,17 @@ pub fn record(h: &mut Histogram<u64>, value_us: u64) {
 }
 
 /// The value at percentile `p` (0–100) with HdrHistogram_c's rank rule: the first bucket whose
-/// cumulative count reaches `round(p/100 * total)` (at least 1); its highest equivalent value.
+/// cumulative count reaches `round(p/100 * total)` (at least 1); its highest equivalent value,
+/// but never more than [`max`].
+///
 /// (The Rust crate rounds the rank up instead, which differs from wrk2 on small counts.)
+///
+/// Why the cap: above 2048 µs a bucket holds several values (2 µs wide up to 4 ms, 4 µs up to
+/// 8 ms, ...). A percentile is reported as its bucket's *highest* equivalent value and the
+/// maximum as its bucket's *lowest* (both as wrk2 does), so a percentile that falls in the top
+/// bucket came out above the maximum (a single 5000 µs value: p99.9 5003, max 5000). Every
+/// statistic (JSON summary, per-second entries, text report) goes through here, so they all keep
+/// `p ≤ max`; wrk2's text differs only in that case.
 pub fn value_at_percentile(h: &Histogram<u64>, p: f64) -> u64 {
     let total = h.len();
     if total == 0 {
@@ -35,10 +44,10 @@ pub fn value_at_percentile(h: &Histogram<u64>, p: f64) -> u64 {
     for v in h.iter_recorded() {
         cumulative += v.count_at_value();
         if cumulative >= rank {
-            return h.highest_equivalent(v.value_iterated_to());
+            return h.highest_equivalent(v.value_iterated_to()).min(max(h));
         }
     }
-    h.highest_equivalent(h.max())
+    max(h)
 }
 
 /// Mean over each bucket's median equivalent value (HdrHistogram_c's `hdr_mean`); NaN if empty.
@@ -204,6 +213,31 @@ mod tests {
         assert_eq!(value_at_percentile(&h, 62.5), 300);
         assert_eq!(value_at_percentile(&h, 100.0), 400);
         assert_eq!(value_at_percentile(&new_histogram(), 50.0), 0);
+    }
+
+    #[test]
+    fn percentiles_never_exceed_the_max() {
+        // 5000 µs sits in a 4 µs wide bucket (5000..=5003): its highest equivalent is 5003, its
+        // lowest 5000 (the max as wrk2 prints it). Before the cap, p99.9 was 5003 > max 5000.
+        let mut h = new_histogram();
+        for _ in 0..99 {
+            record(&mut h, 100);
+        }
+        record(&mut h, 5000);
+        assert_eq!(h.highest_equivalent(5000), 5003);
+        assert_eq!(max(&h), 5000);
+        for p in [99.9, 99.99, 100.0] {
+            assert_eq!(value_at_percentile(&h, p), 5000, "p{p}");
+        }
+        assert_eq!(value_at_percentile(&h, 99.0), 100);
+        // Many values over several wide buckets: every percentile at or below the max.
+        let mut h = new_histogram();
+        for v in (2_049..200_000u64).step_by(997) {
+            record(&mut h, v);
+        }
+        for p in [50.0, 90.0, 99.0, 99.9, 99.99, 100.0] {
+            assert!(value_at_percentile(&h, p) <= max(&h), "p{p}");
+        }
     }
 
     #[test]

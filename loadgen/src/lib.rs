@@ -16,6 +16,11 @@
 //! scripting API, with loud errors (file and line, before any load) where wrk2 silently sends
 //! `GET /`. Embedders can pass a Rust generator instead ([`source::Workload::Generator`]).
 //!
+//! What needs no network is checked by [`check_spec`], [`check_script`] (a script up to its first
+//! `request()`) and [`parse_header`], the same code a run uses, so that `aefm validate` finds the
+//! problems a run would; [`Run::prepare`] adds the open-file limit, the target's reachability and,
+//! for https, a TLS handshake, all before any load.
+//!
 //! Data flows one way: [`Spec`] → [`run`] (or [`Run::prepare`] / [`Run::execute`] /
 //! [`Run::finish`]) → [`Report`] → [`render_wrk2`] / JSON (serde) / [`write_interval_log`].
 //!
@@ -37,9 +42,11 @@
 //! # Ok::<(), aefm_loadgen::Error>(())
 //! ```
 
+pub mod check;
 pub mod cli;
 pub mod connection;
 pub mod hdrlog;
+pub mod header;
 pub mod histogram;
 pub mod parser;
 pub mod printer;
@@ -49,11 +56,14 @@ pub mod run;
 pub mod script;
 pub mod source;
 pub mod spec;
+pub mod system;
 pub mod timer;
 pub mod units;
 mod worker;
 
+pub use check::{check_script, check_spec};
 pub use hdrlog::write_interval_log;
+pub use header::{parse_header, HeaderError};
 pub use printer::{render_banner, render_wrk2, ReportOptions};
 pub use report::{
     Calibration, Errors, HistogramReport, Percentiles, Report, Second, StatusClasses, Summary,

@@ -215,6 +215,17 @@ impl ResponseParser {
     }
 }
 
+/// At most `max` bytes of `bytes` as a quoted, escaped string (`"\x16\x03..."`), with `...`
+/// when cut: safe to print whatever a server sent.
+pub fn escape_bytes(bytes: &[u8], max: usize) -> String {
+    let end = bytes.len().min(max);
+    let mut s = format!("\"{}\"", bytes[..end].escape_ascii());
+    if bytes.len() > end {
+        s.push_str("...");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +241,15 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn escape_bytes_quotes_escapes_and_cuts() {
+        assert_eq!(escape_bytes(b"ab\r\n\x00", 64), "\"ab\\r\\n\\x00\"");
+        assert_eq!(
+            escape_bytes(&[b'x'; 100], 64),
+            format!("\"{}\"...", "x".repeat(64))
+        );
     }
 
     #[test]

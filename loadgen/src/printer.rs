@@ -179,6 +179,24 @@ pub fn render_wrk2(report: &Report, opts: &ReportOptions) -> String {
     if s.errors.status > 0 {
         let _ = writeln!(out, "  Non-2xx or 3xx responses: {}", s.errors.status);
     }
+    // aefm-load's own counters, only when non-zero so that wrk2's text is unchanged otherwise.
+    if s.errors.tls > 0 {
+        let _ = writeln!(out, "  TLS handshake errors: {}", s.errors.tls);
+    }
+    if s.errors.protocol > 0 {
+        let _ = writeln!(
+            out,
+            "  Protocol errors (not HTTP or cut short): {}",
+            s.errors.protocol
+        );
+    }
+    if s.outstanding > 0 {
+        let _ = writeln!(
+            out,
+            "  {} requests outstanding at the end (sent, not answered)",
+            s.outstanding
+        );
+    }
     let (rps, bps) = if secs > 0.0 {
         (s.requests as f64 / secs, s.bytes as f64 / secs)
     } else {
@@ -264,6 +282,19 @@ Requests/sec:      2.49
 Transfer/sec:      0.89KB
 ";
         assert_eq!(render_wrk2(&report, &ReportOptions::default()), expected);
+        // aefm-load's own counters appear, after wrk2's error lines, only when non-zero.
+        let mut extra = report.clone();
+        extra.summary.outstanding = 3;
+        extra.summary.errors.tls = 2;
+        extra.summary.errors.protocol = 5;
+        let text = render_wrk2(&extra, &ReportOptions::default());
+        assert_eq!(
+            text,
+            expected.replace(
+                "timeout 40\n",
+                "timeout 40\n  TLS handshake errors: 2\n  Protocol errors (not HTTP or cut short): 5\n  3 requests outstanding at the end (sent, not answered)\n"
+            )
+        );
         let banner = render_banner(&report.url, 12.0, 1, 10);
         assert_eq!(
             banner,

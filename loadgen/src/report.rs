@@ -8,13 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::histogram::{self, serde_base64};
 use crate::spec::Model;
 
-/// Error counters, wrk's four socket errors plus the status count.
+/// Error counters: wrk's four socket errors and the status count, plus aefm-load's own kinds
+/// (`tls`, `protocol`; absent in older reports, read as 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Errors {
     /// Failed connects (each attempt).
     pub connect: u64,
-    /// Read errors: resets, unparseable responses, and the server closing a connection before a
-    /// response completed (wrk2 ignores that case and spins; we count, reconnect and re-send).
+    /// Read errors: resets and other socket errors while reading, and the server closing a
+    /// connection before sending any byte of the response. Answers that were not HTTP or were
+    /// cut short count as `protocol`.
     pub read: u64,
     /// Failed writes.
     pub write: u64,
@@ -23,12 +25,26 @@ pub struct Errors {
     pub timeout: u64,
     /// Responses with status > 399 (wrk's "Non-2xx or 3xx responses").
     pub status: u64,
+    /// TLS handshakes (https) that failed or did not finish within the request timeout or before
+    /// the run's end. Not counted in `connect`.
+    #[serde(default)]
+    pub tls: u64,
+    /// Answers that are not HTTP, and responses the server cut short by closing the connection
+    /// after some of their bytes (for example right after the headers). Not counted in `read`.
+    #[serde(default)]
+    pub protocol: u64,
 }
 
 impl Errors {
-    /// Socket errors plus status errors.
+    /// Every kind added up: socket, status, TLS and protocol errors.
     pub fn total(&self) -> u64 {
-        self.connect + self.read + self.write + self.timeout + self.status
+        self.connect
+            + self.read
+            + self.write
+            + self.timeout
+            + self.status
+            + self.tls
+            + self.protocol
     }
 
     /// True when any of the four socket counters is non-zero (wrk prints the line then).
@@ -42,6 +58,8 @@ impl Errors {
         self.write += o.write;
         self.timeout += o.timeout;
         self.status += o.status;
+        self.tls += o.tls;
+        self.protocol += o.protocol;
     }
 }
 
@@ -113,6 +131,20 @@ pub struct Summary {
     pub reconnects: u64,
     /// True when the run was cancelled before its duration.
     pub cancelled: bool,
+    /// Requests written whose response had not completed when the run ended (not in
+    /// `requests`; those outstanding for longer than the timeout are also in `errors.timeout`).
+    /// Absent in older reports (read as 0).
+    #[serde(default)]
+    pub outstanding: u64,
+    /// The busiest generator thread's CPU time over the run's wall time (0..1; the largest over
+    /// merged reports). Near 1 the generator was saturated, so part of every latency is its own.
+    /// Absent in older reports (read as 0).
+    #[serde(default)]
+    pub generator_busy: f64,
+    /// The first bytes (escaped, at most 64) of the first answer counted in `errors.protocol`,
+    /// so a warning can show what the server sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_answer: Option<String>,
 }
 
 /// Precomputed statistics of one histogram, in the histogram's unit (µs for latencies).
@@ -341,6 +373,11 @@ impl Report {
         s.responses.add(&o.responses);
         s.reconnects += o.reconnects;
         s.cancelled |= o.cancelled;
+        s.outstanding += o.outstanding;
+        s.generator_busy = s.generator_busy.max(o.generator_busy);
+        if s.first_bad_answer.is_none() {
+            s.first_bad_answer.clone_from(&o.first_bad_answer);
+        }
         self.corrected.merge(&other.corrected);
         self.uncorrected.merge(&other.uncorrected);
         self.send_lag.merge(&other.send_lag);
@@ -366,14 +403,21 @@ impl Report {
     }
 }
 
-/// Warnings a user should see after a run: a rate not reached, or a generator so late that the
-/// latencies measure it rather than the server.
+/// Warnings a user should see after a run: a broken server or port (see the error kinds), a rate
+/// not reached, or a generator so late that the latencies measure it rather than the server.
 pub fn diagnose(report: &Report) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = broken_server(&report.summary);
     let s = &report.summary;
     if !s.cancelled && s.target_rate > 0.0 && s.achieved_rate < s.target_rate * 0.98 {
+        // Requests that failed (not just slow ones) explain a shortfall better than "keep up".
+        let failed = s.errors.total() - s.errors.status - s.errors.timeout;
+        let why = if failed > 0 {
+            format!("{failed} requests or connections failed")
+        } else {
+            "the server or the generator could not keep up".to_string()
+        };
         out.push(format!(
-            "achieved {:.2} req/s, {:.1}% below the target {} req/s: the server or the generator could not keep up",
+            "achieved {:.2} req/s, {:.1}% below the target {} req/s: {why}",
             s.achieved_rate,
             100.0 * (1.0 - s.achieved_rate / s.target_rate),
             s.target_rate
@@ -388,6 +432,34 @@ pub fn diagnose(report: &Report) -> Vec<String> {
             "generator send lag p99 is {:.2}ms (corrected latency p99 {:.2}ms): the generator was overloaded and its own delay is part of the latencies; use more threads or a lower rate",
             lag.p99 as f64 / 1000.0,
             corrected.p99 as f64 / 1000.0
+        ));
+    }
+    out
+}
+
+/// Warnings naming a broken server or port: answers that are not HTTP or cut short, repeated
+/// read errors, failed TLS handshakes, requests left unanswered. Each names its count.
+fn broken_server(s: &Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    let e = &s.errors;
+    if e.protocol > 0 {
+        out.push(format!(
+            "{} answers were not valid HTTP responses or were cut short by the server closing the connection (first: {}); is this an HTTP server?",
+            e.protocol,
+            s.first_bad_answer.as_deref().unwrap_or("not recorded")
+        ));
+    }
+    // One read error can be a benign race with a keep-alive timeout; repeated ones are not.
+    if e.read > 1 {
+        out.push(format!(
+            "{} read errors: connections were reset or closed by the server before any byte of the response",
+            e.read
+        ));
+    }
+    if e.tls > 0 {
+        out.push(format!(
+            "{} TLS handshakes failed or did not finish in time",
+            e.tls
         ));
     }
     out
@@ -424,6 +496,72 @@ mod tests {
             calibration: vec![],
             per_second: vec![Second::new(0, 1_000_000, requests, requests, 0, h)],
         }
+    }
+
+    #[test]
+    fn summary_percentiles_never_exceed_max() {
+        // Values in wide buckets (4 µs at 5 ms, 64 µs at 100 ms): the top percentiles land in the
+        // max's bucket, whose highest equivalent is above the reported max.
+        let r = sample(&[100, 200, 5_000, 5_001, 100_000, 100_030], 6);
+        for stats in [&r.corrected.stats, &r.per_second_stats()] {
+            assert_eq!(stats.max, 99_968, "{stats:?}");
+            for p in [
+                stats.p50,
+                stats.p75,
+                stats.p90,
+                stats.p99,
+                stats.p99_9,
+                stats.p99_99,
+            ] {
+                assert!(p <= stats.max, "{stats:?}");
+            }
+        }
+        assert!(r.per_second[0].p99 <= r.per_second[0].max);
+    }
+
+    impl Report {
+        fn per_second_stats(&self) -> Percentiles {
+            Percentiles::of(&self.per_second[0].histogram)
+        }
+    }
+
+    #[test]
+    fn old_json_without_new_fields_still_parses() {
+        let mut r = sample(&[100], 1);
+        r.summary.outstanding = 4;
+        r.summary.errors.protocol = 2;
+        r.summary.first_bad_answer = Some("not HTTP: \"xx\"".into());
+        let mut value: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let summary = value["summary"].as_object_mut().unwrap();
+        assert_eq!(summary["outstanding"], 4);
+        summary.remove("outstanding");
+        summary.remove("first_bad_answer");
+        let errors = summary["errors"].as_object_mut().unwrap();
+        errors.remove("tls");
+        errors.remove("protocol");
+        let old = Report::from_json(&value.to_string()).unwrap();
+        assert_eq!(old.summary.outstanding, 0);
+        assert_eq!(old.summary.errors, Errors::default());
+        let mut merged = old.clone();
+        merged.merge(&r);
+        assert_eq!(merged.summary.outstanding, 4);
+        assert_eq!(merged.summary.errors.total(), 2);
+        assert_eq!(merged.summary.first_bad_answer, r.summary.first_bad_answer);
+        let warnings = diagnose(&merged);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("2 answers were not valid HTTP")
+                    && w.contains("not HTTP: \"xx\"")),
+            "{warnings:?}"
+        );
+        // The shortfall is put down to the failures, not to "could not keep up".
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.ends_with("below the target 20 req/s: 2 requests or connections failed")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::connection::Endpoint;
+use crate::connection::{ConnectError, Connection, Endpoint};
 use crate::histogram::new_histogram;
 use crate::report::{Errors, HistogramReport, Report, Second, StatusClasses, Summary};
 use crate::request::{static_request, Seed};
@@ -56,6 +56,14 @@ pub enum Error {
     /// TLS set-up failed.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The test TLS handshake with the target failed or timed out (an https URL on a
+    /// plain-HTTP port, or a server that never answers the handshake). The message names the
+    /// address.
+    #[error("{0}")]
+    TlsHandshake(String),
+    /// The open-file limit is too low for the connections.
+    #[error(transparent)]
+    OpenFiles(#[from] crate::system::OpenFilesError),
     /// [`Run::execute`] was called twice.
     #[error("this run has already been executed")]
     AlreadyExecuted,
@@ -195,13 +203,45 @@ fn resolve(target: &Target, timeout: Duration) -> Result<SocketAddr, Error> {
     })
 }
 
+/// For https: one TLS handshake with `addr`, as the run would make it, so that an https URL on a
+/// plain-HTTP port or a server that never completes a handshake fails here, before any load,
+/// instead of turning every request of the run into a connect error.
+fn probe_tls(target: &Target, addr: SocketAddr, timeout: Duration) -> Result<(), Error> {
+    let endpoint = Endpoint::new(addr, Some(&target.host)).map_err(Error::Tls)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Tls(format!("cannot start the handshake runtime: {e}")))?;
+    match rt.block_on(Connection::connect(&endpoint, false, timeout)) {
+        Ok(_) => Ok(()),
+        Err(e @ ConnectError::Tls { .. }) => Err(Error::TlsHandshake(e.to_string())),
+        Err(ConnectError::Tcp { source, .. }) => Err(Error::Connect {
+            host: target.host.clone(),
+            port: target.port_number,
+            reason: source.to_string(),
+        }),
+    }
+}
+
+/// Connections a run may hold open at once.
+fn max_open_connections(spec: &Spec) -> u64 {
+    match spec.model {
+        Model::Wrk2 => spec.connections as u64,
+        Model::Open { max_connections } => max_connections as u64,
+    }
+}
+
 impl Run {
-    /// Validates the spec, resolves and test-connects the target, loads the script (calling its
-    /// `setup` per thread). Any error here happens before load is sent.
+    /// Validates the spec, makes sure the open-file limit holds the connections (raising the
+    /// soft limit if needed, with a warning saying so), resolves and test-connects the target
+    /// (with a TLS handshake for https), loads the script (calling its `setup` per thread). Any
+    /// error here happens before load is sent.
     pub fn prepare(spec: &Spec) -> Result<Run, Error> {
         spec.validate()?;
         let target = Target::parse(&spec.url)?;
         let mut warnings = spec.warnings();
+        let connections = max_open_connections(spec);
+        warnings.extend(crate::system::ensure_open_files(connections, spec.threads)?);
         // The script loads first, as in wrk: a syntax error is reported even when the server is
         // down, and nothing is connected for a script that cannot run.
         let mut script = match &spec.workload {
@@ -221,6 +261,9 @@ impl Run {
             _ => None,
         };
         let addr = resolve(&target, spec.timeout.max(Duration::from_secs(1)))?;
+        if target.is_tls() {
+            probe_tls(&target, addr, spec.timeout.max(Duration::from_secs(1)))?;
+        }
         let seeds = match &spec.workload {
             Workload::Static => {
                 let batch = static_request(&target, &spec.headers);
@@ -457,7 +500,14 @@ impl Run {
             r.client_error += o.responses.client_error;
             r.server_error += o.responses.server_error;
             r.other += o.responses.other;
+            e.tls += o.errors.tls;
+            e.protocol += o.errors.protocol;
             summary.reconnects += o.reconnects;
+            summary.outstanding += o.outstanding;
+            summary.generator_busy = summary.generator_busy.max(o.busy);
+            if summary.first_bad_answer.is_none() {
+                summary.first_bad_answer.clone_from(&o.first_bad);
+            }
             calibration.extend(o.calibration);
         }
         let secs = duration.as_secs_f64();

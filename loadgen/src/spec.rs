@@ -135,14 +135,11 @@ impl Spec {
             }
         }
         if let Some(pin) = &self.pin {
-            if pin.is_empty() {
-                return Err(SpecError::Value("pin: empty core list".into()));
-            }
+            check_pin(pin)?;
         }
-        for (name, _) in &self.headers {
-            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
-                return Err(SpecError::Value(format!("invalid header name '{name}'")));
-            }
+        for (name, value) in &self.headers {
+            crate::header::check_header(name, value)
+                .map_err(|e| SpecError::Value(e.to_string()))?;
         }
         Ok(())
     }
@@ -184,6 +181,30 @@ impl Spec {
         }
         out
     }
+}
+
+/// Checks a `--pin` core list against the CPUs this process may run on: pinning to a core
+/// outside them fails silently in the kernel, and the run would not be pinned at all.
+fn check_pin(pin: &[usize]) -> Result<(), SpecError> {
+    if pin.is_empty() {
+        return Err(SpecError::Value("pin: empty core list".into()));
+    }
+    let Some(allowed) = crate::system::allowed_cpus() else {
+        return Ok(());
+    };
+    let outside: Vec<usize> = pin
+        .iter()
+        .copied()
+        .filter(|c| !allowed.contains(c))
+        .collect();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    Err(SpecError::Value(format!(
+        "pin: core {} is not among the CPUs this process may run on ({})",
+        crate::system::format_cpus(&outside),
+        crate::system::format_cpus(&allowed)
+    )))
 }
 
 /// Why a spec is not runnable.
@@ -326,6 +347,14 @@ mod tests {
         s.connections = 2;
         assert!(s.validate().is_err());
         s.connections = 10;
+        s.pin = Some(vec![100_000]);
+        let e = s.validate().unwrap_err().to_string();
+        let allowed = crate::system::format_cpus(&crate::system::allowed_cpus().unwrap());
+        assert!(e.contains("core 100000 is not among"), "{e}");
+        assert!(e.ends_with(&format!("({allowed})")), "{e}");
+        s.pin = Some(crate::system::allowed_cpus().unwrap());
+        assert!(s.validate().is_ok());
+        s.pin = None;
         let w = s.warnings();
         assert!(w.iter().any(|w| w.contains("not divisible")), "{w:?}");
         assert!(

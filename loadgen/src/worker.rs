@@ -12,14 +12,20 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
-use crate::connection::{Connection, Endpoint, ReadError};
+use crate::connection::{ConnectError, Connection, Endpoint};
 use crate::histogram::{self, new_histogram, record};
 use crate::report::{Calibration, Errors, StatusClasses};
 use crate::request::Seed;
 use crate::run::Error;
-use crate::source::{Batch, RequestSource, Response, SourceError, ThreadContext};
+use crate::source::{RequestSource, SourceError, ThreadContext};
 use crate::spec::Model;
 use crate::timer::PreciseTimer;
+
+mod exchange;
+mod open;
+
+use exchange::{exchange, Flight};
+use open::open_dispatch;
 
 /// Everything one worker needs, fixed before it starts.
 pub(crate) struct ThreadConfig {
@@ -76,6 +82,13 @@ pub(crate) struct ThreadOutput {
     pub responses: StatusClasses,
     pub reconnects: u64,
     pub calibration: Option<Calibration>,
+    /// Requests sent and not answered when the run ended.
+    pub outstanding: u64,
+    /// Description of the first answer counted as a protocol error.
+    pub first_bad: Option<String>,
+    /// Share of the run's wall time this thread spent on a CPU (0..1): near 1, the generator
+    /// thread was saturated and its own delays are in the latencies.
+    pub busy: f64,
 }
 
 /// Counters and histograms of one thread.
@@ -97,6 +110,12 @@ struct Stats {
     tick_completed: u64,
     tick_errors: u64,
     ticks: u64,
+    /// Requests sent whose response has not completed yet.
+    in_flight: u64,
+    /// `in_flight` when the run ended.
+    outstanding: u64,
+    /// The first protocol error's description (kind and escaped bytes).
+    first_bad: Option<String>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -123,6 +142,9 @@ impl Stats {
             tick_completed: 0,
             tick_errors: 0,
             ticks: 0,
+            in_flight: 0,
+            outstanding: 0,
+            first_bad: None,
         }
     }
 
@@ -141,26 +163,6 @@ impl Stats {
         self.tick_completed = self.requests;
         self.tick_errors = total_errors;
         tick
-    }
-}
-
-/// Where the exchange on one connection stands, for the timeout sweep.
-#[derive(Clone, Copy)]
-enum Flight {
-    /// Nothing outstanding.
-    Idle,
-    /// A batch was sent at this instant and its responses are not all in.
-    Since(Instant),
-    /// Outstanding and already counted as a timeout.
-    Late,
-}
-
-/// Marks a flight idle when the exchange ends, however it ends (including cancellation).
-struct Landing<'a>(&'a Cell<Flight>);
-
-impl Drop for Landing<'_> {
-    fn drop(&mut self) {
-        self.0.set(Flight::Idle);
     }
 }
 
@@ -271,19 +273,13 @@ fn thread_main(
             .map(|_| {
                 let sh = shared.clone();
                 tokio::task::spawn_local(async move {
-                    tokio::time::timeout(sh.timeout, Connection::connect(&sh.endpoint, sh.collect))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
+                    let deadline = Instant::now() + sh.timeout;
+                    sh.open(deadline).await
                 })
             })
             .collect();
         for a in attempts {
-            let c = a.await.ok().flatten();
-            if c.is_none() {
-                shared.stats.borrow_mut().errors.connect += 1;
-            }
-            conns.push(c);
+            conns.push(a.await.ok().flatten());
         }
         Ok::<_, Error>((shared, conns))
     });
@@ -300,7 +296,14 @@ fn thread_main(
     };
     shared.start.set(start_at);
     shared.stop_at.set(start_at + cfg.duration);
+    let (cpu0, wall0) = (crate::system::thread_cpu_time(), Instant::now());
     let result = local.block_on(&rt, run_thread(&cfg, shared.clone(), conns, &msgs, stop));
+    let wall = wall0.elapsed().as_secs_f64();
+    let busy = if wall > 0.0 {
+        ((crate::system::thread_cpu_time() - cpu0).as_secs_f64() / wall).min(1.0)
+    } else {
+        0.0
+    };
     // Cancel every task (in-flight requests are not counted, like wrk2 at the end of a run),
     // then drop the source before `done()` can run on the main thread.
     drop(local);
@@ -318,6 +321,9 @@ fn thread_main(
             responses: st.responses,
             reconnects: st.reconnects,
             calibration: st.calibration,
+            outstanding: st.outstanding,
+            first_bad: st.first_bad,
+            busy,
         }
     });
     drop(shared);
@@ -371,6 +377,8 @@ async fn run_thread(
     let end = Instant::now();
     let tick = {
         let mut st = sh.stats.borrow_mut();
+        // Read before the tasks are dropped (dropping them takes their requests out).
+        st.outstanding = st.in_flight;
         let since = start + Duration::from_secs(st.ticks);
         st.take_tick(end.saturating_duration_since(since))
     };
@@ -462,143 +470,43 @@ async fn timeout_sweep(sh: Rc<Shared>) {
     }
 }
 
-/// Connects, retrying with a capped back-off (never spinning); counts each failure.
+impl Shared {
+    /// Opens a connection (TCP, and the TLS handshake for https) that must be ready by
+    /// `deadline`; counts a failure as a connect or a TLS error.
+    async fn open(&self, deadline: Instant) -> Option<Connection> {
+        match Connection::connect_by(&self.endpoint, self.collect, deadline).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let mut st = self.stats.borrow_mut();
+                match e {
+                    ConnectError::Tcp { .. } => st.errors.connect += 1,
+                    ConnectError::Tls { .. } => st.errors.tls += 1,
+                }
+                None
+            }
+        }
+    }
+
+    /// The deadline of a connect during the run: the request timeout, and never past the end.
+    fn connect_deadline(&self) -> Instant {
+        (Instant::now() + self.timeout).min(self.stop_at.get())
+    }
+}
+
+/// Connects, retrying with a capped back-off (never spinning); counts each failure. Each
+/// attempt ends by the run's end; after it, nothing more is tried.
 async fn connect_retry(sh: &Shared) -> Connection {
     let mut backoff = Duration::from_millis(1);
     loop {
-        match tokio::time::timeout(sh.timeout, Connection::connect(&sh.endpoint, sh.collect)).await
-        {
-            Ok(Ok(c)) => return c,
-            _ => {
-                sh.stats.borrow_mut().errors.connect += 1;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(200));
-            }
+        if Instant::now() >= sh.stop_at.get() {
+            // The run is over; the worker drops this task.
+            std::future::pending::<()>().await;
         }
-    }
-}
-
-/// How one batch exchange ended.
-struct Outcome {
-    /// Responses completed (each moves the schedule on by one slot).
-    completed: usize,
-    /// The connection can carry the next batch.
-    reusable: bool,
-    /// A source error stopped the run.
-    fatal: bool,
-    /// The last clock reading of the exchange (when the connection became free again).
-    at: Instant,
-}
-
-/// Writes one batch and reads its responses, recording each one.
-/// `ready` is when the connection became free to send (for the send-lag histogram); `actual` is
-/// now (the caller has just read the clock). `flight` tells the timeout sweep what is outstanding.
-async fn exchange(
-    sh: &Shared,
-    conn: &mut Connection,
-    batch: &Batch,
-    (intended, ready, actual): (Instant, Instant, Instant),
-    flight: &Cell<Flight>,
-) -> Outcome {
-    flight.set(Flight::Since(actual));
-    let _landing = Landing(flight);
-    {
-        let mut st = sh.stats.borrow_mut();
-        st.sent += batch.depth as u64;
-        if st.recording {
-            let lag = actual.saturating_duration_since(intended.max(ready));
-            record(&mut st.send_lag, micros(lag));
+        if let Some(c) = sh.open(sh.connect_deadline()).await {
+            return c;
         }
-    }
-    let failed = |completed| Outcome {
-        completed,
-        reusable: false,
-        fatal: false,
-        at: Instant::now(),
-    };
-    if conn.write_all(&batch.bytes).await.is_err() {
-        sh.stats.borrow_mut().errors.write += 1;
-        return failed(0);
-    }
-    let depth = batch.depth.max(1);
-    let mut last = actual;
-    for i in 0..depth {
-        let parsed = loop {
-            match conn.parse_buffered() {
-                Ok(Some(p)) => break p,
-                Ok(None) => {}
-                Err(_) => {
-                    sh.stats.borrow_mut().errors.read += 1;
-                    return failed(i);
-                }
-            }
-            let read = conn.fill().await;
-            match read {
-                Ok(0) | Err(ReadError::Eof) => match conn.finish_at_eof() {
-                    Some(p) => break p,
-                    None => {
-                        sh.stats.borrow_mut().errors.read += 1;
-                        return failed(i);
-                    }
-                },
-                Ok(n) => sh.stats.borrow_mut().bytes += n as u64,
-                Err(_) => {
-                    sh.stats.borrow_mut().errors.read += 1;
-                    return failed(i);
-                }
-            }
-        };
-        let now = Instant::now();
-        last = now;
-        {
-            let mut st = sh.stats.borrow_mut();
-            st.requests += 1;
-            st.responses.count(parsed.status);
-            if parsed.status > 399 {
-                st.errors.status += 1;
-            }
-            if !sh.batch_latency || i + 1 == depth {
-                // From the intended time, or from the actual send when the pacing tolerance let
-                // the request leave early: never less than the service time itself.
-                let c = micros(now.saturating_duration_since(intended.min(actual)));
-                record(&mut st.interval, c);
-                if st.recording {
-                    record(&mut st.corrected, c);
-                    record(
-                        &mut st.uncorrected,
-                        micros(now.saturating_duration_since(actual)),
-                    );
-                }
-            }
-        }
-        if sh.collect {
-            let resp = Response {
-                status: parsed.status,
-                headers: &parsed.headers,
-                body: &parsed.body,
-            };
-            let r = sh.source.borrow_mut().on_response(&resp);
-            if let Err(e) = r {
-                sh.fail(e);
-                return Outcome {
-                    completed: i + 1,
-                    reusable: false,
-                    fatal: true,
-                    at: Instant::now(),
-                };
-            }
-        }
-        if !parsed.keep_alive {
-            sh.stats.borrow_mut().reconnects += 1;
-            return failed(i + 1);
-        }
-    }
-    Outcome {
-        completed: depth,
-        reusable: true,
-        fatal: false,
-        // A script's response() ran after the last reading: its time is the generator's.
-        at: if sh.collect { Instant::now() } else { last },
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
     }
 }
 
@@ -635,7 +543,9 @@ async fn wrk2_connection(sh: Rc<Shared>, mut conn: Option<Connection>, t0: Insta
         };
         let out = exchange(&sh, c, &batch, (intended, ready, now), &flight).await;
         ready = out.at;
-        k += out.completed as u64;
+        // After an error the batch's slots are used up: the next send waits for its own slot,
+        // so a server that fails every request is not hammered faster than the schedule.
+        k += out.slots(batch.depth);
         if out.fatal {
             return;
         }
@@ -644,100 +554,6 @@ async fn wrk2_connection(sh: Rc<Shared>, mut conn: Option<Connection>, t0: Insta
         }
         if sh.source.borrow().stop_requested() {
             sh.end.notify_one();
-            return;
-        }
-    }
-}
-
-/// Connections of the open model, shared by the request tasks of one thread.
-struct Pool {
-    idle: RefCell<Vec<Connection>>,
-    open: Cell<usize>,
-    cap: usize,
-    freed: Notify,
-}
-
-/// The open model's dispatcher: sends on the thread's schedule whether or not earlier requests
-/// are outstanding, each on an idle connection or a new one (up to the cap).
-async fn open_dispatch(
-    sh: Rc<Shared>,
-    initial: Vec<Connection>,
-    cap: usize,
-    first: Instant,
-    period: f64,
-) {
-    let stop_at = sh.stop_at.get();
-    let pool = Rc::new(Pool {
-        open: Cell::new(initial.len()),
-        idle: RefCell::new(initial),
-        cap,
-        freed: Notify::new(),
-    });
-    let mut k: u64 = 0;
-    loop {
-        let intended = first + Duration::from_secs_f64(k as f64 * period);
-        if intended >= stop_at {
-            return;
-        }
-        if Instant::now() < intended {
-            sh.timer.sleep_until(intended).await;
-        }
-        let batch = match sh.source.borrow_mut().next_batch() {
-            Ok(b) => b,
-            Err(e) => return sh.fail(e),
-        };
-        k += batch.depth.max(1) as u64;
-        tokio::task::spawn_local(open_request(sh.clone(), pool.clone(), batch, intended));
-    }
-}
-
-/// One request of the open model; re-sent on a fresh connection if the connection failed before
-/// any response arrived.
-async fn open_request(sh: Rc<Shared>, pool: Rc<Pool>, batch: Batch, intended: Instant) {
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        let mut ready = intended;
-        let mut conn = loop {
-            if let Some(c) = pool.idle.borrow_mut().pop() {
-                break c;
-            }
-            if pool.open.get() < pool.cap {
-                pool.open.set(pool.open.get() + 1);
-                match tokio::time::timeout(
-                    sh.timeout,
-                    Connection::connect(&sh.endpoint, sh.collect),
-                )
-                .await
-                {
-                    Ok(Ok(c)) => {
-                        // Connection set-up is the server's time, not the generator's lag.
-                        ready = Instant::now();
-                        break c;
-                    }
-                    _ => {
-                        pool.open.set(pool.open.get() - 1);
-                        sh.stats.borrow_mut().errors.connect += 1;
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(200));
-                        continue;
-                    }
-                }
-            }
-            pool.freed.notified().await;
-        };
-        let flight = sh.flight();
-        let times = (intended, ready, Instant::now());
-        let out = exchange(&sh, &mut conn, &batch, times, &flight).await;
-        if out.reusable {
-            pool.idle.borrow_mut().push(conn);
-        } else {
-            pool.open.set(pool.open.get() - 1);
-        }
-        pool.freed.notify_one();
-        if out.fatal || out.completed > 0 {
-            if sh.source.borrow().stop_requested() {
-                sh.end.notify_one();
-            }
             return;
         }
     }

@@ -32,9 +32,20 @@ pub enum Commands {
         /// experiment of this config, `--resume=DIR` = that experiment directory.
         #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
         resume: Option<Option<PathBuf>>,
+        /// With --resume: go on even when the config differs from the one the experiment ran with
+        /// (the differences are recorded in metadata.json; finished cases not in the new sweep
+        /// are set aside), or when it is marked running on another host.
+        #[arg(long, requires = "resume")]
+        resume_anyway: bool,
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
+    },
+    /// Where an experiment stands: status (running, crashed, finished, interrupted...), cases
+    /// done, valid, invalid, failed, what is left, and the command that resumes it.
+    Status {
+        /// An experiment directory, or a config file (its newest experiment).
+        target: PathBuf,
     },
     /// Check a config file; print nothing but errors (exit 1) or `ok`.
     Validate {
@@ -110,7 +121,10 @@ pub fn main() -> ExitCode {
 /// Runs the `aefm` command line; `customize` changes the experiment (handlers, components)
 /// before `run`. This is what a project made by `aefm init` calls.
 pub fn main_with(customize: impl FnOnce(&mut Experiment)) -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_exit(&e),
+    };
     match dispatch(cli, customize) {
         Ok(code) => code,
         Err(e) => {
@@ -121,37 +135,67 @@ pub fn main_with(customize: impl FnOnce(&mut Experiment)) -> ExitCode {
     }
 }
 
+/// Prints clap's answer: `--help` and `--version` exit 0, usage errors (unknown flag, missing
+/// argument, in every subcommand including `aefm collect`) exit 1 as documented; clap's own
+/// code would be 2.
+fn usage_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 
 fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
     match cli.command {
         Commands::Validate { config } => {
             let cfg = Config::load(&config)?;
-            let n = crate::sweep::expand(&cfg).len();
+            for w in crate::load::check_config(&cfg, &config)? {
+                eprintln!("aefm: warning: {w}");
+            }
+            // Counted when the config was loaded: no case is expanded to answer.
+            let n = cfg.case_count();
             println!("ok: {} ({} test cases)", config.display(), n);
             Ok(ExitCode::SUCCESS)
         }
         Commands::Plan { config } => {
             let cfg = Config::load(&config)?;
-            print!("{}", crate::experiment::plan_text(&cfg));
+            print!("{}", crate::plan::plan_text(&cfg));
             if cfg.backend == crate::config::Backend::Kubernetes {
                 println!("\n# Manifests that would be applied:");
                 print!("{}", crate::kubernetes::plan_manifests(&cfg)?);
             }
             Ok(ExitCode::SUCCESS)
         }
+        Commands::Status { target } => {
+            let dir = if target.is_dir() {
+                target
+            } else {
+                crate::results::resume_dir(&Config::load(&target)?, None)?
+            };
+            print!("{}", crate::results::status::Report::read(&dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Run {
             config,
             resume,
+            resume_anyway,
             no_progress,
         } => {
             crate::ui::init_logging(&cli.log_level);
             let cfg = Config::load(&config)?;
+            for w in crate::load::check_config(&cfg, &config)? {
+                tracing::warn!("{w}");
+            }
             let mut exp = Experiment::new(cfg);
             customize(&mut exp);
             let opts = RunOptions {
                 config_file: Some(config.clone()),
                 resume,
+                resume_anyway,
                 progress: !no_progress,
                 max_cases: 0,
             };
@@ -165,8 +209,9 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                 println!("plots:   {}", out.dir.join("plots").display());
             }
             println!(
-                "cases:   {} ok, {} failed, {} of {} done{}",
-                out.ok,
+                "cases:   {} valid, {} invalid, {} failed, {} of {} done{}",
+                out.valid,
+                out.invalid,
                 out.failed,
                 out.ok + out.failed,
                 out.total,
@@ -178,16 +223,15 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             );
             if out.interrupted {
                 eprintln!(
-                    "aefm: interrupted; finished cases are kept. Resume with: aefm run {} --resume={}",
-                    config.display(),
-                    out.dir.display()
+                    "aefm: interrupted; finished cases are kept. Resume with: {}",
+                    crate::results::resume_command(&config.display().to_string(), &out.dir)
                 );
                 return Ok(ExitCode::from(130));
             }
-            if out.failed > 0 {
+            if out.failed > 0 || out.invalid > 0 {
                 eprintln!(
-                    "aefm: {} test case(s) failed; see summary.csv (column error) and aefm.log",
-                    out.failed
+                    "aefm: {} test case(s) failed and {} invalid; see summary.csv (columns error, validity, invalid_reasons) and aefm.log",
+                    out.failed, out.invalid
                 );
                 return Ok(ExitCode::from(3));
             }

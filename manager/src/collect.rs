@@ -205,6 +205,11 @@ fn collect_external(
     for (source, e) in outcome.errors() {
         summary.errors.push(format!("{source}: {e}"));
     }
+    for s in &outcome.sources {
+        if let Some(c) = s.completeness {
+            summary.completeness.push((s.source.clone(), c));
+        }
+    }
 }
 
 #[cfg(test)]

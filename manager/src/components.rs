@@ -14,6 +14,7 @@
 //!     fn apply(&mut self, ctx: &Context, wanted: &[InterferenceLevel]) -> Result<(), ComponentError>;
 //!     fn clear(&mut self) -> Result<(), ComponentError>;
 //!     fn units(&self) -> Vec<AppUnit>;
+//!     fn verify(&mut self, window: &Window, tol: &Tolerances) -> Vec<Reason>; // stressors' own evidence
 //! }
 //! pub trait WorkloadGenerator: Send {
 //!     fn run(&mut self, ctx: &Context, spec: &LoadSpec, cancel: &CancelToken) -> Result<LoadReport, ComponentError>;
@@ -137,8 +138,12 @@ pub struct CollectSummary {
     pub files: Vec<PathBuf>,
     /// Mean CPU use of the app over the window, in percent of one core (summed over app units).
     pub app_cpu_percent: Option<f64>,
-    /// Sources that failed (the case still counts; the failure is recorded).
+    /// Sources that failed (`source: error`); a failed Prometheus or Jaeger source makes the
+    /// case invalid (`collection_failed`).
     pub errors: Vec<String>,
+    /// Completeness of the sources where it is known (`prometheus:<query>` points, `jaeger`
+    /// traces against requests sent).
+    pub completeness: Vec<(String, aefm_collector::case::Completeness)>,
 }
 
 /// Deploys the app and tears it down.
@@ -165,6 +170,32 @@ pub trait InterferenceGenerator: Send {
     fn clear(&mut self) -> Result<(), ComponentError>;
     /// Stressors currently running.
     fn units(&self) -> Vec<AppUnit>;
+    /// Checks, from each running stressor's own reports, that it ran for the whole measured
+    /// `window`, reported no error and reached its target (see
+    /// [`aefm_interference::verify::check`]); returns one reason per failed check (codes
+    /// `stressor_exited`, `stressor_no_reports`, `stressor_error`, `stressor_below_target`).
+    /// Default, for generators that cannot read their stressors' reports: when stressors run, one
+    /// `stressor_unverified` reason (their intensity is unknown); none when no stressor runs.
+    fn verify(
+        &mut self,
+        window: &Window,
+        tol: &aefm_interference::verify::Tolerances,
+    ) -> Vec<crate::validity::Reason> {
+        let _ = (window, tol);
+        let units = self.units();
+        if units.is_empty() {
+            return Vec::new();
+        }
+        let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+        vec![crate::validity::Reason::new(
+            "stressor_unverified",
+            format!(
+                "this interference generator cannot check its stressors ({}): what they \
+                 achieved over the window is unknown",
+                names.join(", ")
+            ),
+        )]
+    }
 }
 
 /// Sends the load of a case.

@@ -29,6 +29,10 @@ pub struct Context {
     pub window: Option<Window>,
     /// What the collector wrote for the current case.
     pub collected: Option<CollectSummary>,
+    /// Reasons found so far why the current case's figures cannot be believed (the default
+    /// handlers add the app and interference checks; a handler may add its own). They become the
+    /// case's verdict with the load and collector checks (see [`crate::validity`]).
+    pub findings: Vec<crate::validity::Reason>,
     /// Shared JSON values (the original's `manager.data`), kept across cases.
     pub data: BTreeMap<String, serde_json::Value>,
     /// Cancels the current load (Ctrl-C).
@@ -49,6 +53,7 @@ impl Context {
             report: None,
             window: None,
             collected: None,
+            findings: Vec::new(),
             data: BTreeMap::new(),
             cancel: CancelToken::new(),
             typed: HashMap::new(),

@@ -72,6 +72,40 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The built-in events that exist whatever the sweep, in lifecycle order (`start_<dim>`
+    /// events come from the sweep's dimensions and custom events from handlers).
+    pub const BUILT_IN: &'static [Event] = &[
+        Event::StartExperiment,
+        Event::InitEnvironment,
+        Event::StartSingleTestCase,
+        Event::StartDataCollection,
+        Event::EndSingleTestCase,
+        Event::Error,
+        Event::Cleanup,
+        Event::EndExperiment,
+    ];
+}
+
+/// The names hooks may use for a sweep with these dimensions: the built-in events, then
+/// `start_<dim>` per dimension.
+pub fn event_names<'a>(dimensions: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    Event::BUILT_IN
+        .iter()
+        .map(Event::name)
+        .chain(
+            dimensions
+                .into_iter()
+                .map(|d| Event::StartDimension(d.to_string()).name()),
+        )
+        .collect()
+}
+
+/// The names of the built-in events for this config (hooks may name these).
+pub fn known_events(cfg: &crate::config::Config) -> Vec<String> {
+    event_names(cfg.dimensions().iter().map(|d| d.name.as_str()))
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
@@ -271,6 +305,17 @@ mod tests {
             Event::Cleanup,
         ] {
             assert_eq!(Event::from_name(&e.name()), e);
+        }
+    }
+
+    #[test]
+    fn event_names_are_the_built_ins_then_one_per_dimension() {
+        let names = event_names(["round", "rate"]);
+        assert_eq!(names.len(), Event::BUILT_IN.len() + 2);
+        assert_eq!(names[0], "start_experiment");
+        assert_eq!(names[names.len() - 2..], ["start_round", "start_rate"]);
+        for n in &names {
+            assert!(!matches!(Event::from_name(n), Event::Custom(_)), "{n}");
         }
     }
 

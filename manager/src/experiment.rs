@@ -16,8 +16,10 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::events::{Event, HandlerFailure, Handlers};
 use crate::results::journal::{self, Entry, Status};
+use crate::results::metadata::status;
 use crate::results::{self, case_files, plots, summary, Metadata, ResultsError};
 use crate::sweep::{self, TestCase};
+use crate::validity::{OnInvalid, Verdict};
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +28,9 @@ pub struct RunOptions {
     pub config_file: Option<PathBuf>,
     /// Resume an interrupted experiment: `Some(None)` = the newest one of this config.
     pub resume: Option<Option<PathBuf>>,
+    /// Resume even when the config differs from the one the experiment ran with (the change is
+    /// recorded in metadata.json), or when it is marked running on another host.
+    pub resume_anyway: bool,
     /// Show a progress bar.
     pub progress: bool,
     /// Stop after this many cases were run (0 = no limit). For tests and dry runs.
@@ -37,8 +42,12 @@ pub struct RunOptions {
 pub struct Outcome {
     /// The experiment directory.
     pub dir: PathBuf,
-    /// Cases finished in this or earlier runs.
+    /// Cases that ran to the end (status `ok`), in this or earlier runs.
     pub ok: usize,
+    /// Of `ok`, the cases whose figures passed every validity check.
+    pub valid: usize,
+    /// Of `ok`, the cases marked invalid (see [`crate::validity`]).
+    pub invalid: usize,
     /// Cases that failed.
     pub failed: usize,
     /// Cases skipped because an earlier run finished them.
@@ -109,7 +118,7 @@ impl Experiment {
     pub fn run(mut self, opts: RunOptions) -> Result<Outcome, RunError> {
         let cfg = self.config.clone();
         let cases = Arc::new(sweep::expand(&cfg));
-        let (dir, mut meta, done) = prepare_dir(&cfg, &opts, cases.len())?;
+        let (dir, mut meta, done) = prepare_dir(&cfg, &opts, &cases)?;
         if let Err(e) = crate::ui::set_log_file(&dir.join("aefm.log")) {
             tracing::warn!(error = %e, "no log file");
         }
@@ -120,7 +129,14 @@ impl Experiment {
         };
         let mut ctx = Context::new(cfg.clone(), dir.clone(), cases.clone());
         crate::signals::install();
-        let watcher = spawn_watcher(ctx.cancel.clone());
+        let watcher = crate::signals::watch(
+            ctx.cancel.clone(),
+            crate::signals::Running {
+                dir: dir.clone(),
+                config_file: meta.config_file.clone(),
+                cases: cases.clone(),
+            },
+        );
 
         let dims: Vec<String> = sweep::dimensions(&cfg)
             .into_iter()
@@ -157,6 +173,8 @@ impl Experiment {
                 return Ok(Outcome {
                     dir,
                     ok: skipped,
+                    valid: skipped,
+                    invalid: 0,
                     failed: 0,
                     skipped,
                     total: cases.len(),
@@ -169,6 +187,7 @@ impl Experiment {
 
         let mut interrupted = false;
         let mut aborted: Option<HandlerFailure> = None;
+        let mut stopped_invalid = false;
         let mut force_all_changed = true; // first case run fires every start_<dim>
         let mut ran = 0usize;
         let run_start = Instant::now();
@@ -211,7 +230,7 @@ impl Experiment {
             if force_all_changed {
                 case.changed = dims.clone();
             }
-            let (entry, failure) = self.run_case(&mut ctx, &mut components, &case)?;
+            let (entry, failure) = self.run_attempts(&mut ctx, &mut components, &case, &dims)?;
             ran += 1;
             ran_est += sweep::estimate_case(&cfg, &case);
             force_all_changed = entry.status != Status::Ok;
@@ -232,6 +251,13 @@ impl Experiment {
                     break;
                 }
             }
+            if cfg.on_invalid == OnInvalid::Abort
+                && is_invalid(&entry_verdict(&journal_entries, &case.name))
+            {
+                tracing::error!(case = %case.name, "on_invalid: abort: stopping the experiment after an invalid case");
+                stopped_invalid = true;
+                break;
+            }
             if !cfg.cooldown.is_zero() && crate::workflow::sleep(&ctx, cfg.cooldown).is_err() {
                 interrupted = true;
                 break;
@@ -249,6 +275,7 @@ impl Experiment {
         }
         watcher.stop();
         summary::write(&dir, &dims, &journal_entries)?;
+        results::points::write(&dir, &journal_entries)?;
         let plots = match plots::write_all(&dir, &journal_entries) {
             Ok(p) => p,
             Err(e) => {
@@ -264,32 +291,74 @@ impl Experiment {
             .values()
             .filter(|e| e.status == Status::Failed)
             .count();
-        meta.ok_cases = ok;
-        meta.failed_cases = failed;
+        // Counts over this sweep's cases only (prepare_dir set aside those of an earlier config).
+        meta.count(&journal_entries);
         meta.ended = Some(results::now_rfc3339());
         meta.status = if interrupted {
-            "interrupted"
-        } else if aborted.is_some() {
-            "failed"
+            status::INTERRUPTED
+        } else if aborted.is_some() || stopped_invalid {
+            status::FAILED
         } else if ok < cases.len() {
-            "finished-with-failures"
+            status::FINISHED_WITH_FAILURES
         } else {
-            "finished"
+            status::FINISHED
         }
         .into();
         meta.write(&dir)?;
         if let Some(failure) = aborted {
             return Err(RunError::Aborted { failure, dir });
         }
+        let invalid = journal_entries
+            .values()
+            .filter(|e| e.status == Status::Ok && is_invalid(&e.verdict))
+            .count();
         Ok(Outcome {
             dir,
             ok,
+            valid: ok - invalid,
+            invalid,
             failed,
             skipped,
             total: cases.len(),
             interrupted,
             plots,
         })
+    }
+
+    /// Runs a case, and with `on_invalid: rerun` again while it is invalid, up to
+    /// `validity.attempts` attempts. Earlier attempts are journaled and their files kept in
+    /// `cases/<case>.attempt-<n>/`; the last attempt is returned.
+    fn run_attempts(
+        &mut self,
+        ctx: &mut Context,
+        components: &mut Components,
+        case: &TestCase,
+        dims: &[String],
+    ) -> Result<(Entry, Option<HandlerFailure>), RunError> {
+        let cfg = self.config.clone();
+        let mut case = case.clone();
+        let mut attempt = 1;
+        loop {
+            let (mut entry, failure) = self.run_case(ctx, components, &case)?;
+            entry.attempt = attempt;
+            let again = cfg.on_invalid == OnInvalid::Rerun
+                && attempt < cfg.validity.attempts
+                && is_invalid(&entry.verdict)
+                && !ctx.cancel.is_cancelled();
+            if !again {
+                return Ok((entry, failure));
+            }
+            journal::append(&ctx.experiment_dir, &entry)?;
+            let cases_dir = ctx.experiment_dir.join("cases");
+            let from = cases_dir.join(&case.name);
+            let to = cases_dir.join(format!("{}.attempt-{attempt}", case.name));
+            std::fs::rename(&from, &to).map_err(results::io(&to))?;
+            tracing::warn!(case = %case.name, attempt, kept = %to.display(), "invalid: running the case again (on_invalid: rerun)");
+            attempt += 1;
+            // Everything is (re)started for the new attempt: a dead stressor comes back.
+            case.changed = dims.to_vec();
+            crate::workflow::forget_applied(ctx);
+        }
     }
 
     /// Runs one case's events; returns its journal entry and the failure, if any.
@@ -307,6 +376,7 @@ impl Experiment {
         ctx.report = None;
         ctx.window = None;
         ctx.collected = None;
+        ctx.findings.clear();
         let started = results::now_rfc3339();
         let mut events: Vec<Event> = case
             .changed
@@ -356,6 +426,8 @@ impl Experiment {
         if let Some(c) = &ctx.collected {
             app_cpu = c.app_cpu_percent;
         }
+        // Only a case that ran gets a verdict; a failed one has its error instead.
+        let verdict = failure.is_none().then(|| crate::validity::judge(ctx));
         let r = ctx.report.as_ref();
         let entry = Entry {
             case: case.name.clone(),
@@ -377,10 +449,14 @@ impl Experiment {
             ended: results::now_rfc3339(),
             window_start: ctx.window.map(|w| results::rfc3339(w.start)),
             window_end: ctx.window.map(|w| results::rfc3339(w.end)),
+            verdict: verdict.clone(),
+            attempt: 1,
         };
         let case_json = serde_json::json!({
             "case": case,
             "status": entry.status,
+            "validity": verdict.as_ref().map(|v| v.validity),
+            "invalid_reasons": verdict.as_ref().map(|v| v.reasons.clone()).unwrap_or_default(),
             "error": entry.error,
             "started": entry.started,
             "ended": entry.ended,
@@ -395,9 +471,12 @@ impl Experiment {
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
-        match &failure {
-            Some(f) if !ctx.cancel.is_cancelled() => {
+        match (&failure, &verdict) {
+            (Some(f), _) if !ctx.cancel.is_cancelled() => {
                 tracing::error!(case = %case.name, error = %f, "test case failed")
+            }
+            (None, Some(v)) if !v.is_valid() => {
+                tracing::warn!(case = %case.name, reasons = %v.sentences(), "test case INVALID")
             }
             _ => {}
         }
@@ -414,140 +493,52 @@ impl Experiment {
     }
 }
 
-/// Creates or reopens the experiment directory; returns it, its metadata and the journal.
+/// Creates or reopens the experiment directory; returns it, its metadata and the journal
+/// entries of this sweep's cases. A resume is refused before anything starts when the experiment
+/// still runs or its config changed (see [`results::resume::reopen`]).
 fn prepare_dir(
     cfg: &Config,
     opts: &RunOptions,
-    ncases: usize,
+    cases: &[TestCase],
 ) -> Result<(PathBuf, Metadata, std::collections::BTreeMap<String, Entry>), RunError> {
     let config_file = opts
         .config_file
         .clone()
         .unwrap_or_else(|| PathBuf::from("-"));
     let config_text = std::fs::read_to_string(&config_file).ok();
-    match &opts.resume {
-        Some(explicit) => {
-            let dir = results::resume_dir(cfg, explicit.as_deref())?;
-            let mut meta =
-                Metadata::read(&dir).unwrap_or_else(|_| Metadata::start(cfg, &config_file, ncases));
-            meta.resumed.push(results::now_rfc3339());
-            meta.status = "running".into();
-            meta.ended = None;
-            meta.write(&dir)?;
-            if let (Some(new), Ok(old)) = (
-                &config_text,
-                std::fs::read_to_string(dir.join("config.yaml")),
-            ) {
-                if *new != old {
-                    tracing::warn!(dir = %dir.display(), "the config differs from the one this experiment started with; cases whose names changed will run again");
-                }
-            }
-            let done = journal::read(&dir)?;
-            tracing::info!(
-                dir = %dir.display(),
-                finished = done.values().filter(|e| e.status == Status::Ok).count(),
-                "resuming"
-            );
-            Ok((dir, meta, done))
-        }
-        None => {
-            let dir = results::new_experiment_dir(cfg)?;
-            let meta = Metadata::start(cfg, &config_file, ncases);
-            meta.write(&dir)?;
-            if let Some(t) = &config_text {
-                results::write_atomic(&dir.join("config.yaml"), t.as_bytes())?;
-            }
-            let resolved = serde_yaml::to_string(cfg).unwrap_or_default();
-            results::write_atomic(&dir.join("config.resolved.yaml"), resolved.as_bytes())?;
-            Ok((dir, meta, Default::default()))
-        }
+    if let Some(explicit) = &opts.resume {
+        let dir = results::resume_dir(cfg, explicit.as_deref())?;
+        let (meta, done) = results::resume::reopen(
+            &dir,
+            cfg,
+            &config_file,
+            config_text.as_deref(),
+            cases,
+            opts.resume_anyway,
+        )?;
+        return Ok((dir, meta, done));
     }
-}
-
-struct Watcher {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Watcher {
-    fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Turns signals into cancellation: the first cancels the current case; the second kills every
-/// child AEFM started and exits.
-fn spawn_watcher(cancel: crate::load::CancelToken) -> Watcher {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = stop.clone();
-    let base = crate::signals::count();
-    std::thread::spawn(move || {
-        let mut warned = false;
-        while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            let n = crate::signals::count().saturating_sub(base);
-            if n >= 1 && !warned {
-                warned = true;
-                cancel.cancel();
-                tracing::warn!("interrupted: stopping the current case and cleaning up (Ctrl-C again to exit at once)");
-            }
-            if n >= 2 {
-                crate::local::process::kill_all();
-                eprintln!("aefm: second interrupt: killed everything AEFM started; exiting");
-                std::process::exit(130);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-    Watcher { stop }
-}
-
-/// `aefm plan`: the cases in run order with estimated durations.
-pub fn plan_text(cfg: &Config) -> String {
-    use std::fmt::Write as _;
-    let cases = sweep::expand(cfg);
-    let mut s = String::new();
-    let shape: Vec<String> = sweep::dimensions(cfg)
-        .iter()
-        .map(|d| format!("{} ({})", d.name, d.values.len()))
-        .collect();
-    let _ = writeln!(
-        s,
-        "experiment {}: {} test cases = {}",
-        cfg.name,
-        cases.len(),
-        shape.join(" x ")
-    );
-    let _ = writeln!(
-        s,
-        "per case: warm-up {} + load {} + cool-down {} + grace {} (+ settle {} when interference changes)",
-        crate::config::format_duration(cfg.warmup),
-        crate::config::format_duration(cfg.duration),
-        crate::config::format_duration(cfg.cooldown),
-        crate::config::format_duration(sweep::grace(cfg)),
-        crate::config::format_duration(cfg.settle),
-    );
-    let _ = writeln!(s);
-    let mut total = Duration::ZERO;
-    for c in &cases {
-        let est = sweep::estimate_case(cfg, c);
-        total += est;
-        let _ = writeln!(
-            s,
-            "{:>4}  {:<50} ~{:>6}  starts: {}",
-            c.index,
-            c.name,
-            crate::config::format_duration(Duration::from_secs(est.as_secs())),
-            c.changed.join(", ")
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nestimated total: {} (plus app start-up)",
-        crate::config::format_duration(Duration::from_secs(total.as_secs()))
-    );
-    s
+    let dir = results::new_experiment_dir(cfg)?;
+    let meta = Metadata::start(cfg, &config_file, cases.len());
+    meta.write(&dir)?;
+    results::resume::save_config(&dir, cfg, config_text.as_deref())?;
+    Ok((dir, meta, Default::default()))
 }
 
 /// The config file path for messages.
 pub fn display_path(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// True for a verdict that says invalid.
+fn is_invalid(v: &Option<Verdict>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_valid())
+}
+
+/// The journaled verdict of a case.
+fn entry_verdict(
+    entries: &std::collections::BTreeMap<String, Entry>,
+    case: &str,
+) -> Option<Verdict> {
+    entries.get(case).and_then(|e| e.verdict.clone())
 }

@@ -47,12 +47,14 @@ pub mod hooks;
 pub mod kubernetes;
 pub mod load;
 pub mod local;
+pub mod plan;
 pub mod probe;
 pub mod results;
 pub mod scaffold;
 pub mod signals;
 pub mod sweep;
 pub mod ui;
+pub mod validity;
 pub mod workflow;
 
 /// Re-exported so handlers in projects made by `aefm init` can log without another dependency.

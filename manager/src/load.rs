@@ -173,6 +173,58 @@ pub fn run_local(spec: &LoadSpec, cancel: &CancelToken) -> Result<LoadReport, Co
     Ok(from_loadgen(&report, spec))
 }
 
+/// Checks the `load:` section before any load, as `aefm validate` and the start of `aefm run`
+/// do: every header (`Name: value`, a valid name, no CR/LF), the pinned cores, and the Lua script
+/// loaded and run up to its first `request()`, which must be valid HTTP. `config_file` is only
+/// used to name the line of a bad key. Returns the generator's warnings.
+pub fn check_config(
+    cfg: &crate::config::Config,
+    config_file: &std::path::Path,
+) -> Result<Vec<String>, crate::config::ConfigError> {
+    let text = std::fs::read_to_string(config_file).unwrap_or_default();
+    let bad = |key: String, message: String| crate::config::ConfigError::Invalid {
+        path: config_file.to_path_buf(),
+        // A flow-style list (`headers: ["a", "b"]`) has no line per item: name the list's line.
+        line: crate::config::locate_key(&text, &key)
+            .or_else(|| crate::config::locate_key(&text, key.split('[').next().unwrap_or(&key))),
+        key,
+        message,
+    };
+    let mut headers = Vec::new();
+    for (i, h) in cfg.load.headers.iter().enumerate() {
+        let parsed = aefm_loadgen::parse_header(h)
+            .map_err(|e| bad(format!("load.headers[{i}]"), e.to_string()))?;
+        headers.push(parsed);
+    }
+    // Where the app's endpoint is only known once it runs, a placeholder stands in: nothing is
+    // connected, the script only sees the URL's parts.
+    let url = cfg
+        .load
+        .url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/".into());
+    let rate = cfg.rates().into_iter().fold(1.0, f64::max);
+    let spec = LoadSpec {
+        url,
+        rate,
+        duration: cfg.duration,
+        warmup: cfg.warmup,
+        threads: cfg.load.threads,
+        connections: cfg.load.connections,
+        timeout: cfg.load.timeout,
+        headers,
+        script: cfg.load.script.as_ref().map(|s| cfg.resolve(s)),
+        script_args: cfg.load.script_args.clone(),
+        cores: cfg.load.cores.clone(),
+    };
+    let key = if spec.script.is_some() {
+        "load.script"
+    } else {
+        "load"
+    };
+    aefm_loadgen::check_spec(&to_loadgen_spec(&spec)).map_err(|e| bad(key.into(), e.to_string()))
+}
+
 /// The `aefm-loadgen` spec for a case: the run lasts warm-up + duration; warm-up latencies are
 /// discarded by the generator.
 pub fn to_loadgen_spec(spec: &LoadSpec) -> aefm_loadgen::Spec {

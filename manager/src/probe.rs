@@ -42,6 +42,26 @@ pub fn http_status(url: &str, timeout: Duration) -> Result<u16, String> {
         .ok_or_else(|| format!("not an HTTP answer: {head:?}"))
 }
 
+/// Connects to the host and port of `url` (http or https) and closes again: is anything
+/// listening there? The error names the address and why.
+pub fn tcp_reachable(url: &str, timeout: Duration) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+    let host = u.host_str().ok_or("URL has no host")?;
+    let port = u.port_or_known_default().ok_or("URL has no port")?;
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let mut last = format!("{host} has no address");
+    for sa in addrs {
+        match TcpStream::connect_timeout(&sa, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connect {sa}: {e}"),
+        }
+    }
+    Err(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +79,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+        let e = tcp_reachable(
+            &format!("http://127.0.0.1:{port}/"),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
+
+    #[test]
+    fn a_listening_port_is_reachable() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}/x", l.local_addr().unwrap());
+        tcp_reachable(&url, Duration::from_secs(2)).unwrap();
     }
 }

@@ -1,5 +1,8 @@
 //! Test-case expansion: the cartesian product of the sweep's dimensions, in the configured order,
 //! optionally shuffled with a seed, with the list of dimensions whose value changed per case.
+//!
+//! The dimensions and their values are the config's typed sweep ([`Config::dimensions`]),
+//! converted and bounded once when the config was loaded; nothing is recomputed here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,58 +11,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::config::{
-    fmt_num, safe_char, Config, CustomValues, InterferenceLevelSpec, NumberRange, StressSpec,
-};
+use crate::config::{safe_char, Config, StressLevel};
 
-/// The value of one dimension in one test case.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum DimValue {
-    /// Offered rate (req/s), round number, or a numeric custom value.
-    Number(f64),
-    /// A string custom value.
-    Text(String),
-    /// An interference level (`None` = no interference for that dimension).
-    Interference(Option<StressSpec>),
-}
-
-impl DimValue {
-    /// The value as written in case names, CSV cells and environment variables.
-    pub fn display(&self) -> String {
-        match self {
-            DimValue::Number(n) => fmt_num(*n),
-            DimValue::Text(s) => s.clone(),
-            DimValue::Interference(None) => "none".into(),
-            DimValue::Interference(Some(s)) => s.label(),
-        }
-    }
-}
-
-/// One sweep dimension with its values.
-#[derive(Clone, Debug)]
-pub struct Dimension {
-    /// Name (`rate`, `round`, an interference or custom dimension).
-    pub name: String,
-    /// What kind of dimension it is.
-    pub kind: DimKind,
-    /// Values in configured order.
-    pub values: Vec<DimValue>,
-}
-
-/// What a dimension controls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DimKind {
-    /// The offered rate.
-    Rate,
-    /// The repetition index.
-    Round,
-    /// An interference dimension.
-    Interference,
-    /// A user-defined dimension (available to handlers and hooks only).
-    Custom,
-}
+pub use crate::config::{DimKind, DimValue, Dimension};
 
 /// An interference level wanted for a case: which dimension asked for it, and the stressor.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,8 +22,9 @@ pub struct InterferenceLevel {
     pub dimension: String,
     /// The level's label (`cpu-90`).
     pub label: String,
-    /// The stressor and its intensity.
-    pub spec: StressSpec,
+    /// The stressor and its intensity, converted when the config was loaded; a backend only adds
+    /// where it runs ([`StressLevel::beside`], [`StressLevel::in_pod`]).
+    pub spec: StressLevel,
 }
 
 /// One test case.
@@ -114,7 +69,7 @@ impl TestCase {
             .filter_map(|(n, v)| match v {
                 DimValue::Interference(Some(s)) => Some(InterferenceLevel {
                     dimension: n.clone(),
-                    label: s.label(),
+                    label: s.label().to_string(),
                     spec: s.clone(),
                 }),
                 _ => None,
@@ -141,82 +96,17 @@ impl TestCase {
     }
 }
 
-/// The dimensions of a config, in run order (outermost first).
+/// The dimensions of a config, in run order (outermost first): the typed sweep made when the
+/// config was loaded.
 pub fn dimensions(cfg: &Config) -> Vec<Dimension> {
-    let mut all: Vec<Dimension> = Vec::new();
-    all.push(Dimension {
-        name: "round".into(),
-        kind: DimKind::Round,
-        values: (1..=cfg.sweep.rounds)
-            .map(|r| DimValue::Number(r as f64))
-            .collect(),
-    });
-    for (name, levels) in &cfg.sweep.interference {
-        all.push(Dimension {
-            name: name.clone(),
-            kind: DimKind::Interference,
-            values: levels
-                .iter()
-                .map(|l| match l {
-                    InterferenceLevelSpec::None => DimValue::Interference(None),
-                    InterferenceLevelSpec::Stress(s) => DimValue::Interference(Some((**s).clone())),
-                })
-                .collect(),
-        });
-    }
-    for (name, values) in &cfg.sweep.custom {
-        let values = match values {
-            CustomValues::List(v) => v
-                .iter()
-                .map(|x| match x {
-                    serde_yaml::Value::Number(n) => DimValue::Number(n.as_f64().unwrap_or(0.0)),
-                    serde_yaml::Value::String(s) => DimValue::Text(s.clone()),
-                    serde_yaml::Value::Bool(b) => DimValue::Text(b.to_string()),
-                    other => DimValue::Text(
-                        serde_yaml::to_string(other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string(),
-                    ),
-                })
-                .collect(),
-            CustomValues::Range { min, max, step } => NumberRange::Range {
-                min: *min,
-                max: *max,
-                step: *step,
-            }
-            .values()
-            .unwrap_or_default()
-            .into_iter()
-            .map(DimValue::Number)
-            .collect(),
-        };
-        all.push(Dimension {
-            name: name.clone(),
-            kind: DimKind::Custom,
-            values,
-        });
-    }
-    all.push(Dimension {
-        name: "rate".into(),
-        kind: DimKind::Rate,
-        values: cfg.rates().into_iter().map(DimValue::Number).collect(),
-    });
-    // Configured order first, the rest in the default order after them.
-    let mut ordered = Vec::new();
-    for name in &cfg.sweep.order {
-        if let Some(i) = all.iter().position(|d| &d.name == name) {
-            ordered.push(all.remove(i));
-        }
-    }
-    ordered.extend(all);
-    ordered
+    cfg.dimensions().to_vec()
 }
 
 /// Expands a config into its test cases, in run order.
 pub fn expand(cfg: &Config) -> Vec<TestCase> {
-    let dims = dimensions(cfg);
-    let total: usize = dims.iter().map(|d| d.values.len()).product();
+    let dims = cfg.dimensions();
+    // At most `config::MAX_CASES`: the config's conversion refused larger sweeps.
+    let total = cfg.case_count();
     let mut combos: Vec<Vec<usize>> = Vec::with_capacity(total);
     // Odometer over value indices: the last (innermost) dimension turns fastest.
     let mut idx = vec![0usize; dims.len()];
@@ -299,9 +189,9 @@ pub fn grace(cfg: &Config) -> Duration {
 
 /// Per-dimension value counts, for `aefm plan`.
 pub fn shape(cfg: &Config) -> BTreeMap<String, usize> {
-    dimensions(cfg)
-        .into_iter()
-        .map(|d| (d.name, d.values.len()))
+    cfg.dimensions()
+        .iter()
+        .map(|d| (d.name.clone(), d.values.len()))
         .collect()
 }
 
@@ -331,6 +221,28 @@ mod tests {
         assert!(cases[0].interference().is_empty());
         let names: std::collections::HashSet<_> = cases.iter().map(|c| &c.name).collect();
         assert_eq!(names.len(), 8);
+    }
+
+    #[test]
+    fn cases_carry_the_levels_converted_with_the_config() {
+        let c = cfg("  interference:\n    stress: [none, {kind: membw, rate: 2GB/s}]\n");
+        let cases = expand(&c);
+        assert_eq!(cases.len(), c.case_count());
+        let stored = match &c.dimensions()[1].values[1] {
+            DimValue::Interference(Some(l)) => l,
+            other => panic!("{other:?}"),
+        };
+        let wanted = cases[2].interference();
+        assert_eq!(wanted.len(), 1);
+        assert_eq!(&wanted[0].spec, stored);
+        assert_eq!(wanted[0].label, "membw-2GB/s");
+        assert_eq!(
+            wanted[0].spec.in_pod().stressor,
+            aefm_interference::Stressor::MemBw {
+                rate: aefm_interference::Rate::GBps(2.0),
+                workers: 0
+            }
+        );
     }
 
     #[test]

@@ -4,11 +4,10 @@
 //! | event | default handler |
 //! |---|---|
 //! | start_experiment | `default:preflight`: Prometheus/Jaeger answer, before anything starts |
-//! | init_environment | `default:deploy`: start the app, wait until ready |
+//! | init_environment | `default:deploy`: start the app, wait until ready; the load target answers |
 //! | start_<interference dim> | `default:apply_interference`: running stressors = the case's levels, then settle |
-//! | start_single_test_case | `default:run_load`: warm-up + measured load, host sampling |
+//! | start_single_test_case | `default:run_load`: warm-up + measured load, host sampling; then the app and the stressors are checked (see [`crate::validity`]) |
 //! | start_data_collection | `default:collect`: wait the grace period, collect into the case dir |
-//! | error | `default:log_error` |
 //! | cleanup | `default:teardown`: stop interference, stop the app |
 
 use std::time::{Duration, Instant, SystemTime};
@@ -32,7 +31,6 @@ pub fn defaults(cfg: &crate::config::Config) -> Handlers {
     }
     h.append(Event::StartSingleTestCase, "default:run_load", run_load);
     h.append(Event::StartDataCollection, "default:collect", collect);
-    h.append(Event::Error, "default:log_error", log_error);
     h.append(Event::Cleanup, "default:teardown", teardown);
     h
 }
@@ -61,12 +59,45 @@ pub fn deploy(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError>
     if let Some(u) = c.deployer.endpoint() {
         tracing::info!(endpoint = %u, "app ready");
     }
+    check_load_target(ctx, c)?;
     Ok(())
+}
+
+/// The load target accepts connections, checked once before the first case: an unreachable
+/// `load.url` stops the experiment with one error instead of failing every case. Only where the
+/// load is sent from this machine (on Kubernetes the load Jobs run inside the cluster, whose
+/// addresses this machine may not reach).
+pub fn check_load_target(ctx: &Context, c: &Components) -> Result<(), ComponentError> {
+    if ctx.config.backend != crate::config::Backend::Local {
+        return Ok(());
+    }
+    let Some(url) = ctx
+        .config
+        .load
+        .url
+        .clone()
+        .or_else(|| c.deployer.endpoint())
+    else {
+        return Ok(());
+    };
+    crate::probe::tcp_reachable(&url, Duration::from_secs(3)).map_err(|reason| {
+        ComponentError::Unreachable {
+            what: "load target (load.url)".into(),
+            url,
+            reason,
+        }
+    })
 }
 
 /// Marker: the case index interference was last applied for (several interference dimensions
 /// may change at once; apply once per case).
 struct AppliedFor(usize);
+
+/// Forgets which case interference was applied for, so the next `start_<dim>` applies it again
+/// (a rerun of the same case restarts a stressor that died).
+pub(crate) fn forget_applied(ctx: &mut Context) {
+    ctx.insert(AppliedFor(usize::MAX));
+}
 
 /// `default:apply_interference`: running stressors = the case's levels; then wait `settle`.
 pub fn apply_interference(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError> {
@@ -105,15 +136,13 @@ pub fn load_spec(ctx: &Context, c: &Components) -> Result<LoadSpec, ComponentErr
         let free: Vec<usize> = (0..n).filter(|i| !cfg.app.cores.contains(i)).collect();
         (!free.is_empty()).then_some(free)
     });
+    // Checked before the first case (`load::check_config`); an error here is a changed config.
     let headers = cfg
         .load
         .headers
         .iter()
-        .filter_map(|h| {
-            h.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
+        .map(|h| aefm_loadgen::parse_header(h).map_err(|e| ComponentError::other(e.to_string())))
+        .collect::<Result<_, _>>()?;
     Ok(LoadSpec {
         url,
         rate: case.rate(),
@@ -142,10 +171,23 @@ pub fn run_load(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerErro
         return Err(Box::new(ComponentError::Cancelled));
     }
     let end = report.started + Duration::from_secs_f64(report.window_s);
-    ctx.window = Some(Window {
+    let window = Window {
         start: report.started,
         end: end.min(SystemTime::now()),
-    });
+    };
+    ctx.window = Some(window);
+    // The app must have lived through the whole window: if it died, this case is the invalid
+    // one (the next case then fails at its start, since the app is gone).
+    if let Err(e) = c.deployer.check() {
+        ctx.findings.push(crate::validity::Reason::new(
+            "app_died",
+            format!("the app stopped during the load: {e}"),
+        ));
+    }
+    // Every stressor ran at its target for the whole window, by its own reports.
+    let tol = ctx.config.validity.tolerances();
+    let found = c.interference.verify(&window, &tol);
+    ctx.findings.extend(found);
     tracing::info!(
         offered = report.offered,
         achieved = format!("{:.1}", report.achieved),
@@ -171,14 +213,6 @@ pub fn collect(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError
         tracing::warn!(error = %e, "collection source failed");
     }
     ctx.collected = Some(summary);
-    Ok(())
-}
-
-/// `default:log_error`.
-pub fn log_error(ctx: &mut Context, _c: &mut Components) -> Result<(), HandlerError> {
-    if let Some(e) = ctx.data.get("last_error") {
-        tracing::error!(case = ctx.case.as_ref().map(|c| c.name.as_str()).unwrap_or("-"), error = %e, "test case failed");
-    }
     Ok(())
 }
 

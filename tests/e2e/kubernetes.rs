@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aefm::config::kubernetes::KubernetesConfig;
-use aefm::config::StressSpec;
+use aefm::config::StressLevel;
 use aefm::kubernetes::{Cluster, DeployAction, KubeError};
 use aefm_tests::fake_kube::{FakeKube, PodFailure};
 use serde_json::json;
@@ -29,7 +29,7 @@ fn section(fake: &FakeKube, extra: &str) -> KubernetesConfig {
     serde_yaml::from_str(&yaml).unwrap()
 }
 
-fn cpu(workers: usize) -> StressSpec {
+fn cpu(workers: usize) -> StressLevel {
     serde_yaml::from_str(&format!("{{kind: cpu, workers: {workers}, load: 100}}")).unwrap()
 }
 
@@ -216,7 +216,10 @@ fn interference_pods_on_the_right_nodes_then_cleared() {
 fn network_interference_is_an_iperf_ring() {
     let fake = FakeKube::start().with_standard_nodes();
     let cluster = Cluster::connect(&section(&fake, ""), "exp1").unwrap();
-    let net: StressSpec = serde_yaml::from_str("{kind: net, bandwidth: 500M, streams: 2}").unwrap();
+    let net = StressLevel::for_cluster(
+        serde_yaml::from_str("{kind: net, bandwidth: 500M, streams: 2}").unwrap(),
+    )
+    .unwrap();
     cluster.place_interference("c", &[net]).unwrap();
     let pods = fake.labelled("pods", "aefm.io/interference", "net");
     assert_eq!(pods.len(), 2);
@@ -797,4 +800,125 @@ fn auto_config_and_clean_commands() {
     assert!(fake
         .labelled("pods", "aefm.io/component", "interference")
         .is_empty());
+}
+
+/// Interference pods judged from their own logs, which the fake serves with the kubelet's
+/// timestamps and filters by `sinceTime` as a real API server does: reports that cover the window
+/// at the target pass; a pod that falls silent and reports an error is named with both; an
+/// iperf3 ring client whose server refuses is an error and below its target.
+#[test]
+fn interference_is_verified_from_the_pods_logs() {
+    use std::time::SystemTime;
+
+    use aefm::kubernetes::interference::verify::Placed;
+    use aefm_interference::verify::Tolerances;
+
+    let fake = FakeKube::start().with_standard_nodes();
+    let cluster = Cluster::connect(
+        &section(&fake, "interference: {pods_per_node: 1}\n"),
+        "exp1",
+    )
+    .unwrap();
+    let level = cpu(1);
+    cluster
+        .place_interference("c", std::slice::from_ref(&level))
+        .unwrap();
+    let mut names: Vec<String> = fake
+        .labelled("pods", "aefm.io/interference", "cpu")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2);
+    let ns = "aefm-interference";
+    let start = SystemTime::now() - Duration::from_secs(30);
+    let end = start + Duration::from_secs(10);
+    let at = |s: u64| start - Duration::from_secs(5) + Duration::from_secs(s);
+    let report = |achieved: f64, error: Option<&str>| {
+        let mut v = json!({"kind": "cpu", "elapsed_s": 1.0, "target": 100.0, "achieved": achieved, "unit": "%"});
+        if let Some(e) = error {
+            v["error"] = json!(e);
+        }
+        v.to_string()
+    };
+    // The first pod reports every second from before the window to after it, at its target.
+    for s in 0..=25 {
+        fake.write_log(ns, &names[0], at(s), &report(99.5, None));
+    }
+    // The second one stops 4 s into the window, its last line an error.
+    for s in 0..=9 {
+        let e = (s == 9).then_some("worker cpu-0 (CPU 1) ended before the stop");
+        fake.write_log(ns, &names[1], at(s), &report(99.0, e));
+    }
+    let placed = [Placed {
+        label: level.label().to_string(),
+        kind: "cpu".into(),
+        stressor: level.in_pod().stressor,
+    }];
+    let findings = cluster
+        .verify_interference(&placed, (start, end), &Tolerances::default())
+        .unwrap();
+    let codes: Vec<(&str, bool)> = findings
+        .iter()
+        .map(|f| (f.code.as_str(), f.message.contains(&names[1])))
+        .collect();
+    assert_eq!(
+        codes,
+        [("stressor_no_reports", true), ("stressor_error", true)],
+        "{findings:?}"
+    );
+    assert!(
+        findings[0]
+            .message
+            .contains("last report 6.0 s before the window end"),
+        "{findings:?}"
+    );
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.contains("/log?") && r.contains("timestamps=true") && r.contains("sinceTime=")));
+    cluster.clear_interference().unwrap();
+
+    // The iperf3 ring: one client refused every second, the other at its 1 Gbit/s.
+    let net = StressLevel::for_cluster(
+        serde_yaml::from_str("{kind: net, bandwidth: 500M, streams: 2}").unwrap(),
+    )
+    .unwrap();
+    cluster
+        .place_interference("c2", std::slice::from_ref(&net))
+        .unwrap();
+    let mut ring: Vec<String> = fake
+        .labelled("pods", "aefm.io/interference", "net")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    ring.sort();
+    for s in 0..=25 {
+        fake.write_log(
+            ns,
+            &ring[0],
+            at(s),
+            "iperf3: error - unable to connect to server: Connection refused",
+        );
+        fake.write_log(
+            ns,
+            &ring[1],
+            at(s),
+            "[SUM]   0.00-1.00   sec   119 MBytes  1.00 Gbits/sec    0",
+        );
+    }
+    let placed = [Placed {
+        label: net.label().to_string(),
+        kind: "net".into(),
+        stressor: net.in_pod().stressor,
+    }];
+    let findings = cluster
+        .verify_interference(&placed, (start, end), &Tolerances::default())
+        .unwrap();
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    assert!(findings.iter().all(|f| f.message.contains(&ring[0])));
+    assert_eq!(findings[0].code, "stressor_error");
+    assert!(findings[0].message.contains("Connection refused"));
+    assert_eq!(findings[1].code, "stressor_below_target");
+    cluster.clear_interference().unwrap();
 }

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use aefm_tests::bins;
 
+/// Resume safety, crashed and interrupted states, temp files, umask.
+#[path = "manager/resume.rs"]
+mod resume;
+
 /// Tests that run experiments take this lock: they share the machine's cores, and the latency
 /// comparison must not compete with another experiment of the same test binary.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -153,39 +157,81 @@ sweep:
       - {kind: cpu, load: 100}
 "#;
 
-#[test]
-fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
-    let _serial = serial();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(tmp.path(), "e2e.yaml", INTERFERENCE_CONFIG);
+/// The interference test's experiment: 3 rounds, the levels interleaved inside each (order
+/// round > rate > stress), so every cpu case runs next to the no-interference case it is compared
+/// with and slow drift of a busy machine hits both alike. The stressor is two workers at 25 %
+/// each on the app's core: 50 % of the core, which it can reach beside the app (about a third of
+/// the core at 300 req/s in a debug build), and which stretches every request (p50 about 1.9x on
+/// a quiet machine), not only the tail.
+const ROUNDS_CONFIG: &str = r#"
+name: e2e
+results_dir: results
+duration: 2s
+warmup: 500ms
+settle: 500ms
+app:
+  demo: {front_work_us: 200, back_work_us: 300}
+  cores: [0]
+load:
+  connections: 32
+  timeout: 5s
+sweep:
+  rate: [100, 300]
+  rounds: 3
+  interference:
+    stress:
+      - none
+      - {kind: cpu, load: 25, workers: 2}
+  order: [round, rate, stress]
+"#;
+
+/// Smallest median, over the (round, rate) pairs, of p50 with interference / p50 without.
+const MIN_P50_RATIO: f64 = 1.2;
+
+/// Smallest mean CPU of the stressor in a cpu case, percent of one core (its target is 50).
+const MIN_STRESSOR_CPU: f64 = 20.0;
+
+/// Runs [`ROUNDS_CONFIG`] in `tmp`; returns the experiment directory. Exit code 3 (a case
+/// judged invalid, e.g. a generator starved by a busy machine) is accepted: the comparison below
+/// does not depend on it, and the validity checks have tests of their own.
+fn run_rounds_experiment(tmp: &Path) -> PathBuf {
+    let cfg = write_config(tmp, "e2e.yaml", ROUNDS_CONFIG);
     let mut cmd = Command::new(aefm());
     cmd.args(["run", cfg.to_str().unwrap(), "--no-progress"]);
-    let out = run_with_deadline(cmd, Duration::from_secs(120));
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "aefm run failed: {stderr}");
-    let stdout = text(&out.stdout);
-    let dir = experiment_dir(&tmp.path().join("results"));
-    assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "aefm run failed: {stderr}"
+    );
+    let dir = experiment_dir(&tmp.join("results"));
+    assert!(
+        text(&out.stdout).contains(&dir.display().to_string()),
+        "{}",
+        text(&out.stdout)
+    );
+    dir
+}
 
+/// Every file of the layout is there and agrees with the load report it came from.
+fn check_results_are_consistent(dir: &Path, rows: &[std::collections::HashMap<String, String>]) {
     for f in [
         "config.yaml",
         "config.resolved.yaml",
         "metadata.json",
         "journal.jsonl",
         "summary.csv",
+        "points.csv",
         "aefm.log",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
-    assert_eq!(meta["status"], "finished");
-    assert_eq!(meta["cases"], 4);
+    assert_eq!(meta["cases"], 12);
     assert!(meta["ended"].is_string());
-
-    let rows = summary(&dir);
-    assert_eq!(rows.len(), 4, "{rows:?}");
-    for r in &rows {
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    for r in rows {
         assert_eq!(r["status"], "ok", "{r:?}");
         let case_dir = dir.join("cases").join(&r["case"]);
         for f in [
@@ -239,18 +285,122 @@ fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
     let timelines = std::fs::read_dir(dir.join("plots/timeline"))
         .unwrap()
         .count();
-    assert_eq!(timelines, 4);
+    assert_eq!(timelines, 12);
+    check_points(dir);
+}
 
-    let p99 = |stress: &str| -> f64 {
-        rows.iter()
-            .find(|r| r["stress"] == stress && r["rate"] == "300")
-            .map(|r| r["p99_ms"].parse().unwrap())
-            .unwrap()
-    };
-    let (none, cpu) = (p99("none"), p99("cpu-100"));
-    assert!(
-        cpu > none,
-        "p99 at 300 req/s: with cpu interference {cpu} ms, without {none} ms"
+/// points.csv: one row per (stress, rate) over the 3 rounds, each interval around its mean.
+fn check_points(dir: &Path) {
+    let points = csv_rows(&dir.join("points.csv"));
+    assert_eq!(points.len(), 4, "{points:?}");
+    for p in &points {
+        assert_eq!(p["rounds"], "3", "{p:?}");
+        if p["valid_rounds"].parse::<usize>().unwrap() < 2 {
+            continue;
+        }
+        for stem in ["p50", "p90", "p99"] {
+            let v = |c: &str| -> f64 { p[&format!("{stem}_ms_{c}")].parse().unwrap() };
+            let (lo, mean, hi) = (v("ci95_low"), v("mean"), v("ci95_high"));
+            assert!(lo <= mean && mean <= hi, "{stem}: {p:?}");
+        }
+    }
+}
+
+/// A CSV without quoted cells as a list of maps column -> value.
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// Mean CPU of the stressor over a case's window, percent of one core (0 when it was not seen).
+fn stressor_cpu(dir: &Path, case: &str) -> f64 {
+    let p = dir.join("cases").join(case).join("host_summary.csv");
+    let rows = csv_rows(&p);
+    rows.iter()
+        .filter(|r| {
+            r["metric"] == "process_cpu_percent" && r["labels"].contains("role=interference")
+        })
+        .map(|r| r["mean"].parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The median over (round, rate) of p50 with cpu interference / p50 without, with the pairs.
+fn median_p50_ratio(rows: &[std::collections::HashMap<String, String>]) -> (f64, String) {
+    let mut ratios = Vec::new();
+    let mut shown = Vec::new();
+    for cpu in rows.iter().filter(|r| r["stress"] == "cpu-25") {
+        let none = rows
+            .iter()
+            .find(|r| {
+                r["stress"] == "none" && r["round"] == cpu["round"] && r["rate"] == cpu["rate"]
+            })
+            .expect("every cpu case has its no-interference pair");
+        let (a, b): (f64, f64) = (
+            cpu["p50_ms"].parse().unwrap(),
+            none["p50_ms"].parse().unwrap(),
+        );
+        ratios.push(a / b.max(1e-3));
+        shown.push(format!(
+            "round {} at {} req/s: {a} vs {b} ms",
+            cpu["round"], cpu["rate"]
+        ));
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    assert!(n > 0, "no cpu cases");
+    let median = (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0;
+    (median, shown.join("; "))
+}
+
+/// Interference must raise latency, measured so that a busy machine cannot fake or hide it:
+/// p50 (every request slowed, not a few tail samples), compared within interleaved pairs, the
+/// median of the pairs against a margin, and the whole experiment repeated (up to 3 times)
+/// before failing. It cannot pass when interference does nothing: the stressor's own CPU is
+/// checked in every cpu case (a stressor that did not run fails at once), and without its
+/// effect the paired p50s are two samples of one distribution, whose ratio's median stays near
+/// 1 (a p50 over 200-600 requests moves by a few percent), far from the 1.2 margin, in every
+/// attempt.
+#[test]
+fn run_writes_consistent_results_and_cpu_interference_raises_latency() {
+    let _serial = serial();
+    const ATTEMPTS: usize = 3;
+    let mut seen = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = run_rounds_experiment(tmp.path());
+        let rows = summary(&dir);
+        if attempt == 1 {
+            check_results_are_consistent(&dir, &rows);
+        }
+        for r in rows.iter().filter(|r| r["stress"] == "cpu-25") {
+            let cpu = stressor_cpu(&dir, &r["case"]);
+            assert!(
+                cpu >= MIN_STRESSOR_CPU,
+                "stressor used {cpu:.1} % of a core in {} (target 50 %)",
+                r["case"]
+            );
+        }
+        let (ratio, pairs) = median_p50_ratio(&rows);
+        let line = format!("attempt {attempt}: median p50 ratio {ratio:.2} ({pairs})");
+        eprintln!("{line}");
+        if ratio >= MIN_P50_RATIO {
+            return;
+        }
+        seen.push(line);
+    }
+    panic!(
+        "cpu interference did not raise p50 by {MIN_P50_RATIO}x in {ATTEMPTS} attempts:\n{}",
+        seen.join("\n")
     );
 }
 
@@ -306,7 +456,12 @@ fn resume_after_kill_skips_finished_cases() {
     let mut cmd = Command::new(aefm());
     cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
     let out = run_with_deadline(cmd, Duration::from_secs(90));
-    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    // 3: a case may be invalid on a busy machine; that it ran is checked below.
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "resume failed: {}",
+        text(&out.stderr)
+    );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("finished earlier"), "{stdout}");
     let dir = experiment_dir(&results);
@@ -407,6 +562,49 @@ fn bad_key_is_named_with_its_line() {
     assert!(err.contains("sweep: unknown field `rouds`"), "{err}");
     assert!(err.contains("line 4"), "{err}");
     assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+}
+
+#[test]
+fn huge_sweep_is_refused_at_once_naming_the_dimension() {
+    // 10^12 rates: expanding them grew by ~450 MB/s until killed. Counted, it is refused at
+    // once; the deadline is only a backstop against the old behaviour, not a timing assertion.
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(
+        tmp.path(),
+        "huge.yaml",
+        "name: x\nsweep:\n  rate: {min: 1, max: 1000000000000, step: 1}\n  rounds: 2\n",
+    );
+    for cmd in ["validate", "plan", "run"] {
+        let (code, err) = aefm_fails(&[cmd, "huge.yaml"], tmp.path());
+        assert_eq!(code, Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("huge.yaml: sweep.rate: {min: 1, max: 1000000000000, step: 1} gives 1000000000000 rates, sweep.rounds: 2 rounds; the sweep would have 2000000000000 cases, more than the limit of 100000"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
+    }
+}
+
+#[test]
+fn unusable_results_dir_is_named_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("file"), "").unwrap();
+    write_config(
+        tmp.path(),
+        "c.yaml",
+        "name: x\nresults_dir: file/results\nsweep:\n  rate: [10]\n",
+    );
+    for cmd in ["validate", "run"] {
+        let (code, err) = aefm_fails(&[cmd, "c.yaml"], tmp.path());
+        assert_eq!(code, Some(1), "{cmd}: {err}");
+        assert!(err.contains("c.yaml: results_dir: "), "{cmd}: {err}");
+        assert!(
+            err.contains("file/results cannot be created: ")
+                && err.contains("file is not a directory"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("line 2"), "{err}");
+    }
 }
 
 #[test]
@@ -583,7 +781,17 @@ fn init_scaffolds_a_project_whose_custom_handler_runs() {
     cmd.args(["run", "config.yaml", "--no-progress"])
         .current_dir(&proj);
     let out = run_with_deadline(cmd, Duration::from_secs(60));
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // 3: a case may be invalid on a busy machine; the custom handler's file is what is checked.
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("test case failed"),
+        "{}",
+        text(&out.stderr)
+    );
     let dir = experiment_dir(&proj.join("results"));
     let custom = std::fs::read_to_string(dir.join("custom_p99.csv")).unwrap();
     assert_eq!(custom.lines().count(), 2, "{custom}");

@@ -1,5 +1,6 @@
 //! A fake Kubernetes API server for end-to-end tests: a hyper server on 127.0.0.1 speaking the real
-//! REST and JSON protocol for what AEFM uses (discovery, namespaces, nodes, pods and their logs,
+//! REST and JSON protocol for what AEFM uses (discovery, namespaces, nodes, pods and their logs
+//! with `timestamps` and `sinceTime`/`sinceSeconds`,
 //! services, configmaps, deployments, replicasets, statefulsets, daemonsets, jobs; create, get,
 //! list with label and field selectors, server-side apply, delete with garbage collection, watch),
 //! with simulated controllers (readiness after a delay; image pull errors, crash loops,
@@ -73,18 +74,50 @@ impl Shared {
     fn after_create(&self, _plural: &str, _obj: &Value) {
         self.notify();
     }
-    fn log_of(&self, ns: &str, name: &str) -> Option<String> {
+    /// A pod's log as the API server returns it: the whole text, then the timed lines; with
+    /// `timestamps`, each line prefixed by its RFC 3339 time (nanoseconds) and a space, as a
+    /// kubelet does; with `since`, only timed lines written at or after it.
+    fn log_of(
+        &self,
+        ns: &str,
+        name: &str,
+        timestamps: bool,
+        since: Option<std::time::SystemTime>,
+    ) -> Option<String> {
         let key = ("pods".to_string(), ns.to_string(), name.to_string());
         self.store().get("pods", ns, name)?;
-        Some(
-            self.world
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .logs
-                .get(&key)
-                .cloned()
-                .unwrap_or_default(),
-        )
+        let world = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = |t: std::time::SystemTime| {
+            k8s_openapi::jiff::Timestamp::try_from(t)
+                .map(|ts| format!("{ts:.9} "))
+                .unwrap_or_default()
+        };
+        let plain = world.logs.get(&key).cloned().unwrap_or_default();
+        if !world.log_lines.contains_key(&key) && since.is_none() && !timestamps {
+            // Exactly what was stored (a job's output keeps its own line ends).
+            return Some(plain);
+        }
+        let mut text = String::new();
+        if since.is_none() {
+            for l in plain.lines() {
+                if timestamps {
+                    text.push_str(&stamp(std::time::SystemTime::now()));
+                }
+                text.push_str(l);
+                text.push('\n');
+            }
+        }
+        for (at, l) in world.log_lines.get(&key).into_iter().flatten() {
+            if since.is_some_and(|s| *at < s) {
+                continue;
+            }
+            if timestamps {
+                text.push_str(&stamp(*at));
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        Some(text)
     }
 }
 
@@ -255,6 +288,20 @@ impl FakeKube {
     /// Changes the injected faults.
     pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Appends a line to a pod's log as if its container printed it at `at` (served with
+    /// `timestamps` and filtered by `sinceTime` as a real API server does).
+    pub fn write_log(&self, namespace: &str, pod: &str, at: std::time::SystemTime, line: &str) {
+        let key = ("pods".to_string(), namespace.to_string(), pod.to_string());
+        self.shared
+            .world
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log_lines
+            .entry(key)
+            .or_default()
+            .push((at, line.to_string()));
     }
 
     /// Installs the runner for Job pods.

@@ -1,6 +1,7 @@
 //! Harness shared by the end-to-end tests: binaries, test servers, fakes of external services.
 
 pub mod bins;
+pub mod experiment;
 pub mod fake_kube;
 pub mod http_server;
 pub mod jaeger;

@@ -268,10 +268,7 @@ impl DirectFile {
         ops: Ops,
     ) -> Result<DirectFile> {
         let path = dir.join(name);
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .tempfile_in(dir)
-            .map_err(|e| Error::io("writing", &path, e))?;
+        let tmp = super::temp::create(dir, name).map_err(|e| Error::io("writing", &path, e))?;
         // Any failure to turn O_DIRECT on (EINVAL from a file system without it, typically)
         // just means buffered writes.
         let mode = if direct && (ops.set_direct)(tmp.as_file(), true).is_ok() {

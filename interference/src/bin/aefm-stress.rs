@@ -215,16 +215,30 @@ fn main() -> ExitCode {
                 "error: unknown stressor kind {first:?}; valid kinds: {}",
                 KINDS.join(", ")
             );
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_exit(&e),
+    };
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints clap's answer; `--help` and `--version` exit 0, usage errors 1 (clap's own code is 2,
+/// the README promises 1 for every error).
+fn usage_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -238,7 +252,11 @@ fn real_main(cli: Cli) -> Result<()> {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    aefm_interference::run(&stressor, &opts, &stop, &mut out)
+    let last = aefm_interference::run(&stressor, &opts, &stop, &mut out)
         .with_context(|| format!("{} stressor", stressor.kind()))?;
+    // Started but could not do its job: the report says so in JSON, stderr and the exit code too.
+    if let Some(e) = last.error() {
+        anyhow::bail!("{} stressor failed: {e}", stressor.kind());
+    }
     Ok(())
 }

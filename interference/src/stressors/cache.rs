@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::{details, round, Active, Ctx};
+use super::{details, ended_early, round, Active, Ctx};
 use crate::cgroup;
 use crate::error::{Error, Result};
 use crate::geometry::{self, CacheInfo, CacheLevel};
@@ -101,6 +101,7 @@ pub(crate) struct CacheStress {
     start: Instant,
     last: Instant,
     last_acc: u64,
+    stop: Arc<AtomicBool>,
 }
 
 /// Reads the cache geometry of the first allowed CPU and starts the walker there.
@@ -151,6 +152,7 @@ pub(crate) fn start(ctx: &Ctx, level: CacheLevel, fraction: f64) -> Result<Cache
         start: now,
         last: now,
         last_acc: 0,
+        stop: ctx.stop.clone(),
     })
 }
 
@@ -202,6 +204,15 @@ impl Active for CacheStress {
         let v = self.visited(a);
         let _ = self.handle.join();
         (v, d)
+    }
+    fn failure(&mut self) -> Option<String> {
+        // The one worker is the whole stressor: once it ended, nothing is held in the cache.
+        ended_early([self.handle.is_finished()], &self.stop).map(|_| {
+            format!(
+                "the cache worker (CPU {}) ended before the stop (it panicked)",
+                self.cpu
+            )
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::{details, round, Active, Ctx};
+use super::{details, ended_early, round, Active, Ctx};
 use crate::cgroup;
 use crate::error::{Error, Result};
 
@@ -109,6 +109,9 @@ pub(crate) struct CpuStress {
     start: Instant,
     last: Instant,
     last_cpu: u64,
+    stop: Arc<AtomicBool>,
+    /// The first runtime failure seen (kept: it stays true for the rest of the run).
+    failed: Option<String>,
 }
 
 impl CpuStress {
@@ -208,6 +211,8 @@ pub(crate) fn start(
         start: now,
         last: now,
         last_cpu: 0,
+        stop: ctx.stop.clone(),
+        failed: None,
     };
     s.last_cpu = s.cpu_ns();
     Ok(s)
@@ -244,6 +249,21 @@ impl Active for CpuStress {
             let _ = w.handle.join();
         }
         (round(per, 2), d)
+    }
+    fn failure(&mut self) -> Option<String> {
+        if self.failed.is_none() {
+            let finished = self.workers.iter().map(|w| w.handle.is_finished());
+            if let Some(i) = ended_early(finished, &self.stop) {
+                self.failed = Some(format!(
+                    "worker cpu-{i} (CPU {}) ended before the stop (it panicked); {} of {} workers \
+                     are left",
+                    self.workers[i].cpu,
+                    self.workers.iter().filter(|w| !w.handle.is_finished()).count(),
+                    self.workers.len()
+                ));
+            }
+        }
+        self.failed.clone()
     }
 }
 

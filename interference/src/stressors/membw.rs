@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::memcap::RESERVE;
-use super::{details, round, Active, Ctx};
+use super::{details, ended_early, round, Active, Ctx};
 use crate::cgroup::MemoryLimit;
 use crate::error::{Error, Result};
 use crate::units::Rate;
@@ -118,6 +118,9 @@ pub(crate) struct MemBw {
     last: Instant,
     last_bytes: u64,
     first_ready: Option<(Instant, u64)>,
+    stop: Arc<AtomicBool>,
+    /// The first runtime failure seen (kept for the rest of the run).
+    failed: Option<String>,
 }
 
 /// The default per-worker working set: 4x the LLC (at least 64 MiB), so the traffic goes to
@@ -221,6 +224,8 @@ pub(crate) fn start(
         last: now,
         last_bytes: 0,
         first_ready: None,
+        stop: ctx.stop.clone(),
+        failed: None,
     })
 }
 
@@ -277,6 +282,22 @@ impl Active for MemBw {
             let _ = h.join();
         }
         (round(gbps, 3), d)
+    }
+    fn failure(&mut self) -> Option<String> {
+        if self.failed.is_none() {
+            let finished = self.handles.iter().map(JoinHandle::is_finished);
+            if let Some(i) = ended_early(finished, &self.stop) {
+                // A worker only returns early when its arrays could not be allocated (or it
+                // panicked): the rest of the stressor moves fewer bytes than asked.
+                self.failed = Some(format!(
+                    "membw worker {i} (CPU {}) ended before the stop: it could not allocate its \
+                     two arrays of {} bytes each (or panicked)",
+                    self.cpus[i],
+                    self.working_set / 2
+                ));
+            }
+        }
+        self.failed.clone()
     }
 }
 

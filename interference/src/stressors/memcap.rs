@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::{details, Active, Ctx};
+use super::{details, ended_early, Active, Ctx};
 use crate::cgroup::{self, MemoryLimit};
 use crate::error::{Error, Result};
 use crate::stop::sleep_polling;
@@ -158,6 +158,7 @@ pub(crate) struct MemCap {
     filled_after: Arc<AtomicU64>,
     handle: Option<JoinHandle<()>>,
     retouch_per_s: Option<f64>,
+    stop: Arc<AtomicBool>,
 }
 
 fn filler(
@@ -249,6 +250,7 @@ pub(crate) fn start(ctx: &Ctx, size: Size, retouch_per_s: Option<f64>) -> Result
         filled_after,
         handle: Some(handle),
         retouch_per_s,
+        stop: ctx.stop.clone(),
     })
 }
 
@@ -294,6 +296,12 @@ impl Active for MemCap {
         let d = self.details();
         let _ = self.map.len; // the mapping is unmapped when self drops, after the final figure
         (rss, d)
+    }
+    fn failure(&mut self) -> Option<String> {
+        // The filler holds the pages (and re-touches them): it only ends with the stop.
+        let finished = self.handle.as_ref().map(JoinHandle::is_finished);
+        ended_early(finished, &self.stop)
+            .map(|_| "the memcap filler thread ended before the stop (it panicked)".to_string())
     }
 }
 

@@ -34,8 +34,28 @@ pub(crate) trait Active: Send {
     /// The achieved intensity since the previous sample, and details.
     fn sample(&mut self) -> (f64, Map<String, Value>);
     /// Called after the stop flag is set: join workers, free everything, return the whole-run
-    /// figure and details.
+    /// figure and details. A stressor whose run failed as a whole (a net client that never
+    /// reached its server) puts an `error` detail ([`crate::report::ERROR_KEY`]) here itself.
     fn finish(self: Box<Self>) -> (f64, Map<String, Value>);
+    /// Why the stressor cannot do its job right now (a worker ended early, iperf3 cannot reach
+    /// its server), or None. Called before every sample and once more before the stop; the
+    /// reporting loop writes it as the line's `error` detail. Default: never fails.
+    fn failure(&mut self) -> Option<String> {
+        None
+    }
+}
+
+/// Index of the first worker that ended while the stressor should still run (the stop flag is
+/// not set): a runtime failure such as a panic or a refused allocation. A worker that ended
+/// because of the stop is not one.
+pub(crate) fn ended_early(
+    finished: impl IntoIterator<Item = bool>,
+    stop: &AtomicBool,
+) -> Option<usize> {
+    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    finished.into_iter().position(|f| f)
 }
 
 /// Builds a JSON details map from pairs.

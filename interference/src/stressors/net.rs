@@ -8,6 +8,12 @@
 //! JSON output and its text intervals would need fragile parsing. The final figure for a client is
 //! iperf3's own `end.sum_sent` from its JSON, summed over runs.
 //! The child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with `aefm-stress` even on SIGKILL.
+//!
+//! Errors: whenever iperf3 exits by itself with an error (refused, unreachable, name unknown,
+//! address in use) the stressor is failing until a later run works (a client moved data, a server
+//! stayed up a second); while failing, every report line carries the error. A run that ends failing,
+//! or a client that never sent anything, puts the error on the final line, and `aefm-stress`
+//! exits 1 saying why.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -80,6 +86,14 @@ pub fn split_target(text: &str, default_port: u16) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// How long an iperf3 client waits for its control connection, in ms.
+const CONNECT_TIMEOUT_MS: u64 = 5000;
+/// Bytes a client run must write before it counts as working (iperf3's own error output is about
+/// 1 KB, its first data write 128 KiB).
+const WORKING_BYTES: u64 = 16 * 1024;
+/// How long a server run must stay up before it counts as working.
+const SERVER_UP: Duration = Duration::from_secs(1);
+
 /// iperf3 arguments for one run of `secs` seconds.
 pub(crate) fn iperf_args(mode: &Mode, secs: u64) -> Vec<String> {
     match mode {
@@ -100,6 +114,9 @@ pub(crate) fn iperf_args(mode: &Mode, secs: u64) -> Vec<String> {
             streams.to_string(),
             "-t".into(),
             secs.to_string(),
+            // An unreachable host fails (and is retried) instead of hanging in connect().
+            "--connect-timeout".into(),
+            CONNECT_TIMEOUT_MS.to_string(),
             "-J".into(),
         ],
     }
@@ -142,6 +159,23 @@ struct Totals {
     json_bytes: u64,
     json_secs: f64,
     last_error: Option<String>,
+    /// Set when a run failed, cleared when a later run works: the stressor is failing now.
+    failing: Option<String>,
+    /// Runs started, and whether any run ever worked.
+    attempts: u32,
+    ever_worked: bool,
+}
+
+impl Totals {
+    fn fail(&mut self, what: String) {
+        self.last_error = Some(what.clone());
+        self.failing = Some(what);
+    }
+
+    fn worked(&mut self) {
+        self.failing = None;
+        self.ever_worked = true;
+    }
 }
 
 struct Shared {
@@ -218,11 +252,10 @@ fn supervise(
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                shared
-                    .totals
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .last_error = Some(format!("cannot start {}: {e}", exe.display()));
+                let mut t = shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+                t.attempts += 1;
+                t.fail(format!("cannot start {}: {e}", exe.display()));
+                drop(t);
                 if sleep_polling(&stop, Duration::from_millis(500)) {
                     break;
                 }
@@ -230,6 +263,13 @@ fn supervise(
             }
         };
         shared.running.store(true, Ordering::Relaxed);
+        shared
+            .totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempts += 1;
+        let started = Instant::now();
+        let mut working = false;
         let out = child.stdout.take().map(read_all);
         let err = child.stderr.take().map(read_all);
         let pid = child.id();
@@ -243,6 +283,18 @@ fn supervise(
                     .fetch_add(now.saturating_sub(last), Ordering::Relaxed);
                 run_bytes += now.saturating_sub(last);
                 last = now;
+            }
+            let works = match mode {
+                Mode::Server { .. } => started.elapsed() >= SERVER_UP,
+                Mode::Client { .. } => run_bytes >= WORKING_BYTES,
+            };
+            if works && !working {
+                working = true;
+                shared
+                    .totals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .worked();
             }
             if let Ok(Some(_)) = child.try_wait() {
                 exited_by_itself = true;
@@ -267,11 +319,15 @@ fn supervise(
                 });
         }
         let mut totals = shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let what = describe(&mode);
         if let Some((bytes, secs, _bps, error)) = parse_client_json(&stdout) {
             totals.json_bytes += bytes;
             totals.json_secs += secs;
+            if bytes > 0 {
+                totals.worked();
+            }
             if let Some(e) = error.filter(|_| exited_by_itself) {
-                totals.last_error = Some(e);
+                totals.fail(format!("{what}: {e}"));
             }
         } else if exited_by_itself {
             let line = stderr
@@ -279,12 +335,20 @@ fn supervise(
                 .chain(stdout.lines())
                 .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("exited");
-            totals.last_error = Some(line.trim().to_string());
+            totals.fail(format!("{what}: {}", line.trim()));
         }
         drop(totals);
         if exited_by_itself && sleep_polling(&stop, Duration::from_millis(500)) {
             break;
         }
+    }
+}
+
+/// The iperf3 command a run stands for, for messages: `iperf3 -c HOST -p PORT` or `iperf3 -s -p PORT`.
+fn describe(mode: &Mode) -> String {
+    match mode {
+        Mode::Server { port } => format!("iperf3 -s -p {port}"),
+        Mode::Client { target, port, .. } => format!("iperf3 -c {target} -p {port}"),
     }
 }
 
@@ -414,6 +478,14 @@ impl Active for NetStress {
         self.last_bytes = b;
         (round(bps, 0), self.details())
     }
+    fn failure(&mut self) -> Option<String> {
+        self.shared
+            .totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failing
+            .clone()
+    }
     fn finish(mut self: Box<Self>) -> (f64, Map<String, Value>) {
         let elapsed = self.start.elapsed().as_secs_f64().max(1e-9);
         if let Some(h) = self.handle.take() {
@@ -424,6 +496,9 @@ impl Active for NetStress {
         let mut d = s.details();
         d.insert("counted_bps".into(), json!(round(counted, 0)));
         let t = s.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = final_error(&s.mode, &t, elapsed) {
+            d.insert(crate::report::ERROR_KEY.into(), json!(e));
+        }
         let achieved = if t.json_secs > 0.0 {
             let bps = t.json_bytes as f64 * 8.0 / t.json_secs;
             d.insert("iperf3_sent_bps".into(), json!(round(bps, 0)));
@@ -437,51 +512,32 @@ impl Active for NetStress {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets() {
-        assert_eq!(
-            split_target("10.0.0.1", 5201).unwrap(),
-            ("10.0.0.1".into(), 5201)
-        );
-        assert_eq!(
-            split_target("srv:7000", 5201).unwrap(),
-            ("srv".into(), 7000)
-        );
-        assert_eq!(
-            split_target("[::1]:7000", 5201).unwrap(),
-            ("::1".into(), 7000)
-        );
-        assert_eq!(split_target("::1", 5201).unwrap(), ("::1".into(), 5201));
-        assert!(split_target("srv:http", 5201)
-            .unwrap_err()
-            .to_string()
-            .contains("srv:http"));
-        assert!(split_target(":80", 5201).is_err());
-    }
-
-    #[test]
-    fn client_args_and_json() {
-        let m = Mode::Client {
-            target: "h".into(),
-            port: 9,
-            bandwidth_bps: 1_000_000_000,
-            streams: 2,
+/// Why the run as a whole failed, or None: it ended failing (the last runs could not do their
+/// job), or a client never sent anything.
+fn final_error(mode: &Mode, t: &Totals, elapsed_s: f64) -> Option<String> {
+    let attempts = match t.attempts {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    };
+    if let Some(e) = &t.failing {
+        let what = if t.ever_worked {
+            "failing at the end"
+        } else if matches!(mode, Mode::Client { .. }) {
+            "never reached its server"
+        } else {
+            "never stayed up"
         };
-        assert_eq!(
-            iperf_args(&m, 10).join(" "),
-            "-c h -p 9 -b 1000000000 -P 2 -t 10 -J"
-        );
-        let json = r#"{"start":{},"end":{"sum_sent":{"start":0,"end":3.0,"seconds":3.0,"bytes":374996992,"bits_per_second":999924650.4,"retransmits":0,"sender":true}}}"#;
-        let (b, s, bps, e) = parse_client_json(json).unwrap();
-        assert_eq!((b, s, e), (374996992, 3.0, None));
-        assert!((bps - 999924650.4).abs() < 1.0);
-        let (b, _, _, e) = parse_client_json(r#"{"start":{},"intervals":[],"end":{},"error":"unable to connect to server: Connection refused"}"#).unwrap();
-        assert_eq!(b, 0);
-        assert!(e.unwrap().contains("unable to connect"));
-        assert!(parse_client_json("not json").is_none());
+        return Some(format!("{what} ({attempts} in {elapsed_s:.1} s): {e}"));
+    }
+    match mode {
+        Mode::Client { .. } if !t.ever_worked => Some(format!(
+            "{} sent nothing in {elapsed_s:.1} s ({attempts})",
+            describe(mode)
+        )),
+        _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "net_tests.rs"]
+mod tests;

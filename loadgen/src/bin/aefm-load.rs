@@ -3,6 +3,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use aefm_loadgen::check::check_output_file;
 use aefm_loadgen::cli::{self, Command, USAGE};
 use aefm_loadgen::{
     render_banner, render_wrk2, write_interval_log, ReportOptions, Run, RunControl,
@@ -14,21 +15,6 @@ use anyhow::Context as _;
 /// load allocates almost nothing per request and is unchanged.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Raises the soft open-files limit to the hard limit: 10 000 connections need it.
-fn raise_nofile_limit() {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os()) {
@@ -63,7 +49,13 @@ fn main() -> ExitCode {
 }
 
 fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> anyhow::Result<()> {
-    raise_nofile_limit();
+    // Output files are checked before any load: a typo in a directory must not cost a run.
+    if let Some(path) = output.json.as_deref().filter(|p| *p != "-") {
+        check_output_file(std::path::Path::new(path)).context("--json")?;
+    }
+    if let Some(path) = &output.hdr_log {
+        check_output_file(path).context("--hdr-log")?;
+    }
     for w in warnings {
         eprintln!("aefm-load: warning: {w}");
     }

@@ -10,9 +10,9 @@ use mlua::{Lua, MetaMethod, Table, UserData, UserDataMethods, Value};
 /// Socket error counters, as in wrk's `summary.errors`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DoneErrors {
-    /// Failed connects.
+    /// Failed connects and TLS handshakes.
     pub connect: u64,
-    /// Read or parse errors.
+    /// Read errors and answers that were not HTTP or were cut short.
     pub read: u64,
     /// Write errors.
     pub write: u64,
@@ -48,9 +48,10 @@ impl DoneInput {
             duration_us: s.duration_us,
             requests: s.requests,
             bytes: s.bytes,
+            // wrk has no TLS or protocol kinds: it counts them as connect and read errors.
             errors: DoneErrors {
-                connect: s.errors.connect,
-                read: s.errors.read,
+                connect: s.errors.connect + s.errors.tls,
+                read: s.errors.read + s.errors.protocol,
                 write: s.errors.write,
                 status: s.errors.status,
                 timeout: s.errors.timeout,

@@ -4,6 +4,7 @@
 //! (Prometheus scoped to the namespace and pods, Jaeger for the entrance service, pod → service
 //! through owner references). One connection is shared by all four.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,10 +74,12 @@ pub fn build(config: &Config) -> Result<Components, String> {
             shared: shared.clone(),
             applied: Vec::new(),
             endpoint: config.load.url.clone(),
+            seen: BTreeMap::new(),
         }),
         interference: Box::new(KubeInterference {
             shared: shared.clone(),
             placed: Vec::new(),
+            levels: Vec::new(),
         }),
         workload: Box::new(KubeWorkload {
             shared: shared.clone(),
@@ -93,6 +96,8 @@ pub struct KubeDeployer {
     shared: Arc<Shared>,
     applied: Vec<ObjectRef>,
     endpoint: Option<String>,
+    /// Restart counts of the app's pods at the last check (pod name -> restarts).
+    seen: BTreeMap<String, i32>,
 }
 
 impl Deployer for KubeDeployer {
@@ -101,6 +106,7 @@ impl Deployer for KubeDeployer {
         self.applied = cluster
             .deploy(DeployAction::from_config(cluster.config()))
             .map_err(to_component)?;
+        self.seen.clear();
         Ok(())
     }
 
@@ -130,6 +136,41 @@ impl Deployer for KubeDeployer {
             .collect()
     }
 
+    /// Every app pod seen at the last check is still there, running, and has not restarted
+    /// since: a pod that restarted or vanished during a case makes that case invalid.
+    fn check(&mut self) -> Result<(), ComponentError> {
+        let cluster = self.shared.cluster()?;
+        let pods = cluster.pod_owners().map_err(to_component)?;
+        let now: BTreeMap<String, i32> = pods
+            .iter()
+            .filter(|p| p.phase != "Succeeded")
+            .map(|p| (p.pod.clone(), p.restarts))
+            .collect();
+        let mut problems: Vec<String> = pods
+            .iter()
+            .filter(|p| p.phase != "Running" && p.phase != "Succeeded")
+            .map(|p| format!("pod {} is {}", p.pod, or_unknown(&p.phase)))
+            .collect();
+        for (pod, before) in &self.seen {
+            match now.get(pod) {
+                None => problems.push(format!("pod {pod} is gone")),
+                Some(after) if after > before => problems.push(format!(
+                    "pod {pod} restarted ({before} -> {after} restarts)"
+                )),
+                Some(_) => {}
+            }
+        }
+        self.seen = now;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ComponentError::Died {
+                what: format!("app in namespace {}", cluster.config().namespace),
+                reason: problems.join("; "),
+            })
+        }
+    }
+
     fn teardown(&mut self) -> Result<(), ComponentError> {
         // The application stays deployed unless asked (it is expensive to bring up and the next
         // experiment usually reuses it); `aefm clean` removes it too.
@@ -142,10 +183,20 @@ impl Deployer for KubeDeployer {
     }
 }
 
+fn or_unknown(phase: &str) -> &str {
+    if phase.is_empty() {
+        "in no phase yet"
+    } else {
+        phase
+    }
+}
+
 /// Interference pods for the levels of each case.
 pub struct KubeInterference {
     shared: Arc<Shared>,
     placed: Vec<ObjectRef>,
+    /// The levels placed, for their checks.
+    levels: Vec<super::interference::verify::Placed>,
 }
 
 impl InterferenceGenerator for KubeInterference {
@@ -163,10 +214,19 @@ impl InterferenceGenerator for KubeInterference {
         match cluster.place_interference(&case, &specs) {
             Ok(refs) => {
                 self.placed = refs;
+                self.levels = wanted
+                    .iter()
+                    .map(|l| super::interference::verify::Placed {
+                        label: l.label.clone(),
+                        kind: l.spec.kind().to_string(),
+                        stressor: l.spec.in_pod().stressor,
+                    })
+                    .collect();
                 Ok(())
             }
             Err(e) => {
                 self.placed.clear();
+                self.levels.clear();
                 Err(to_component(e))
             }
         }
@@ -176,7 +236,38 @@ impl InterferenceGenerator for KubeInterference {
         let cluster = self.shared.cluster()?;
         cluster.clear_interference().map_err(to_component)?;
         self.placed.clear();
+        self.levels.clear();
         Ok(())
+    }
+
+    /// Each placed pod judged from its log (read with timestamps) and its state.
+    fn verify(
+        &mut self,
+        window: &Window,
+        tol: &aefm_interference::verify::Tolerances,
+    ) -> Vec<crate::validity::Reason> {
+        if self.levels.is_empty() {
+            return Vec::new();
+        }
+        let found = self
+            .shared
+            .cluster()
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                c.verify_interference(&self.levels, (window.start, window.end), tol)
+                    .map_err(|e| e.to_string())
+            });
+        match found {
+            Ok(findings) => findings
+                .into_iter()
+                .map(|f| crate::validity::Reason::new(f.code, f.message))
+                .collect(),
+            // Unread evidence is no evidence: the case cannot be trusted.
+            Err(e) => vec![crate::validity::Reason::new(
+                "stressor_unverified",
+                format!("cannot read the interference pods' logs: {e}"),
+            )],
+        }
     }
 
     fn units(&self) -> Vec<AppUnit> {

@@ -1,6 +1,7 @@
 //! Interference on a cluster: aefm-stress pods pinned to the chosen nodes (N per node, requests
 //! equal to limits, labelled with experiment and test case), an iperf3 ring across nodes for
-//! network interference, waiting until they run, and removing them again.
+//! network interference, waiting until they run, and removing them again; [`verify`] checks a
+//! case's pods from their logs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -19,7 +20,9 @@ use super::labels;
 use super::manifests::node_affinity;
 use super::readiness::pod_problem;
 use crate::config::kubernetes::KubernetesConfig;
-use crate::config::{StressKind, StressSpec};
+use crate::config::{StressKind, StressLevel};
+
+pub mod verify;
 
 /// Who the pods belong to: written as labels so cleanup and analysis find them.
 #[derive(Debug, Clone)]
@@ -42,16 +45,6 @@ fn pod_labels(owner: &Owner<'_>, kind: &str) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
-}
-
-/// The level as the stressor it describes, or a config error naming it.
-fn convert(spec: &StressSpec) -> Result<aefm_interference::InterferenceSpec, KubeError> {
-    // No cores: a pod's stressor sizes itself from the pod's limits.
-    spec.to_interference(None, None)
-        .map_err(|e| KubeError::Config {
-            key: "sweep.interference".into(),
-            message: format!("level {}: {e}", spec.label()),
-        })
 }
 
 /// Interference may go to control-plane nodes when they are listed (small clusters).
@@ -78,18 +71,19 @@ fn control_plane_tolerations() -> Vec<Toleration> {
 pub fn stress_pod(
     cfg: &KubernetesConfig,
     owner: &Owner<'_>,
-    spec: &StressSpec,
+    spec: &StressLevel,
     node: &str,
     index: u32,
 ) -> Result<Value, KubeError> {
     let name = format!(
         "aefm-{}-{}-{}-{index}",
         labels::dns_fragment(owner.experiment, 20),
-        spec.kind,
+        spec.kind(),
         labels::dns_fragment(node, 20)
     );
-    let mut s = convert(spec)?;
-    s.labels = pod_labels(owner, &spec.kind.to_string());
+    // Converted when the config was loaded; no cores: it sizes itself from the pod's limits.
+    let mut s = spec.in_pod();
+    s.labels = pod_labels(owner, &spec.kind().to_string());
     s.placement = Placement {
         node: Some(node.to_string()),
         cpus: None,
@@ -122,29 +116,20 @@ pub fn stress_pod(
 pub fn iperf_ring(
     cfg: &KubernetesConfig,
     owner: &Owner<'_>,
-    spec: &StressSpec,
+    spec: &StressLevel,
     nodes: &[(String, String)],
 ) -> Result<Vec<Value>, KubeError> {
     let port = cfg.interference.iperf_port;
     let resources = json!({"cpu": cfg.interference.cpu, "memory": cfg.interference.memory});
     let mut out = Vec::new();
     for (i, (node, _ip)) in nodes.iter().enumerate() {
-        let (_, next_ip) = &nodes[(i + 1) % nodes.len()];
-        let host = if next_ip.contains(':') {
-            format!("[{next_ip}]")
-        } else {
-            next_ip.clone()
-        };
-        let aimed = StressSpec {
-            target: Some(format!("{host}:{port}")),
-            ..spec.clone()
-        };
+        let (_, target) = &nodes[(i + 1) % nodes.len()];
+        // Bandwidth and streams as converted when the config was loaded; the target is the ring's.
         let Stressor::NetClient {
-            target,
-            port,
             bandwidth_bps,
             streams,
-        } = convert(&aimed)?.stressor
+            ..
+        } = spec.in_pod().stressor
         else {
             return Err(KubeError::Config {
                 key: "sweep.interference".into(),
@@ -236,7 +221,7 @@ pub async fn desired_pods(
     kube: &Kube,
     cfg: &KubernetesConfig,
     owner: &Owner<'_>,
-    wanted: &[StressSpec],
+    wanted: &[StressLevel],
 ) -> Result<Vec<Value>, KubeError> {
     let nodes = cfg.interference_nodes();
     if nodes.is_empty() && !wanted.is_empty() {
@@ -250,7 +235,7 @@ pub async fn desired_pods(
     }
     let mut pods = Vec::new();
     for spec in wanted {
-        if spec.kind == StressKind::Net {
+        if spec.kind() == StressKind::Net {
             if nodes.len() < 2 {
                 return Err(KubeError::Config {
                     key: "kubernetes.interference.nodes".into(),
@@ -477,8 +462,13 @@ mod tests {
         .unwrap()
     }
 
-    fn cpu() -> StressSpec {
+    fn cpu() -> StressLevel {
         serde_yaml::from_str("{kind: cpu, load: 90, workers: 2}").unwrap()
+    }
+
+    /// A level as the Kubernetes backend converts it when the config is loaded.
+    fn level(yaml: &str) -> Result<StressLevel, String> {
+        StressLevel::for_cluster(serde_yaml::from_str(yaml).unwrap()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -528,8 +518,8 @@ mod tests {
             test_case: "c",
         };
         let args = |yaml: &str| {
-            let spec: StressSpec = serde_yaml::from_str(yaml).unwrap();
-            stress_pod(&cfg(), &owner, &spec, "w1", 0).unwrap()["spec"]["containers"][0]["args"]
+            stress_pod(&cfg(), &owner, &level(yaml).unwrap(), "w1", 0).unwrap()["spec"]
+                ["containers"][0]["args"]
                 .clone()
         };
         assert_eq!(args("{kind: cpu}"), json!(["cpu", "--load", "100"]));
@@ -542,10 +532,8 @@ mod tests {
             args("{kind: memcap, size: 50%}"),
             json!(["memcap", "--size", "50%"])
         );
-        let bad: StressSpec = serde_yaml::from_str("{kind: memcap, size: lots}").unwrap();
-        let e = stress_pod(&cfg(), &owner, &bad, "w1", 0)
-            .unwrap_err()
-            .to_string();
+        // A bad value never reaches a pod: the config's conversion refuses it.
+        let e = level("{kind: memcap, size: lots}").unwrap_err();
         assert!(e.contains("`size`: invalid size \"lots\""), "{e}");
     }
 
@@ -556,8 +544,7 @@ mod tests {
             experiment: "exp",
             test_case: "c",
         };
-        let net: StressSpec =
-            serde_yaml::from_str("{kind: net, bandwidth: 2G, streams: 3}").unwrap();
+        let net = level("{kind: net, bandwidth: 2G, streams: 3}").unwrap();
         let ips = vec![
             ("w1".to_string(), "10.0.0.1".to_string()),
             ("w2".into(), "10.0.0.2".into()),
@@ -589,7 +576,7 @@ mod tests {
             experiment: "exp",
             test_case: "c",
         };
-        let net: StressSpec = serde_yaml::from_str("{kind: net}").unwrap();
+        let net = level("{kind: net}").unwrap();
         let ips = vec![
             ("w1".to_string(), "fd00::1".to_string()),
             ("w2".into(), "fd00::2".into()),
@@ -602,8 +589,9 @@ mod tests {
             cmd.contains("-c fd00::2 -p 34567 -t 86400 -b 1000000000 -P 1;"),
             "{cmd}"
         );
-        let bad: StressSpec = serde_yaml::from_str("{kind: net, bandwidth: fast}").unwrap();
-        assert!(iperf_ring(&cfg(), &owner, &bad, &ips).is_err());
+        assert!(level("{kind: net, bandwidth: fast}").is_err());
+        let cpu = level("{kind: cpu}").unwrap();
+        assert!(iperf_ring(&cfg(), &owner, &cpu, &ips).is_err());
     }
 
     #[test]

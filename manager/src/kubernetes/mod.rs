@@ -40,7 +40,7 @@ pub use deploy::DeployAction;
 pub use error::KubeError;
 
 use crate::config::kubernetes::KubernetesConfig;
-use crate::config::{Config, StressSpec};
+use crate::config::{Config, StressLevel};
 
 /// The manifests `aefm plan` prints: the namespace, then infra, then the services under test,
 /// rewritten exactly as they would be applied. No cluster is contacted.
@@ -142,7 +142,7 @@ impl Cluster {
     pub fn place_interference(
         &self,
         test_case: &str,
-        wanted: &[StressSpec],
+        wanted: &[StressLevel],
     ) -> Result<Vec<ObjectRef>, KubeError> {
         let owner = interference::Owner {
             experiment: &self.experiment,
@@ -163,6 +163,24 @@ impl Cluster {
             let _ = self.clear_interference();
         }
         res
+    }
+
+    /// Checks the experiment's interference pods over `window` from their logs and states; see
+    /// [`interference::verify::verify`].
+    pub fn verify_interference(
+        &self,
+        levels: &[interference::verify::Placed],
+        window: (std::time::SystemTime, std::time::SystemTime),
+        tol: &aefm_interference::verify::Tolerances,
+    ) -> Result<Vec<aefm_interference::verify::Finding>, KubeError> {
+        self.rt.block_on(interference::verify::verify(
+            &self.kube,
+            &self.cfg.interference.namespace,
+            &self.experiment,
+            levels,
+            window,
+            tol,
+        ))
     }
 
     /// Removes every interference pod of the experiment and waits until they are gone.

@@ -18,6 +18,10 @@ pub struct PodOwner {
     pub service: String,
     /// Node the pod runs on.
     pub node: Option<String>,
+    /// Container restarts so far, summed over the pod's containers.
+    pub restarts: i32,
+    /// The pod's phase (`Running`, `Pending`, `Succeeded`, ...), empty when not reported.
+    pub phase: String,
 }
 
 /// Like [`pod_services`], with each pod's node.
@@ -42,10 +46,18 @@ pub async fn pod_owners(
         .filter_map(|p| {
             let name = p.metadata.name?;
             let service = map.get(&name)?.clone();
+            let status = p.status.unwrap_or_default();
             Some(PodOwner {
                 pod: name,
                 service,
                 node: p.spec.and_then(|s| s.node_name),
+                restarts: status
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .map(|c| c.restart_count)
+                    .sum(),
+                phase: status.phase.unwrap_or_default(),
             })
         })
         .collect())

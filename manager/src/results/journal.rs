@@ -64,6 +64,16 @@ pub struct Entry {
     /// Measured window end (RFC 3339), when load ran.
     #[serde(default)]
     pub window_end: Option<String>,
+    /// Whether the figures can be believed (cases that ran; failed cases carry none).
+    #[serde(default)]
+    pub verdict: Option<crate::validity::Verdict>,
+    /// Attempt number of this case (1 unless `on_invalid: rerun` ran it again).
+    #[serde(default = "first_attempt")]
+    pub attempt: usize,
+}
+
+fn first_attempt() -> usize {
+    1
 }
 
 /// Appends an entry and syncs it to disk.
@@ -135,6 +145,8 @@ mod tests {
             ended: "y".into(),
             window_start: None,
             window_end: None,
+            verdict: None,
+            attempt: 1,
         }
     }
 

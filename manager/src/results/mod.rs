@@ -4,12 +4,16 @@
 
 pub mod case_files;
 pub mod journal;
+pub mod metadata;
 pub mod plots;
+pub mod points;
+pub mod resume;
+pub mod status;
 pub mod summary;
 
-use std::path::{Path, PathBuf};
+pub use metadata::Metadata;
 
-use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
@@ -37,6 +41,14 @@ pub enum ResultsError {
     /// `--resume` found nothing to resume.
     #[error("nothing to resume: {0}")]
     NoResume(String),
+    /// `--resume` refused: the experiment still runs, runs elsewhere, or the config changed.
+    #[error("cannot resume {dir}: {message}")]
+    ResumeRefused {
+        /// The experiment directory.
+        dir: PathBuf,
+        /// Why, and what to do.
+        message: String,
+    },
     /// A plot could not be drawn.
     #[error("plot {path}: {message}")]
     Plot {
@@ -56,17 +68,41 @@ pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
 }
 
 /// Writes a file atomically (temp file in the same directory, then rename), so a crash never
-/// leaves a half-written result behind.
+/// leaves a half-written result behind. The temp file is the collector's
+/// ([`aefm_collector::output::temp`]): one recognisable name, removed by the next writer if this
+/// one is killed, and mode 0666 less the umask.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
     use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(path))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut tmp = aefm_collector::output::temp::create(dir, name).map_err(io(path))?;
     tmp.write_all(bytes).map_err(io(path))?;
     tmp.persist(path).map_err(|e| ResultsError::Io {
         path: path.to_path_buf(),
         source: e.error,
     })?;
     Ok(())
+}
+
+/// The command that resumes the experiment in `dir`, for messages (quoted for a POSIX shell).
+pub fn resume_command(config_file: &str, dir: &Path) -> String {
+    format!(
+        "aefm run {} --resume={}",
+        shell_quote(config_file),
+        shell_quote(&dir.display().to_string())
+    )
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./=-:+,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// The directory for a new experiment: `<results_dir>/<name>-<YYYYmmdd-HHMMSS>` (suffixed `-2`,
@@ -125,82 +161,6 @@ pub fn resume_dir(cfg: &Config, explicit: Option<&Path>) -> Result<PathBuf, Resu
     })
 }
 
-/// metadata.json: what ran, where and when.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct Metadata {
-    /// Experiment name.
-    pub name: String,
-    /// aefm version.
-    pub aefm_version: String,
-    /// Host name.
-    pub host: String,
-    /// Kernel (`uname -sr`).
-    pub kernel: String,
-    /// CPUs available.
-    pub cpus: usize,
-    /// The config file given on the command line.
-    pub config_file: String,
-    /// Backend.
-    pub backend: String,
-    /// Test cases in the sweep.
-    pub cases: usize,
-    /// Start of the first run (RFC 3339, UTC).
-    pub started: String,
-    /// Starts of later `--resume` runs.
-    #[serde(default)]
-    pub resumed: Vec<String>,
-    /// End of the last run (RFC 3339, UTC), once it ended.
-    #[serde(default)]
-    pub ended: Option<String>,
-    /// `running`, `finished`, `finished-with-failures`, `interrupted` or `failed`.
-    pub status: String,
-    /// Cases finished (ok) / failed at the end of the last run.
-    #[serde(default)]
-    pub ok_cases: usize,
-    /// Cases that failed.
-    #[serde(default)]
-    pub failed_cases: usize,
-}
-
-impl Metadata {
-    /// Metadata of a run starting now.
-    pub fn start(cfg: &Config, config_file: &Path, cases: usize) -> Self {
-        Self {
-            name: cfg.name.clone(),
-            aefm_version: env!("CARGO_PKG_VERSION").to_string(),
-            host: hostname(),
-            kernel: kernel(),
-            cpus: crate::config::available_cores(),
-            config_file: config_file.display().to_string(),
-            backend: format!("{:?}", cfg.backend).to_lowercase(),
-            cases,
-            started: now_rfc3339(),
-            resumed: Vec::new(),
-            ended: None,
-            status: "running".into(),
-            ok_cases: 0,
-            failed_cases: 0,
-        }
-    }
-
-    /// Writes metadata.json into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<(), ResultsError> {
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        write_atomic(&dir.join("metadata.json"), text.as_bytes())
-    }
-
-    /// Reads metadata.json from `dir`.
-    pub fn read(dir: &Path) -> Result<Self, ResultsError> {
-        let p = dir.join("metadata.json");
-        let text = std::fs::read_to_string(&p).map_err(io(&p))?;
-        serde_json::from_str(&text).map_err(|e| ResultsError::Format {
-            path: p.clone(),
-            line: e.line(),
-            message: e.to_string(),
-        })
-    }
-}
-
 /// Now, RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -211,13 +171,13 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn kernel() -> String {
+pub(crate) fn kernel() -> String {
     let t = std::fs::read_to_string("/proc/sys/kernel/ostype").unwrap_or_default();
     let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{} {}", t.trim(), r.trim())

@@ -34,7 +34,7 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
         s.push_str(&cell(d));
         s.push(',');
     }
-    s.push_str("status,offered_rps,achieved_rps,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,mean_ms,app_cpu_percent,window_start,window_end,error\n");
+    s.push_str("status,validity,invalid_reasons,offered_rps,achieved_rps,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,mean_ms,app_cpu_percent,window_start,window_end,error,invalid_detail,attempt\n");
     for e in rows {
         let _ = write!(s, "{},{},", e.index, cell(&e.case));
         for d in dims {
@@ -48,13 +48,16 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
             s.push(',');
         }
         let l = e.latency.as_ref();
+        let v = e.verdict.as_ref();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             match e.status {
                 Status::Ok => "ok",
                 Status::Failed => "failed",
             },
+            v.map(|v| v.validity.to_string()).unwrap_or_default(),
+            cell(&v.map(|v| v.codes()).unwrap_or_default()),
             fmt_num(e.offered),
             e.achieved.map(|a| format!("{a:.2}")).unwrap_or_default(),
             e.requests.map(|r| r.to_string()).unwrap_or_default(),
@@ -71,6 +74,8 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
             e.window_start.clone().unwrap_or_default(),
             e.window_end.clone().unwrap_or_default(),
             cell(e.error.as_deref().unwrap_or("")),
+            cell(&v.map(|v| v.sentences()).unwrap_or_default()),
+            e.attempt,
         );
     }
     s

@@ -58,6 +58,9 @@ pub struct World {
     pub born: HashMap<Key, Instant>,
     /// Pod logs, by pod key.
     pub logs: HashMap<Key, String>,
+    /// Log lines written with the time they were written ([`crate::fake_kube::FakeKube::write_log`]),
+    /// after `logs`: what `timestamps` prefixes and `sinceTime`/`sinceSeconds` filter.
+    pub log_lines: HashMap<Key, Vec<(std::time::SystemTime, String)>>,
     /// Job pods already handed to the runner.
     pub started_jobs: HashSet<Key>,
     /// Job pods finished by the runner: exit code.

@@ -226,7 +226,21 @@ pub async fn handle(
         }
         ("get", Some("log")) => {
             let name = t.name.clone().unwrap_or_default();
-            match shared.log_of(&ns, &name) {
+            let timestamps = matches!(param("timestamps").as_deref(), Some("true" | "1"));
+            let since = match (param("sinceTime"), param("sinceSeconds")) {
+                (Some(t), _) => match t.parse::<k8s_openapi::jiff::Timestamp>() {
+                    Ok(ts) => Some(std::time::SystemTime::from(ts)),
+                    Err(e) => return Ok(err(400, "BadRequest", &format!("sinceTime {t:?}: {e}"))),
+                },
+                (None, Some(s)) => match s.parse::<u64>() {
+                    Ok(secs) => Some(std::time::SystemTime::now() - Duration::from_secs(secs)),
+                    Err(e) => {
+                        return Ok(err(400, "BadRequest", &format!("sinceSeconds {s:?}: {e}")))
+                    }
+                },
+                (None, None) => None,
+            };
+            match shared.log_of(&ns, &name, timestamps, since) {
                 Some(log) => full(StatusCode::OK, "text/plain", log),
                 None => err(404, "NotFound", &format!("pods \"{name}\" not found")),
             }

@@ -1,0 +1,251 @@
+//! Checking a parsed config: the values serde cannot check (ranges, URLs, cores, names, hook
+//! events), the sweep's conversion ([`TypedSweep::build`], whose errors are the sweep's
+//! validation), and, for a config loaded from a file, the files and directories it names.
+//!
+//! Every error names its key and, where the text has it, its line ([`super::locate_key`]).
+
+use std::path::Path;
+
+use super::schema::{Backend, Config};
+use super::typed::TypedSweep;
+use super::ConfigError;
+
+/// Characters allowed in names that become file names.
+pub fn safe_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
+}
+
+/// Number of CPUs this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl Config {
+    /// Checks every value and converts the sweep; the converted sweep is the result.
+    pub(super) fn validate(&self, text: &str, path: &Path) -> Result<TypedSweep, ConfigError> {
+        let bad = |key: &str, msg: String| Self::invalid(text, path, key, msg);
+        if self.name.trim().is_empty() || !self.name.chars().all(safe_char) {
+            return Err(bad(
+                "name",
+                format!(
+                    "{:?} must be non-empty and use only letters, digits, '.', '_' and '-'",
+                    self.name
+                ),
+            ));
+        }
+        if self.duration.is_zero() {
+            return Err(bad("duration", "must be greater than 0".into()));
+        }
+        let typed =
+            TypedSweep::build(&self.sweep, self.backend).map_err(|(key, m)| bad(&key, m))?;
+        self.validate_load().map_err(|(key, m)| bad(key, m))?;
+        self.validate_app().map_err(|(key, m)| bad(&key, m))?;
+        self.validate_services().map_err(|(key, m)| bad(key, m))?;
+        let names = typed.dimensions.iter().map(|d| d.name.as_str());
+        let events = crate::events::event_names(names);
+        for (i, h) in self.hooks.iter().enumerate() {
+            if !events.contains(&h.on) && !h.on.starts_with("custom:") {
+                return Err(bad(
+                    &format!("hooks[{i}].on"),
+                    format!(
+                        "unknown event {:?}; events are: {} (custom events: `custom:<name>`)",
+                        h.on,
+                        events.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(typed)
+    }
+
+    fn validate_load(&self) -> Result<(), (&'static str, String)> {
+        if self.load.threads == 0 || self.load.connections < self.load.threads {
+            return Err((
+                "load.connections",
+                format!(
+                    "threads ({}) must be >= 1 and connections ({}) >= threads",
+                    self.load.threads, self.load.connections
+                ),
+            ));
+        }
+        if let Some(u) = &self.load.url {
+            url::Url::parse(u).map_err(|e| ("load.url", format!("{u:?}: {e}")))?;
+        }
+        if self.load.url.is_none()
+            && !self.app.commands.is_empty()
+            && self.backend == Backend::Local
+        {
+            return Err((
+                "load.url",
+                "required when the app is a list of commands (AEFM cannot guess where to send load)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_app(&self) -> Result<(), (String, String)> {
+        if self.app.cores.is_empty() {
+            return Err(("app.cores".into(), "needs at least one core".into()));
+        }
+        let ncpu = available_cores();
+        for (key, cores) in [
+            ("app.cores", Some(&self.app.cores)),
+            ("load.cores", self.load.cores.as_ref()),
+        ] {
+            if let Some(c) = cores.and_then(|cs| cs.iter().find(|c| **c >= ncpu)) {
+                return Err((
+                    key.into(),
+                    format!("core {c} does not exist (this machine has {ncpu})"),
+                ));
+            }
+        }
+        if self.app.commands.is_empty() && self.app.demo.backends == 0 {
+            return Err(("app.demo.backends".into(), "must be at least 1".into()));
+        }
+        for (i, c) in self.app.commands.iter().enumerate() {
+            if let Some(u) = c.ready.as_ref().and_then(|r| r.http.as_ref()) {
+                url::Url::parse(u).map_err(|e| {
+                    (
+                        format!("app.commands[{i}].ready.http"),
+                        format!("{u:?}: {e}"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_services(&self) -> Result<(), (&'static str, String)> {
+        if let Some(p) = &self.collect.prometheus {
+            url::Url::parse(&p.url)
+                .map_err(|e| ("collect.prometheus.url", format!("{:?}: {e}", p.url)))?;
+        }
+        if let Some(j) = &self.collect.jaeger {
+            url::Url::parse(&j.url)
+                .map_err(|e| ("collect.jaeger.url", format!("{:?}: {e}", j.url)))?;
+        }
+        if self.backend == Backend::Kubernetes && self.kubernetes.is_none() {
+            return Err(("kubernetes", "required when `backend: kubernetes`".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks the files and directories the config names: the script and working directories
+    /// exist, and `results_dir` exists as a writable directory or can be created.
+    pub(super) fn validate_files(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Self::invalid(text, path, key, msg);
+        if let Some(s) = &self.load.script {
+            let p = self.resolve(s);
+            if !p.is_file() {
+                return Err(bad(
+                    "load.script",
+                    format!("script {} does not exist", p.display()),
+                ));
+            }
+        }
+        for (i, c) in self.app.commands.iter().enumerate() {
+            if let Some(d) = &c.cwd {
+                let p = self.resolve(d);
+                if !p.is_dir() {
+                    return Err(bad(
+                        &format!("app.commands[{i}].cwd"),
+                        format!("directory {} does not exist", p.display()),
+                    ));
+                }
+            }
+        }
+        writable_dir(&self.resolve(&self.results_dir)).map_err(|m| bad("results_dir", m))
+    }
+}
+
+/// Whether `dir` is a writable directory, or could be created as one: its nearest existing
+/// ancestor is a directory this process may create entries in. Nothing is created, so `validate`
+/// and `plan` leave no trace.
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    let what = if existing == dir {
+        format!("{}", dir.display())
+    } else {
+        format!(
+            "{} cannot be created: {}",
+            dir.display(),
+            existing.display()
+        )
+    };
+    if !existing.is_dir() {
+        return Err(format!("{what} is not a directory"));
+    }
+    if !may_write(existing) {
+        return Err(format!("{what} is not writable"));
+    }
+    Ok(())
+}
+
+/// access(2) with W_OK|X_OK: creating an entry needs both. Root passes whatever the mode bits.
+fn may_write(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_dir_must_be_a_directory_or_creatable() {
+        let tmp = tempfile::tempdir().unwrap();
+        writable_dir(tmp.path()).unwrap();
+        writable_dir(&tmp.path().join("a/b/c")).unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let e = writable_dir(&file).unwrap_err();
+        assert_eq!(e, format!("{} is not a directory", file.display()));
+        let e = writable_dir(&file.join("sub")).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{} cannot be created: {} is not a directory",
+                file.join("sub").display(),
+                file.display()
+            )
+        );
+        assert!(!tmp.path().join("a").exists(), "nothing is created");
+    }
+
+    #[test]
+    fn an_unwritable_results_dir_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let ro = tmp.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // Root may write anywhere: then access(2) is right to say yes, and so is this check.
+        let root = unsafe { libc::geteuid() } == 0;
+        let r = writable_dir(&ro.join("results"));
+        if root {
+            r.unwrap();
+        } else {
+            let e = r.unwrap_err();
+            assert!(
+                e.ends_with(&format!("{} is not writable", ro.display())),
+                "{e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The collector checks: where Prometheus or Jaeger is configured, its data for the case must be
+//! there (queries answered, scrapes present, traces found).
+
+use super::{Reason, ValidityConfig};
+use crate::components::CollectSummary;
+
+/// Runs the collector checks on what the collector reported for a case.
+pub fn check(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<Reason> {
+    let mut out = Vec::new();
+    let external: Vec<&String> = c
+        .errors
+        .iter()
+        .filter(|e| e.starts_with("prometheus") || e.starts_with("jaeger"))
+        .collect();
+    if !external.is_empty() {
+        out.push(Reason::new(
+            "collection_failed",
+            format!(
+                "{} configured source(s) failed: {}",
+                external.len(),
+                external
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
+    }
+    let mut short = Vec::new();
+    for (source, comp) in &c.completeness {
+        let Some(share) = comp.share() else { continue };
+        if source.starts_with("prometheus") && share < cfg.min_scrape_share {
+            short.push(format!(
+                "{source}: {} of {} points ({:.0} %)",
+                comp.present,
+                comp.expected,
+                share * 100.0
+            ));
+        }
+        if source == "jaeger" && share < cfg.min_trace_coverage {
+            out.push(Reason::new(
+                "trace_coverage_low",
+                format!(
+                    "{} traces for {} requests sent: coverage {:.1} %, below {:.1} %",
+                    comp.present,
+                    comp.expected,
+                    share * 100.0,
+                    cfg.min_trace_coverage * 100.0
+                ),
+            ));
+        }
+    }
+    if !short.is_empty() {
+        out.push(Reason::new(
+            "prometheus_missing_scrapes",
+            format!(
+                "scrapes missing in the window (at least {:.0} % of the points needed): {}",
+                cfg.min_scrape_share * 100.0,
+                short.join("; ")
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aefm_collector::case::Completeness;
+
+    fn summary(comp: Vec<(&str, u64, u64)>, errors: Vec<&str>) -> CollectSummary {
+        CollectSummary {
+            errors: errors.into_iter().map(String::from).collect(),
+            completeness: comp
+                .into_iter()
+                .map(|(s, present, expected)| (s.to_string(), Completeness { present, expected }))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn codes(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<String> {
+        check(c, cfg).into_iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn complete_sources_pass() {
+        let c = summary(
+            vec![("prometheus:cpu", 22, 22), ("jaeger", 10, 1000)],
+            vec![],
+        );
+        assert!(codes(&c, &ValidityConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn missing_scrapes_and_low_coverage_are_named() {
+        let c = summary(
+            vec![("prometheus:cpu", 10, 22), ("jaeger", 10, 1000)],
+            vec![],
+        );
+        let cfg = ValidityConfig {
+            min_trace_coverage: 0.5,
+            ..Default::default()
+        };
+        let r = check(&c, &cfg);
+        let codes: Vec<&str> = r.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["trace_coverage_low", "prometheus_missing_scrapes"]);
+        assert!(
+            r[1].message.contains("prometheus:cpu: 10 of 22"),
+            "{}",
+            r[1].message
+        );
+    }
+
+    #[test]
+    fn a_failed_query_is_collection_failed_but_host_notes_are_not() {
+        let c = summary(
+            vec![],
+            vec!["prometheus:cpu: connection refused", "host: pid 7 exited"],
+        );
+        assert_eq!(codes(&c, &ValidityConfig::default()), ["collection_failed"]);
+    }
+}
