@@ -37,14 +37,7 @@ pub fn check_spec(spec: &Spec) -> Result<Vec<String>, Error> {
     let Workload::Script { path, args } = &spec.workload else {
         return Ok(warnings);
     };
-    let st = ScriptTarget {
-        url: target.url.clone(),
-        scheme: target.scheme.clone(),
-        host: target.host.clone(),
-        port: target.port.clone(),
-        path: target.path.clone(),
-        headers: spec.headers.clone(),
-    };
+    let st = ScriptTarget::of(&target, spec.headers.clone());
     let mut main = MainScript::load(path, args, &st)?;
     warnings.extend(main.warnings().iter().cloned());
     let addr = placeholder_addr(&target);

@@ -246,14 +246,7 @@ impl Run {
         // down, and nothing is connected for a script that cannot run.
         let mut script = match &spec.workload {
             Workload::Script { path, args } => {
-                let st = ScriptTarget {
-                    url: target.url.clone(),
-                    scheme: target.scheme.clone(),
-                    host: target.host.clone(),
-                    port: target.port.clone(),
-                    path: target.path.clone(),
-                    headers: spec.headers.clone(),
-                };
+                let st = ScriptTarget::of(&target, spec.headers.clone());
                 let main = MainScript::load(path, args, &st)?;
                 warnings.extend(main.warnings().iter().cloned());
                 Some(main)

@@ -42,6 +42,37 @@ pub struct LoadSpec {
     pub cores: Option<Vec<usize>>,
 }
 
+impl LoadSpec {
+    /// The load of one case: the config's `load:` settings, at `rate`, to `url`, with the parsed
+    /// headers. The generator's threads are pinned to `load.cores`, by default to every core the
+    /// app does not use.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        url: String,
+        rate: f64,
+        headers: Vec<(String, String)>,
+    ) -> Self {
+        let cores = cfg.load.cores.clone().or_else(|| {
+            let n = crate::config::available_cores();
+            let free: Vec<usize> = (0..n).filter(|i| !cfg.app.cores.contains(i)).collect();
+            (!free.is_empty()).then_some(free)
+        });
+        Self {
+            url,
+            rate,
+            duration: cfg.duration,
+            warmup: cfg.warmup,
+            threads: cfg.load.threads,
+            connections: cfg.load.connections,
+            timeout: cfg.load.timeout,
+            headers,
+            script: cfg.load.script.as_ref().map(|s| cfg.resolve(s)),
+            script_args: cfg.load.script_args.clone(),
+            cores,
+        }
+    }
+}
+
 /// Cancels a running load: the load generator's own token (cloneable; all clones share the flag),
 /// so cancelling reaches the running generator directly.
 pub use aefm_loadgen::CancelToken;
@@ -204,19 +235,7 @@ pub fn check_config(
         .clone()
         .unwrap_or_else(|| "http://127.0.0.1:8080/".into());
     let rate = cfg.rates().into_iter().fold(1.0, f64::max);
-    let spec = LoadSpec {
-        url,
-        rate,
-        duration: cfg.duration,
-        warmup: cfg.warmup,
-        threads: cfg.load.threads,
-        connections: cfg.load.connections,
-        timeout: cfg.load.timeout,
-        headers,
-        script: cfg.load.script.as_ref().map(|s| cfg.resolve(s)),
-        script_args: cfg.load.script_args.clone(),
-        cores: cfg.load.cores.clone(),
-    };
+    let spec = LoadSpec::from_config(cfg, url, rate, headers);
     let key = if spec.script.is_some() {
         "load.script"
     } else {

@@ -131,11 +131,6 @@ pub fn load_spec(ctx: &Context, c: &Components) -> Result<LoadSpec, ComponentErr
         .ok_or_else(|| {
             ComponentError::other("load.url is not set and the deployer knows no endpoint")
         })?;
-    let cores = cfg.load.cores.clone().or_else(|| {
-        let n = crate::config::available_cores();
-        let free: Vec<usize> = (0..n).filter(|i| !cfg.app.cores.contains(i)).collect();
-        (!free.is_empty()).then_some(free)
-    });
     // Checked before the first case (`load::check_config`); an error here is a changed config.
     let headers = cfg
         .load
@@ -143,19 +138,7 @@ pub fn load_spec(ctx: &Context, c: &Components) -> Result<LoadSpec, ComponentErr
         .iter()
         .map(|h| aefm_loadgen::parse_header(h).map_err(|e| ComponentError::other(e.to_string())))
         .collect::<Result<_, _>>()?;
-    Ok(LoadSpec {
-        url,
-        rate: case.rate(),
-        duration: cfg.duration,
-        warmup: cfg.warmup,
-        threads: cfg.load.threads,
-        connections: cfg.load.connections,
-        timeout: cfg.load.timeout,
-        headers,
-        script: cfg.load.script.as_ref().map(|s| cfg.resolve(s)),
-        script_args: cfg.load.script_args.clone(),
-        cores,
-    })
+    Ok(LoadSpec::from_config(cfg, url, case.rate(), headers))
 }
 
 /// `default:run_load`: sample the host, send warm-up and measured load, keep the report.

@@ -445,10 +445,26 @@ fn experiment_end_to_end_with_the_fake_cluster() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "aefm run failed: {stderr}\n{}",
+    // Exit 3: the fake places the stressor pods but, unlike a kubelet, runs no container in
+    // them, so they never report; a stressor that cannot show it ran makes its case invalid.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "aefm run: {stderr}\n{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    let exp = aefm_tests::experiment::experiment_dir(&dir.path().join("results"));
+    let rows = aefm_tests::experiment::read_csv(&exp.join("summary.csv"));
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    let cpu = rows.iter().find(|r| r["cpu"] != "none").unwrap();
+    assert_eq!(cpu["validity"], "invalid", "{cpu:?}");
+    assert!(
+        cpu["invalid_reasons"].contains("stressor_no_reports"),
+        "{cpu:?}"
+    );
+    assert!(
+        cpu["invalid_detail"].contains("-w2-"),
+        "names the pod: {cpu:?}"
     );
     // The app was deployed, interference was placed on the testbed nodes, then removed.
     assert!(fake.get("deployments", "hotel", "frontend").is_some());

@@ -6,6 +6,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aefm_tests::bins;
+use aefm_tests::experiment::{
+    aefm, experiment_dir, read_csv, run_with_deadline, text, write_config,
+};
+
+/// summary.csv of an experiment directory, as rows of column -> value.
+fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    read_csv(&dir.join("summary.csv"))
+}
 
 /// Resume safety, crashed and interrupted states, temp files, umask.
 #[path = "manager/resume.rs"]
@@ -19,82 +27,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The aefm binary, with aefm-stress built beside it.
-fn aefm() -> PathBuf {
-    bins::bin("aefm-stress");
-    bins::bin("aefm")
-}
-
-fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-/// Runs to completion with a deadline; kills the process if it overruns.
-fn run_with_deadline(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn aefm");
-    let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d2 = done.clone();
-    let killer = std::thread::spawn(move || {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if d2.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: killing our own child.
-        unsafe {
-            libc_kill(pid as i32, 9);
-        }
-    });
-    let out = child.wait_with_output().expect("wait aefm");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = killer.join();
-    out
-}
-
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-/// The only experiment directory under `results`.
-fn experiment_dir(results: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(results)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
-
-/// summary.csv as a list of maps column -> value.
-fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
-        .collect()
 }
 
 /// Direct children of `pid` (from /proc).
@@ -291,7 +226,7 @@ fn check_results_are_consistent(dir: &Path, rows: &[std::collections::HashMap<St
 
 /// points.csv: one row per (stress, rate) over the 3 rounds, each interval around its mean.
 fn check_points(dir: &Path) {
-    let points = csv_rows(&dir.join("points.csv"));
+    let points = read_csv(&dir.join("points.csv"));
     assert_eq!(points.len(), 4, "{points:?}");
     for p in &points {
         assert_eq!(p["rounds"], "3", "{p:?}");
@@ -306,26 +241,10 @@ fn check_points(dir: &Path) {
     }
 }
 
-/// A CSV without quoted cells as a list of maps column -> value.
-fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 /// Mean CPU of the stressor over a case's window, percent of one core (0 when it was not seen).
 fn stressor_cpu(dir: &Path, case: &str) -> f64 {
     let p = dir.join("cases").join(case).join("host_summary.csv");
-    let rows = csv_rows(&p);
+    let rows = read_csv(&p);
     rows.iter()
         .filter(|r| {
             r["metric"] == "process_cpu_percent" && r["labels"].contains("role=interference")

@@ -90,6 +90,18 @@ pub struct ScriptTarget {
 }
 
 impl ScriptTarget {
+    /// The script's view of a parsed target, with the `-H` headers.
+    pub fn of(t: &crate::spec::Target, headers: Vec<(String, String)>) -> Self {
+        Self {
+            url: t.url.clone(),
+            scheme: t.scheme.clone(),
+            host: t.host.clone(),
+            port: t.port.clone(),
+            path: t.path.clone(),
+            headers,
+        }
+    }
+
     /// Splits `url` the way wrk does (the port only when written, the path with query and
     /// fragment). Errors name the URL.
     pub fn from_url(url: &str, headers: Vec<(String, String)>) -> Result<Self, SourceError> {

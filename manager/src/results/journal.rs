@@ -76,6 +76,70 @@ fn first_attempt() -> usize {
     1
 }
 
+#[cfg(test)]
+impl Entry {
+    /// A test entry: case `case` at `index`, `status`, offered 10 req/s, nothing measured.
+    pub(crate) fn sample(case: &str, index: usize, status: Status) -> Entry {
+        Entry {
+            case: case.into(),
+            index,
+            status,
+            error: None,
+            values: vec![],
+            offered: 10.0,
+            achieved: None,
+            requests: None,
+            errors: None,
+            latency: None,
+            app_cpu_percent: None,
+            started: "x".into(),
+            ended: "y".into(),
+            window_start: None,
+            window_end: None,
+            verdict: None,
+            attempt: 1,
+        }
+    }
+
+    /// A test entry of a stress x rate x round sweep that measured `p99_ms` (the other
+    /// percentiles in fixed proportion) at an achieved rate of `achieved`.
+    pub(crate) fn measured(
+        index: usize,
+        stress: &str,
+        rate: f64,
+        round: usize,
+        p99_ms: f64,
+        achieved: f64,
+    ) -> Entry {
+        let us = p99_ms * 1000.0;
+        Entry {
+            values: vec![
+                ("round".into(), round.to_string()),
+                ("stress".into(), stress.into()),
+                ("rate".into(), rate.to_string()),
+            ],
+            offered: rate,
+            achieved: Some(achieved),
+            requests: Some(100),
+            errors: Some(0),
+            latency: Some(crate::load::Percentiles {
+                p50_us: us * 0.5,
+                p90_us: us * 0.8,
+                p99_us: us,
+                p999_us: us * 1.2,
+                max_us: us * 1.5,
+                mean_us: us * 0.6,
+            }),
+            verdict: Some(crate::validity::Verdict::default()),
+            ..Entry::sample(
+                &format!("round-{round}_stress-{stress}_rate-{rate}"),
+                index,
+                Status::Ok,
+            )
+        }
+    }
+}
+
 /// Appends an entry and syncs it to disk.
 pub fn append(dir: &Path, entry: &Entry) -> Result<(), ResultsError> {
     let p = dir.join(FILE);
@@ -130,23 +194,8 @@ mod tests {
 
     fn entry(case: &str, status: Status) -> Entry {
         Entry {
-            case: case.into(),
-            index: 0,
-            status,
-            error: None,
             values: vec![("rate".into(), "10".into())],
-            offered: 10.0,
-            achieved: None,
-            requests: None,
-            errors: None,
-            latency: None,
-            app_cpu_percent: None,
-            started: "x".into(),
-            ended: "y".into(),
-            window_start: None,
-            window_end: None,
-            verdict: None,
-            attempt: 1,
+            ..Entry::sample(case, 0, status)
         }
     }
 

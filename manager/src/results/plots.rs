@@ -312,41 +312,10 @@ fn line_chart(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::Percentiles;
     use crate::validity::{Reason, Verdict};
 
     fn entry(index: usize, stress: &str, rate: f64, round: usize, p99_ms: f64) -> Entry {
-        let us = p99_ms * 1000.0;
-        Entry {
-            case: format!("round-{round}_stress-{stress}_rate-{rate}"),
-            index,
-            status: Status::Ok,
-            error: None,
-            values: vec![
-                ("round".into(), round.to_string()),
-                ("stress".into(), stress.into()),
-                ("rate".into(), rate.to_string()),
-            ],
-            offered: rate,
-            achieved: Some(rate),
-            requests: Some(100),
-            errors: Some(0),
-            latency: Some(Percentiles {
-                p50_us: us / 2.0,
-                p90_us: us * 0.8,
-                p99_us: us,
-                p999_us: us * 1.2,
-                max_us: us * 1.5,
-                mean_us: us * 0.6,
-            }),
-            app_cpu_percent: None,
-            started: "s".into(),
-            ended: "e".into(),
-            window_start: None,
-            window_end: None,
-            verdict: Some(Verdict::default()),
-            attempt: 1,
-        }
+        Entry::measured(index, stress, rate, round, p99_ms, rate)
     }
 
     #[test]

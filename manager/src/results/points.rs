@@ -289,36 +289,7 @@ mod tests {
     }
 
     fn entry(index: usize, stress: &str, rate: f64, round: usize, p99_ms: f64) -> Entry {
-        Entry {
-            case: format!("round-{round}_stress-{stress}_rate-{rate}"),
-            index,
-            status: Status::Ok,
-            error: None,
-            values: vec![
-                ("round".into(), round.to_string()),
-                ("stress".into(), stress.into()),
-                ("rate".into(), rate.to_string()),
-            ],
-            offered: rate,
-            achieved: Some(rate - 1.0),
-            requests: Some(100),
-            errors: Some(0),
-            latency: Some(Percentiles {
-                p50_us: p99_ms * 500.0,
-                p90_us: p99_ms * 800.0,
-                p99_us: p99_ms * 1000.0,
-                p999_us: p99_ms * 1200.0,
-                max_us: p99_ms * 1500.0,
-                mean_us: p99_ms * 600.0,
-            }),
-            app_cpu_percent: None,
-            started: "s".into(),
-            ended: "e".into(),
-            window_start: None,
-            window_end: None,
-            verdict: Some(Verdict::default()),
-            attempt: 1,
-        }
+        Entry::measured(index, stress, rate, round, p99_ms, rate - 1.0)
     }
 
     fn journal(list: Vec<Entry>) -> BTreeMap<String, Entry> {

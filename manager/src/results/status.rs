@@ -159,23 +159,8 @@ mod tests {
 
     fn entry(case: &crate::sweep::TestCase, status: Status, verdict: Option<Verdict>) -> Entry {
         Entry {
-            case: case.name.clone(),
-            index: case.index,
-            status,
-            error: None,
-            values: vec![],
-            offered: 10.0,
-            achieved: None,
-            requests: None,
-            errors: None,
-            latency: None,
-            app_cpu_percent: None,
-            started: "x".into(),
-            ended: "y".into(),
-            window_start: None,
-            window_end: None,
             verdict,
-            attempt: 1,
+            ..Entry::sample(&case.name, case.index, status)
         }
     }
 

@@ -82,25 +82,7 @@ fn the_saved_config_is_compared_and_its_directory_counts() {
 }
 
 fn entry(case: &str, index: usize) -> Entry {
-    Entry {
-        case: case.into(),
-        index,
-        status: Status::Ok,
-        error: None,
-        values: vec![],
-        offered: 10.0,
-        achieved: None,
-        requests: None,
-        errors: None,
-        latency: None,
-        app_cpu_percent: None,
-        started: "x".into(),
-        ended: "y".into(),
-        window_start: None,
-        window_end: None,
-        verdict: None,
-        attempt: 1,
-    }
+    Entry::sample(case, index, Status::Ok)
 }
 
 #[test]
