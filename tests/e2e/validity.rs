@@ -345,3 +345,36 @@ fn on_invalid_rerun_keeps_every_attempt_and_abort_stops() {
     );
     assert!(err.contains("on_invalid: abort"), "{err}");
 }
+
+#[test]
+fn a_membw_level_runs_once_its_arrays_are_ready_and_is_checked() {
+    let _s = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = r#"
+name: validity
+results_dir: results
+duration: 2s
+warmup: 200ms
+settle: 200ms
+app:
+  demo: {front_work_us: 10, back_work_us: 10}
+sweep:
+  rate: [20]
+  interference:
+    stress:
+      - {kind: membw, rate: max, workers: 1}
+"#;
+    let (code, err, rows) = run(tmp.path(), cfg);
+    assert!(matches!(code, Some(0 | 3)), "{err}");
+    assert_eq!(
+        rows[0]["status"], "ok",
+        "the stressor started: {rows:?} {err}"
+    );
+    // Its own reports covered the window (it was ready before the settle time began).
+    let r = reasons(&rows[0]);
+    assert!(
+        !r.iter()
+            .any(|c| c == "stressor_no_reports" || c == "stressor_exited"),
+        "{r:?}"
+    );
+}

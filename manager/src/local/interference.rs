@@ -26,40 +26,41 @@ const WARM_TIMEOUT: Duration = Duration::from_secs(120);
 /// Waits until the stressor's reports say every worker is ready (`ready_workers` = `workers`,
 /// for stressors that report them), so the settle time and the window start with the stressor at
 /// work, not while it sets up. Stressors without those details are ready at their first line.
-fn wait_workers_ready(
-    first: &str,
-    rx: &mpsc::Receiver<String>,
-    ctx: &Context,
-) -> Result<(), String> {
+fn wait_workers_ready(reports: &Mutex<Reports>, ctx: &Context) -> Result<(), String> {
     let end = std::time::Instant::now() + WARM_TIMEOUT;
-    let mut last = first.to_string();
-    while !workers_ready(&last) {
+    loop {
+        let (last, closed) = {
+            let r = reports.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                r.lines.back().map(|o| o.line.clone()),
+                r.closed_at.is_some(),
+            )
+        };
+        if last.as_ref().is_some_and(workers_ready) {
+            return Ok(());
+        }
+        let last = last
+            .map(|l| serde_json::to_string(&l).unwrap_or_default())
+            .unwrap_or_default();
+        if closed {
+            return Err(format!(
+                "the stressor exited while setting up (last report: {last})"
+            ));
+        }
         if ctx.cancel.is_cancelled() {
             return Err("cancelled".into());
         }
         if std::time::Instant::now() >= end {
             return Err(format!("workers not ready (last report: {last})"));
         }
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => last = line,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(format!(
-                    "the stressor exited while setting up (last report: {last})"
-                ))
-            }
-        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(())
 }
 
 /// True unless the report line says some workers are not ready yet.
-fn workers_ready(line: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return true;
-    };
-    match (v.get("ready_workers"), v.get("workers")) {
-        (Some(r), Some(w)) => r.as_u64() >= w.as_u64(),
+fn workers_ready(line: &ReportLine) -> bool {
+    match (line.detail_f64("ready_workers"), line.detail_f64("workers")) {
+        (Some(ready), Some(workers)) => ready >= workers,
         _ => true,
     }
 }
@@ -260,7 +261,7 @@ impl InterferenceGenerator for LocalInterference {
                 std::thread::spawn(move || read_reports(out, r, tx));
             }
             // Running = it printed its first report line.
-            let first = match rx.recv_timeout(START_TIMEOUT) {
+            match rx.recv_timeout(START_TIMEOUT) {
                 Ok(line) => {
                     tracing::info!(level = %level.label, pid = child.pid(), first_report = %line, "interference running");
                     if line.contains("\"error\"") {
@@ -268,7 +269,6 @@ impl InterferenceGenerator for LocalInterference {
                         // check will make it invalid unless it recovers before the window.
                         tracing::warn!(level = %level.label, report = %line, "interference reports an error");
                     }
-                    line
                 }
                 Err(_) => {
                     let status = child.stop(Duration::from_secs(1));
@@ -287,8 +287,8 @@ impl InterferenceGenerator for LocalInterference {
                         ),
                     });
                 }
-            };
-            if let Err(reason) = wait_workers_ready(&first, &rx, ctx) {
+            }
+            if let Err(reason) = wait_workers_ready(&reports, ctx) {
                 child.stop(Duration::from_secs(1));
                 return Err(ComponentError::NotReady {
                     what,
@@ -344,14 +344,15 @@ mod tests {
 
     #[test]
     fn workers_are_ready_when_the_report_says_so_or_says_nothing() {
-        assert!(!workers_ready(
-            r#"{"kind":"membw","ready_workers":0,"workers":2}"#
-        ));
-        assert!(workers_ready(
-            r#"{"kind":"membw","ready_workers":2,"workers":2}"#
-        ));
-        assert!(workers_ready(r#"{"kind":"cpu","achieved":80}"#));
-        assert!(workers_ready("not json"));
+        let line = |t: &str| serde_json::from_str::<ReportLine>(t).unwrap();
+        let base = r#""elapsed_s":1,"target":0,"achieved":0,"unit":"GB/s""#;
+        assert!(!workers_ready(&line(&format!(
+            r#"{{"kind":"membw",{base},"ready_workers":0,"workers":2}}"#
+        ))));
+        assert!(workers_ready(&line(&format!(
+            r#"{{"kind":"membw",{base},"ready_workers":2,"workers":2}}"#
+        ))));
+        assert!(workers_ready(&line(&format!(r#"{{"kind":"cpu",{base}}}"#))));
     }
 
     #[test]
