@@ -19,6 +19,20 @@ fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
 #[path = "manager/resume.rs"]
 mod resume;
 
+/// One 30 s case with a cpu stressor: long enough to be interrupted.
+const LONG_CASE: &str = r#"
+name: long
+results_dir: results
+duration: 30s
+warmup: 0s
+app:
+  demo: {front_work_us: 50, back_work_us: 50}
+sweep:
+  rate: [50]
+  interference:
+    stress: [{kind: cpu, load: 30}]
+"#;
+
 /// Tests that run experiments take this lock: they share the machine's cores, and the latency
 /// comparison must not compete with another experiment of the same test binary.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -400,22 +414,7 @@ fn resume_after_kill_skips_finished_cases() {
 fn sigint_stops_everything_and_keeps_results() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        tmp.path(),
-        "long.yaml",
-        r#"
-name: long
-results_dir: results
-duration: 30s
-warmup: 0s
-app:
-  demo: {front_work_us: 50, back_work_us: 50}
-sweep:
-  rate: [50]
-  interference:
-    stress: [{kind: cpu, load: 30}]
-"#,
-    );
+    let cfg = write_config(tmp.path(), "long.yaml", LONG_CASE);
     let child = Command::new(aefm())
         .args(["run", cfg.to_str().unwrap(), "--no-progress"])
         .stdout(Stdio::piped())

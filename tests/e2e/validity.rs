@@ -81,6 +81,26 @@ sweep:
     )
 }
 
+/// The demo app at 20 req/s for one 2 s case beside one interference level of dimension `dim`.
+fn one_level(dim: &str, level: &str) -> String {
+    format!(
+        r#"
+name: validity
+results_dir: results
+duration: 2s
+warmup: 200ms
+settle: 200ms
+app:
+  demo: {{front_work_us: 10, back_work_us: 10}}
+sweep:
+  rate: [20]
+  interference:
+    {dim}:
+      - {level}
+"#
+    )
+}
+
 /// Runs `aefm run` on `config` in `dir`; returns exit code, stdout + stderr and summary.csv's
 /// rows.
 fn run(dir: &Path, config: &str) -> (Option<i32>, String, Vec<HashMap<String, String>>) {
@@ -213,21 +233,11 @@ sweep:
 fn a_net_stressor_without_a_target_never_gives_a_valid_case() {
     let _s = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = r#"
-name: validity
-results_dir: results
-duration: 2s
-warmup: 200ms
-settle: 200ms
-app:
-  demo: {front_work_us: 10, back_work_us: 10}
-sweep:
-  rate: [20]
-  interference:
-    net:
-      - {kind: net, target: "127.0.0.1:1", bandwidth: 10M}
-"#;
-    let (code, err, rows) = run(tmp.path(), cfg);
+    let cfg = one_level(
+        "net",
+        r#"{kind: net, target: "127.0.0.1:1", bandwidth: 10M}"#,
+    );
+    let (code, err, rows) = run(tmp.path(), &cfg);
     assert_eq!(code, Some(3), "{err}");
     let row = &rows[0];
     assert_eq!(row["status"], "ok", "the case ran: {row:?}");
@@ -350,21 +360,8 @@ fn on_invalid_rerun_keeps_every_attempt_and_abort_stops() {
 fn a_membw_level_runs_once_its_arrays_are_ready_and_is_checked() {
     let _s = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = r#"
-name: validity
-results_dir: results
-duration: 2s
-warmup: 200ms
-settle: 200ms
-app:
-  demo: {front_work_us: 10, back_work_us: 10}
-sweep:
-  rate: [20]
-  interference:
-    stress:
-      - {kind: membw, rate: max, workers: 1}
-"#;
-    let (code, err, rows) = run(tmp.path(), cfg);
+    let cfg = one_level("stress", r#"{kind: membw, rate: max, workers: 1}"#);
+    let (code, err, rows) = run(tmp.path(), &cfg);
     assert!(matches!(code, Some(0 | 3)), "{err}");
     assert_eq!(
         rows[0]["status"], "ok",

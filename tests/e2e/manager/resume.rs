@@ -202,25 +202,9 @@ fn a_killed_run_is_crashed_and_a_resume_finishes_it_and_removes_stale_temp_files
 fn a_double_interrupt_records_interrupted_and_prints_the_resume_command() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        tmp.path(),
-        "long.yaml",
-        r#"
-name: long
-results_dir: results
-duration: 30s
-warmup: 0s
-app:
-  demo: {front_work_us: 50, back_work_us: 50}
-sweep:
-  rate: [50]
-  interference:
-    stress: [{kind: cpu, load: 30}]
-# A clean-up that hangs: what a second Ctrl-C is for (and a window to send it in).
-hooks:
-  - {on: cleanup, run: "sleep 30"}
-"#,
-    );
+    // A clean-up that hangs: what a second Ctrl-C is for (and a window to send it in).
+    let text = format!("{LONG_CASE}hooks:\n  - {{on: cleanup, run: \"sleep 30\"}}\n");
+    let cfg = write_config(tmp.path(), "long.yaml", &text);
     let mut child = aefm_cmd(&["run", cfg.to_str().unwrap(), "--no-progress"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
