@@ -44,7 +44,8 @@ pub struct Outcome {
     pub dir: PathBuf,
     /// Cases that ran to the end (status `ok`), in this or earlier runs.
     pub ok: usize,
-    /// Of `ok`, the cases whose figures passed every validity check.
+    /// Of `ok`, the cases whose figures passed every validity check (an ok case journaled by an
+    /// aefm older than verdicts is neither valid nor invalid).
     pub valid: usize,
     /// Of `ok`, the cases marked invalid (see [`crate::validity`]).
     pub invalid: usize,
@@ -283,14 +284,8 @@ impl Experiment {
                 Vec::new()
             }
         };
-        let ok = journal_entries
-            .values()
-            .filter(|e| e.status == Status::Ok)
-            .count();
-        let failed = journal_entries
-            .values()
-            .filter(|e| e.status == Status::Failed)
-            .count();
+        let counts = results::metadata::Counts::of(journal_entries.values());
+        let ok = counts.ok;
         // Counts over this sweep's cases only (prepare_dir set aside those of an earlier config).
         meta.count(&journal_entries);
         meta.ended = Some(results::now_rfc3339());
@@ -308,16 +303,12 @@ impl Experiment {
         if let Some(failure) = aborted {
             return Err(RunError::Aborted { failure, dir });
         }
-        let invalid = journal_entries
-            .values()
-            .filter(|e| e.status == Status::Ok && is_invalid(&e.verdict))
-            .count();
         Ok(Outcome {
             dir,
             ok,
-            valid: ok - invalid,
-            invalid,
-            failed,
+            valid: counts.valid,
+            invalid: counts.invalid,
+            failed: counts.failed,
             skipped,
             total: cases.len(),
             interrupted,

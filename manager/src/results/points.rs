@@ -77,10 +77,10 @@ impl Estimate {
     }
 }
 
-/// True when a case's figures count: it ran (`ok`) and its verdict is valid (journals written
-/// before verdicts existed carry none: their ok cases count).
+/// True when a case's figures count: it ran (`ok`) and was checked and found valid (an ok case
+/// journaled before verdicts existed was never checked, so it does not count).
 pub fn counts(e: &Entry) -> bool {
-    e.status == Status::Ok && e.verdict.as_ref().is_none_or(|v| v.is_valid())
+    e.status == Status::Ok && e.verdict.as_ref().is_some_and(|v| v.is_valid())
 }
 
 /// Picks one figure (µs) out of a case's latency percentiles.
@@ -304,7 +304,7 @@ mod tests {
         failed.status = Status::Failed;
         failed.latency = None;
         let mut old = entry(9, "cpu-80", 600.0, 4, 4.0);
-        old.verdict = None; // a journal from before verdicts: ok counts
+        old.verdict = None; // a journal from before verdicts: never checked, so not counted
         let j = journal(vec![
             entry(0, "none", 600.0, 1, 1.0),
             entry(1, "none", 300.0, 1, 0.5),
@@ -330,8 +330,8 @@ mod tests {
         let p99 = none.latency[2].unwrap();
         assert!((p99.mean - 2.0).abs() < 1e-9 && (p99.half_width.unwrap() - 2.4841).abs() < 1e-3);
         let cpu = &pts[2];
-        assert_eq!((cpu.rounds, cpu.valid_rounds), (4, 2));
-        assert!((cpu.latency[2].unwrap().mean - 3.0).abs() < 1e-9);
+        assert_eq!((cpu.rounds, cpu.valid_rounds), (4, 1));
+        assert!((cpu.latency[2].unwrap().mean - 2.0).abs() < 1e-9);
         assert!((cpu.achieved.unwrap().mean - 599.0).abs() < 1e-9);
 
         let csv = render(&j, &pts);
