@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # Benchmark of aefm-stress against its anchors and peers, measured in the same run
-# (protocol: ../shared/reference/interference.md section 7; anchors: ../shared/bench/interference/).
+# (anchors and samplers: bench/lib/stream_copy.c, memhold.c, proc_sample.py).
 # Prints the issue's figures: membw max vs a STREAM copy, membw 25/50 % targets, cpu 10/50/75 %
 # vs a reference spinner (and stress-ng --cpu-load as peer), memcap 1 and 4 GiB (RSS, CPU while
 # holding, memhold peer), net 1 Gbit/s on loopback (iperf3 -b as peer), and wall time vs duration
 # (also with a spinner sharing the stressor's core).
-# Usage: bench/interference.sh [outdir]     env: REPS (5), DUR (10), CPU (1: stressor CPU),
-#        GUARD=1 (wrap each step in guard.py: waits for a quiet machine), SHARED (anchor dir)
+# Usage: bench/interference.sh [outdir]     env: REPS (5), DUR (10), CPU (1: stressor CPU)
 # Needs: cargo, gcc, python3, iperf3, stress-ng, taskset.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-HERE=${SHARED:-$REPO/../shared/bench/interference}
+HERE=$REPO/bench/lib
 OUT=${1:-$REPO/results/bench-interference}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 REPS=${REPS:-5}; DUR=${DUR:-10}; CPU=${CPU:-1}
 JL="python3 $REPO/bench/interference/jl.py"
 PS="python3 $HERE/proc_sample.py -i 1"
-. "$HERE/lib.sh"
-step() { if [ "${GUARD:-0}" = 1 ]; then g "$@"; else local o=$1; shift; "$@" >"$o" 2>"$o.err"; fi; }
+log() { echo "$*" | tee -a "$OUT/summary.txt"; }
+# step OUTFILE CMD...: CMD's stdout to OUTFILE, its stderr to OUTFILE.err.
+step() { local o=$1; shift; "$@" >"$o" 2>"$o.err"; }
 : >"$OUT/summary.txt"
 
 (cd "$REPO" && cargo build --release -q -p aefm-interference --bin aefm-stress) || exit 1
 S="${CARGO_TARGET_DIR:-$REPO/target}/release/aefm-stress"
-gcc -O2 -fopenmp -o "$OUT/stream_anchor" "$HERE/stream_anchor.c" || exit 1
+gcc -O2 -o "$OUT/stream_anchor" "$HERE/stream_copy.c" || exit 1
 gcc -O2 -o "$OUT/memhold" "$HERE/memhold.c" || exit 1
 cat >"$OUT/spin.c" <<'C'
 #include <stdlib.h>

@@ -3,18 +3,17 @@
 #
 #   bench/loadgen.sh [co|co0|rate|max|hyper|mem|all]     (default: all)
 #
-#   co    coordinated omission: ../shared/bench/co_test.py with stall_server.py, three tests
+#   co    coordinated omission: bench/lib/stall_server.py (core 1) freezes for a while, three tests
 #         (5 s stall in 40 s; 1 s stall in 30 s; three 1 s stalls every 5 s in 40 s) at
-#         -t1 -c10 -R1000 -U --warmup 10s, i.e. the window wrk2 records (its calibration), so the
-#         expectations are co_test's defaults and the figures compare with wrk2.md section 9.3.
-#         Each test ends with a verdict: corrected p90, p99, p99.9 and max within 2 % (or 2 ms)
-#         of the open-loop expectation, wherever that expectation lies on the stall's ramp.
+#         -t1 -c10 -R1000 -U --warmup 10s, i.e. the window wrk2 records (its calibration).
+#         bench/lib/co_check.py ends each test with a verdict: corrected p90, p99, p99.9 and max
+#         within 2 % (or 2 ms) of the open-loop expectation, wherever it lies on the stall's ramp.
 #   co0   the same three tests without a warm-up (aefm-load's default: record from the start,
 #         --record-start 0). The recorded window is 40 s instead of 30 s, so test 1's p90 falls
 #         at 1.0 s, low on the stall's ramp, where the server's finite drain after the stall
-#         (wrk2.md 9.2 point 2) adds R/X * (1-q) * W to the open-loop value: 40 ms (4 %) for a
-#         drain rate X of 100k req/s, against 30 ms (1.5 %) at test 1's p90 in `co`.
-#   rate  rate and timer precision: nginx (1 worker, core 1) and rate_sweep.py at -R 5k, 20k,
+#         adds R/X * (1-q) * W to the open-loop value: 40 ms (4 %) for a drain rate X of
+#         100k req/s, against 30 ms (1.5 %) at test 1's p90 in `co`.
+#   rate  rate and timer precision: nginx (bench/lib/nginx.sh, 1 worker, core 1) at -R 5k, 20k,
 #         50k with -t1 -c50 -d15s -U on core 0, REPEAT times: achieved rate, CPU us/request,
 #         corrected vs uncorrected p50; medians per rate at the end.
 #   max   maximum requests/s at -t1 -c50 -d10s: aefm-load (rate far above capacity, so every
@@ -27,11 +26,11 @@
 #   mem   peak RSS of aefm-load at -t2 -c10000 -R20000 (open-files limit raised).
 #
 # Environment: PORT (nginx, default 18080), CO_PORT (stall server, 18090), REPEAT (rate, max, hyper; 3),
-# SHARED (bench harness, default ../shared/bench from the repo root), CARGO_TARGET_DIR.
+# CARGO_TARGET_DIR. Everything the benchmark runs besides the peers is in bench/lib/.
 # Needs: python3, taskset, /usr/bin/time, nginx (nginx-light), wrk.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED:-$ROOT/../shared/bench}
+LIB=$ROOT/bench/lib
 PORT=${PORT:-18080}
 CO_PORT=${CO_PORT:-18090}
 REPEAT=${REPEAT:-3}
@@ -43,90 +42,76 @@ LOAD=${CARGO_TARGET_DIR:-$ROOT/target}/release/aefm-load
 URL=http://127.0.0.1:$PORT/index.html
 ulimit -n "$(ulimit -Hn)" || true
 
-nginx_up() { bash "$SHARED/nginx_small.sh" start "$PORT" 1 >/dev/null; }
-nginx_down() { bash "$SHARED/nginx_small.sh" stop "$PORT" >/dev/null 2>&1 || true; }
-nginx_pid() { cat "${TMPDIR:-/tmp}/aefm-bench-nginx-$PORT/nginx.pid"; }
+nginx_up() { bash "$LIB/nginx.sh" start "$PORT" 1 >/dev/null; }
+nginx_down() { bash "$LIB/nginx.sh" stop "$PORT" >/dev/null 2>&1 || true; }
 
-# Reads co_test.py's table on stdin (and echoes it) and judges the corrected p90, p99, p99.9 and
-# max against the open-loop expectation: within 2 % or 2 ms. Only rows whose expectation lies on
-# the stall's ramp (at least 50 ms) are judged: a "baseline" row, or test 3's p90 that the model
-# puts at the edge of the ramp (1.67 ms), measures the server's ordinary latency, not the stall.
-co_verdict() {
-  python3 -c '
-import re, sys
-def secs(v):
-    m = re.fullmatch(r"([0-9.]+)(ms|s)", v)
-    return None if not m else float(m.group(1)) * (1e-3 if m.group(2) == "ms" else 1.0)
-worst = []
-for line in sys.stdin:
-    sys.stdout.write(line)
-    f = line.split()
-    if len(f) >= 4 and f[0] in ("90.000%", "99.000%", "99.900%", "100.000%"):
-        e, m = secs(f[1]), secs(f[3])
-        if e is not None and m is not None and e >= 0.05:
-            dev = abs(m - e)
-            worst.append((0.0 if dev <= 0.002 else dev / e, f[0], e, m))
-if worst:
-    w = max(worst)
-    print("verdict: %s (judged %s; worst %.2f%% at %s: %.3fs vs %.3fs expected)" % (
-        "PASS" if w[0] <= 0.02 else "FAIL", " ".join(x[1] for x in worst), 100 * w[0], w[1], w[3], w[2]))
-else:
-    print("verdict: none (no percentile on the stall ramp)")
-'
+# co_test DURATION AT STALL EVERY COUNT WARMUP: one stall test. The stall server freezes STALL s
+# at AT s after the first request (COUNT times, EVERY s apart); the generator records after its
+# warm-up, so the window holds DURATION - WARMUP seconds and every stall.
+co_test() {
+  local dur=$1 at=$2 stall=$3 every=$4 count=$5 warm=$6 json
+  json=$(mktemp)
+  taskset -c 1 python3 "$LIB/stall_server.py" "$CO_PORT" "$at" "$stall" "$every" "$count" &
+  local srv=$!
+  sleep 0.5
+  taskset -c 0 "$LOAD" -t1 -c10 -d"${dur}s" -R1000 -U --warmup "${warm}s" --json "$json" \
+    "http://127.0.0.1:$CO_PORT/" >/dev/null
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true
+  python3 "$LIB/co_check.py" "$json" "$((dur - warm))" "$stall" "$count"
+  rm -f "$json"
 }
 
-# co_tests WARMUP_ARGS RECORD_START: the three stall tests.
+# co_tests WARMUP: the three stall tests.
 co_tests() {
-  local cmd="$LOAD -t{threads} -c{conns} -d{duration}s -R{rate} -U $1 {url}"
-  local common=(--rate 1000 --conns 10 --threads 1 --record-start "$2" --port "$CO_PORT")
   echo "-- test 1: 5 s stall at +15 s in 40 s"
-  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 40 --stall-at 15 --stall-for 5 | co_verdict
+  co_test 40 15 5 0 1 "$1"
   echo "-- test 2: 1 s stall at +15 s in 30 s"
-  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 30 --stall-at 15 --stall-for 1 | co_verdict
+  co_test 30 15 1 0 1 "$1"
   echo "-- test 3: three 1 s stalls every 5 s from +12 s in 40 s"
-  python3 "$SHARED/co_test.py" --cmd "$cmd" "${common[@]}" --duration 40 --stall-at 12 --stall-for 1 \
-    --stall-every 5 --stall-count 3 | co_verdict
+  co_test 40 12 1 5 3 "$1"
 }
 
 run_co() {
-  echo "== coordinated omission (co_test.py, -t1 -c10 -R1000 -U --warmup 10s: wrk2's recorded window)"
-  co_tests "--warmup 10s" auto
+  echo "== coordinated omission (-t1 -c10 -R1000 -U --warmup 10s: wrk2's recorded window)"
+  co_tests 10
 }
 
 run_co0() {
-  echo "== coordinated omission without warm-up (-t1 -c10 -R1000 -U, --record-start 0)"
-  co_tests "" 0
+  echo "== coordinated omission without warm-up (-t1 -c10 -R1000 -U, recorded from the start)"
+  co_tests 0
 }
 
 run_rate() {
   echo "== rate and timer precision (nginx core 1, generator core 0, -t1 -c50 -d15s -U, $REPEAT runs per rate)"
   nginx_up
   trap nginx_down EXIT
-  local json
-  json=$(mktemp)
-  python3 "$SHARED/rate_sweep.py" --cmd "$LOAD -t1 -c50 -d15s -R{rate} -U {url}" \
-    --url "$URL" --rates 5000,20000,50000 --core 0 --server-pid "$(nginx_pid)" \
-    --repeat "$REPEAT" --max-other 5 --json "$json"
+  local dir rate i
+  dir=$(mktemp -d)
+  for rate in 5000 20000 50000; do
+    for i in $(seq "$REPEAT"); do
+      taskset -c 0 /usr/bin/time -o "$dir/$rate-$i.time" -f '%U %S' \
+        "$LOAD" -t1 -c50 -d15s -R"$rate" -U --json "$dir/$rate-$i.json" "$URL" >/dev/null
+      sleep 1
+    done
+  done
   nginx_down
-  SHARED=$SHARED python3 - "$json" <<'PY'
-import json, os, statistics, sys
-sys.path.insert(0, os.environ["SHARED"])
-from wrkparse import pct
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+  python3 - "$dir" <<'PY'
+import glob, json, os, statistics, sys
+d = sys.argv[1]
 print("-- medians per rate (CPU us/request = generator user+sys / completed requests)")
 print("%8s %12s %10s %12s %12s %12s %10s" % ("rate", "achieved/s", "error%", "us/request", "corr p50 us", "unc p50 us", "gap us"))
-for rate in sorted({r["rate"] for r in rows}, key=float):
-    rs = [r for r in rows if r["rate"] == rate and not r.get("contaminated")] or [r for r in rows if r["rate"] == rate]
-    def p50(r, which):
-        return pct(r["report"], which, 50)
-    ach = statistics.median(r["achieved"] for r in rs)
-    us = statistics.median((r["time_v"]["user_s"] + r["time_v"]["sys_s"]) * 1e6 / r["requests"] for r in rs)
-    c = statistics.median(p50(r, "corrected") for r in rs)
-    u = statistics.median(p50(r, "uncorrected") for r in rs)
-    gap = statistics.median(p50(r, "corrected") - p50(r, "uncorrected") for r in rs)
-    print("%8s %12.1f %10.3f %12.2f %12.0f %12.0f %10.0f" % (rate, ach, 100 * (ach - float(rate)) / float(rate), us, c, u, gap))
+for rate in (5000, 20000, 50000):
+    runs = []
+    for j in sorted(glob.glob(f"{d}/{rate}-*.json")):
+        r = json.load(open(j))
+        u, s = map(float, open(j[:-5] + ".time").read().split()[-2:])
+        runs.append((r["summary"]["achieved_rate"], (u + s) * 1e6 / max(r["summary"]["requests"], 1),
+                     r["corrected"]["stats"]["p50"], r["uncorrected"]["stats"]["p50"]))
+    m = [statistics.median(x[k] for x in runs) for k in range(4)]
+    gap = statistics.median(x[2] - x[3] for x in runs)
+    print("%8d %12.1f %10.3f %12.2f %12.0f %12.0f %10.0f" % (rate, m[0], 100 * (m[0] - rate) / rate, m[1], m[2], m[3], gap))
 PY
-  rm -f "$json"
+  rm -rf "$dir"
 }
 
 # Requests/sec of one report on stdin.

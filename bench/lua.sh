@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scripted-throughput benchmark for aefm-load's Lua runtime (issue 4).
 #
-# Against nginx (../shared/bench/nginx_small.sh, pinned to core 1), with the generator on core 0:
+# Against nginx (bench/lib/nginx.sh, pinned to core 1), with the generator on core 0:
 #   (a) max rate, 1 thread, 50 connections: aefm-load without a script, aefm-load with a script
 #       whose request() builds a new ~600-byte form body per call, and Debian's wrk (LuaJIT too)
 #       with the same script. Prints requests/s and the ratios the issue asks for.
@@ -20,7 +20,6 @@
 # Usage: bench/lua.sh            (env: DURATION=10s REPEAT=3 PORT=8080 AEFM_LOAD=path WRK=wrk)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-shared=${SHARED:-$root/../shared}
 port=${PORT:-8080}
 duration=${DURATION:-10s}
 repeat=${REPEAT:-3}
@@ -34,7 +33,7 @@ fi
 command -v "$wrk_bin" >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap '"$shared/bench/nginx_small.sh" stop "$port" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'bash "$root/bench/lib/nginx.sh" stop "$port" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 # The benchmark script: a fresh ~600-byte form-encoded body on every call (random user ids, 256 +
 # 64 random characters of text, two mentions, media ids), shaped like DeathStarBench's compose-post. It is sent with GET because
@@ -84,10 +83,11 @@ request = function()
 end
 LUA
 
-"$shared/bench/nginx_small.sh" start "$port" 1 >/dev/null
+bash "$root/bench/lib/nginx.sh" start "$port" 1 >/dev/null
 
 # Requests/sec and the request count of a report on stdin.
-parse() { python3 "$shared/bench/wrkparse.py" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("requests_per_sec") or 0, d.get("requests") or 0)'; }
+# (wrk's text report, which aefm-load prints the same: "N requests in ..." and "Requests/sec: X").
+parse() { awk '/ requests in / {n = $1} /^Requests\/sec:/ {r = $2} END {print (r ? r : 0), (n ? n : 0)}'; }
 
 # run LABEL CMD...: runs on core 0 under GNU time, prints "rps requests cpu_seconds".
 run() {
