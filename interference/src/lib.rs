@@ -13,10 +13,12 @@
 //!   restarted if it dies).
 //! - [`run()`]: runs one stressor for a wall-clock duration or until a [`StopSignal`], writing
 //!   JSON report lines ([`ReportLine`]: target next to achieved) each second and at the end.
-//! - [`InterferenceSpec`]: stressor + duration + placement + labels; renders to `aefm-stress`
-//!   arguments ([`InterferenceSpec::to_args`]), to a Kubernetes pod ([`InterferenceSpec::to_pod`],
-//!   or [`InterferenceSpec::to_pod_with`] and [`PodOptions`] for restart and pull policy and command),
-//!   or starts as a local process ([`InterferenceSpec::spawn_local`] -> [`LocalStressor`]).
+//! - [`InterferenceSpec`]: stressor + duration + metrics address + placement; renders to
+//!   `aefm-stress` arguments ([`InterferenceSpec::to_args`], encoded beside their parser) or starts
+//!   as a local process ([`InterferenceSpec::spawn_local`] -> [`LocalStressor`]). The Kubernetes
+//!   pod that runs a spec on a cluster is rendered by the manager
+//!   (`aefm::kubernetes::interference::pod::render`): this crate runs alone in a container and
+//!   depends on no Kubernetes types.
 //! - [`verify::check`]: judges a stressor's report lines over a measured window (it ran
 //!   throughout, reported no error, reached its target) with [`verify::Tolerances`].
 //! - [`cgroup`] and [`geometry`]: what the process may use (memory limit, CPU quota, allowed
@@ -30,15 +32,15 @@
 //!
 //! let mut spec = InterferenceSpec::new(Stressor::Cpu { workers: 1, load_pct: 50.0, cpus: None });
 //! spec.duration = Some(Duration::from_secs(30));
-//! // As a pod for the cluster ...
-//! let pod = spec.to_pod("cpu-node1-0", "interference", "aefm-stress:dev");
-//! // ... or as a local process.
+//! // The command line a container runs ...
+//! assert_eq!(spec.to_args(), ["cpu", "--workers", "1", "--load", "50", "--duration", "30s"]);
+//! // ... or a local process.
 //! let exe = find_stress_binary().expect("aefm-stress next to this program or on PATH");
 //! let mut s = spec.spawn_local(&exe)?;
 //! let first = s.wait_running(Duration::from_secs(5))?;
 //! println!("{} at {} {} (target {})", first.kind, first.achieved, first.unit, first.target);
 //! let last = s.stop(Duration::from_secs(2))?;
-//! # let _ = (pod, last);
+//! # let _ = last;
 //! # Ok::<(), aefm_interference::Error>(())
 //! ```
 
@@ -60,6 +62,6 @@ pub use geometry::CacheLevel;
 pub use local::LocalStressor;
 pub use report::ReportLine;
 pub use run::{run, RunOptions};
-pub use spec::{find_stress_binary, InterferenceSpec, Placement, PodOptions, Stressor};
+pub use spec::{find_stress_binary, InterferenceSpec, Placement, Stressor};
 pub use stop::StopSignal;
 pub use units::{Rate, Size};

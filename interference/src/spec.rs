@@ -1,18 +1,13 @@
 //! The interference spec the manager builds: which stressor at which intensity, for how long, where.
-//! It renders to `aefm-stress` arguments, to a Kubernetes pod manifest (k8s-openapi types), and
-//! spawns as a local process ([`crate::local`]).
+//! It renders to `aefm-stress` arguments (encoded here, beside their parser) and spawns as a local
+//! process ([`crate::local`]). Pod manifests are the manager's business
+//! (`aefm::kubernetes::interference::pod`): this crate runs alone in a container and needs no
+//! Kubernetes types.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, Pod, PodSpec, ResourceRequirements, Toleration,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::CacheLevel;
@@ -84,7 +79,9 @@ impl Stressor {
     }
 }
 
-/// Where a stressor runs and what it may use.
+/// Where a stressor runs and what it may use. Locally only `cpus` applies; `node` and the limits
+/// are read by the manager's pod renderer, as plain strings so that this crate needs no Kubernetes
+/// types (tolerations and labels are the manager's alone).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
     /// Kubernetes node (`kubernetes.io/hostname`); ignored locally.
@@ -96,28 +93,6 @@ pub struct Placement {
     pub cpu_limit: Option<String>,
     /// Pod memory request and limit (e.g. `4Gi`).
     pub memory_limit: Option<String>,
-    /// Taints the pod tolerates, e.g. the control-plane taint so small clusters can put
-    /// interference on every node; ignored locally.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
-}
-
-/// How [`InterferenceSpec::to_pod_with`] runs the stressor's container: settings of the pod that
-/// are about the cluster and the image rather than the stressor. The default is what
-/// [`InterferenceSpec::to_pod`] uses.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PodOptions {
-    /// `restartPolicy`; None = `Never`, right for a stressor with a duration, which ends by itself.
-    /// `Always` suits one without a duration that must keep going until its pod is deleted (the
-    /// kubelet restarts it if it dies, e.g. OOM-killed).
-    pub restart_policy: Option<String>,
-    /// The container's `imagePullPolicy` (`Always`, `IfNotPresent`, `Never`); None = the cluster's
-    /// default.
-    pub image_pull_policy: Option<String>,
-    /// The container's `command`; None = the image's entry point (`aefm-stress` in the image built
-    /// from `images/`). Set it (e.g. `["aefm-stress"]`) for images whose entry point is another
-    /// program: the arguments are always [`InterferenceSpec::to_args`].
-    pub command: Option<Vec<String>>,
 }
 
 /// A complete interference request.
@@ -131,24 +106,16 @@ pub struct InterferenceSpec {
     pub metrics_addr: Option<SocketAddr>,
     /// Node, CPUs and resource limits.
     pub placement: Placement,
-    /// Labels that identify the experiment (put on the pod, used for cleanup).
-    pub labels: BTreeMap<String, String>,
 }
 
-/// Label put on every stressor pod with value `aefm-stress`.
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-/// Label with the stressor kind (`cpu`, `memcap`, ...).
-pub const KIND_LABEL: &str = "aefm.io/interference-kind";
-
 impl InterferenceSpec {
-    /// A spec with no duration, placement, metrics or labels.
+    /// A spec with no duration, placement or metrics.
     pub fn new(stressor: Stressor) -> Self {
         InterferenceSpec {
             stressor,
             duration: None,
             metrics_addr: None,
             placement: Placement::default(),
-            labels: BTreeMap::new(),
         }
     }
 
@@ -229,105 +196,6 @@ impl InterferenceSpec {
             args.push(m.to_string());
         }
         args
-    }
-
-    /// The labels on the pod: the spec's labels plus name and kind labels.
-    pub fn pod_labels(&self) -> BTreeMap<String, String> {
-        let mut l = self.labels.clone();
-        l.insert(NAME_LABEL.into(), "aefm-stress".into());
-        l.insert(KIND_LABEL.into(), self.stressor.kind().into());
-        l
-    }
-
-    /// A pod running `image` with [`Self::to_args`]: requests equal to limits (the given CPU and
-    /// memory), required node affinity to `placement.node`, the placement's tolerations, the
-    /// labels, `restartPolicy: Never`, and a container port for an iperf3 server or the metrics
-    /// endpoint. [`Self::to_pod_with`] sets the restart policy, pull policy and command.
-    pub fn to_pod(&self, name: &str, namespace: &str, image: &str) -> Pod {
-        self.to_pod_with(name, namespace, image, &PodOptions::default())
-    }
-
-    /// [`Self::to_pod`] with the restart policy, image pull policy and container command of `opts`.
-    pub fn to_pod_with(&self, name: &str, namespace: &str, image: &str, opts: &PodOptions) -> Pod {
-        let mut res = BTreeMap::new();
-        if let Some(c) = &self.placement.cpu_limit {
-            res.insert("cpu".to_string(), Quantity(c.clone()));
-        }
-        if let Some(m) = &self.placement.memory_limit {
-            res.insert("memory".to_string(), Quantity(m.clone()));
-        }
-        let resources = (!res.is_empty()).then(|| ResourceRequirements {
-            limits: Some(res.clone()),
-            requests: Some(res),
-            ..Default::default()
-        });
-        let mut ports = Vec::new();
-        if let Stressor::NetServer { port } = self.stressor {
-            ports.push(ContainerPort {
-                name: Some("iperf3".into()),
-                container_port: port.into(),
-                ..Default::default()
-            });
-        }
-        let mut annotations = BTreeMap::new();
-        if let Some(m) = self.metrics_addr {
-            ports.push(ContainerPort {
-                name: Some("metrics".into()),
-                container_port: m.port().into(),
-                ..Default::default()
-            });
-            annotations.insert("prometheus.io/scrape".to_string(), "true".to_string());
-            annotations.insert("prometheus.io/port".to_string(), m.port().to_string());
-        }
-        let affinity = self.placement.node.as_ref().map(|node| Affinity {
-            node_affinity: Some(NodeAffinity {
-                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                    node_selector_terms: vec![NodeSelectorTerm {
-                        match_expressions: Some(vec![NodeSelectorRequirement {
-                            key: "kubernetes.io/hostname".into(),
-                            operator: "In".into(),
-                            values: Some(vec![node.clone()]),
-                        }]),
-                        ..Default::default()
-                    }],
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        Pod {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(namespace.to_string()),
-                labels: Some(self.pod_labels()),
-                annotations: (!annotations.is_empty()).then_some(annotations),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                restart_policy: Some(
-                    opts.restart_policy
-                        .clone()
-                        .unwrap_or_else(|| "Never".into()),
-                ),
-                // aefm-stress stops within 0.5 s of SIGTERM: no need for the default 30 s.
-                termination_grace_period_seconds: Some(5),
-                affinity,
-                tolerations: (!self.placement.tolerations.is_empty())
-                    .then(|| self.placement.tolerations.clone()),
-                containers: vec![Container {
-                    name: "stress".into(),
-                    image: Some(image.to_string()),
-                    image_pull_policy: opts.image_pull_policy.clone(),
-                    command: opts.command.clone(),
-                    args: Some(self.to_args()),
-                    resources,
-                    ports: (!ports.is_empty()).then_some(ports),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            status: None,
-        }
     }
 }
 
@@ -435,88 +303,5 @@ mod tests {
             s.to_args().join(" "),
             "net --server --port 1 --metrics-addr 0.0.0.0:9100"
         );
-    }
-
-    #[test]
-    fn pod_manifest() {
-        let mut s = spec(Stressor::MemCap {
-            size: Size::PercentOfLimit(90.0),
-            retouch_per_s: None,
-        });
-        s.placement = Placement {
-            node: Some("node-2".into()),
-            cpus: None,
-            cpu_limit: Some("100m".into()),
-            memory_limit: Some("4Gi".into()),
-            tolerations: Vec::new(),
-        };
-        s.labels.insert("aefm.io/experiment".into(), "exp-1".into());
-        s.metrics_addr = Some("0.0.0.0:9100".parse().unwrap());
-        let pod = s.to_pod("memcap-node-2-0", "interference", "aefm-stress:dev");
-        let v = serde_json::to_value(&pod).unwrap();
-        assert_eq!(v["metadata"]["name"], "memcap-node-2-0");
-        assert_eq!(v["metadata"]["namespace"], "interference");
-        assert_eq!(v["metadata"]["labels"]["aefm.io/experiment"], "exp-1");
-        assert_eq!(v["metadata"]["labels"][NAME_LABEL], "aefm-stress");
-        assert_eq!(v["metadata"]["labels"][KIND_LABEL], "memcap");
-        assert_eq!(v["metadata"]["annotations"]["prometheus.io/port"], "9100");
-        assert_eq!(v["spec"]["restartPolicy"], "Never");
-        let c = &v["spec"]["containers"][0];
-        assert_eq!(c["image"], "aefm-stress:dev");
-        assert_eq!(c["args"][0], "memcap");
-        assert_eq!(c["args"][2], "90%");
-        assert_eq!(c["resources"]["limits"], c["resources"]["requests"]);
-        assert_eq!(c["resources"]["limits"]["memory"], "4Gi");
-        assert_eq!(c["resources"]["limits"]["cpu"], "100m");
-        assert_eq!(c["ports"][0]["containerPort"], 9100);
-        let term = &v["spec"]["affinity"]["nodeAffinity"]
-            ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
-        assert_eq!(term["matchExpressions"][0]["key"], "kubernetes.io/hostname");
-        assert_eq!(term["matchExpressions"][0]["values"][0], "node-2");
-    }
-
-    #[test]
-    fn pod_without_placement_has_no_resources_or_affinity() {
-        let pod =
-            InterferenceSpec::new(Stressor::NetServer { port: 5201 }).to_pod("s", "ns", "img");
-        let v = serde_json::to_value(&pod).unwrap();
-        let c = &v["spec"]["containers"][0];
-        assert!(c.get("resources").is_none());
-        assert!(v["spec"].get("affinity").is_none());
-        assert!(v["spec"].get("tolerations").is_none());
-        assert!(c.get("command").is_none() && c.get("imagePullPolicy").is_none());
-        assert_eq!(c["ports"][0]["containerPort"], 5201);
-        assert_eq!(v["apiVersion"], "v1");
-        assert_eq!(v["kind"], "Pod");
-    }
-
-    #[test]
-    fn pod_options_and_tolerations() {
-        let mut s = InterferenceSpec::new(Stressor::Cpu {
-            workers: 0,
-            load_pct: 50.0,
-            cpus: None,
-        });
-        s.placement.tolerations = vec![Toleration {
-            key: Some("node-role.kubernetes.io/control-plane".into()),
-            operator: Some("Exists".into()),
-            effect: Some("NoSchedule".into()),
-            ..Default::default()
-        }];
-        let opts = PodOptions {
-            restart_policy: Some("Always".into()),
-            image_pull_policy: Some("IfNotPresent".into()),
-            command: Some(vec!["aefm-stress".into()]),
-        };
-        let v = serde_json::to_value(s.to_pod_with("p", "ns", "img", &opts)).unwrap();
-        assert_eq!(v["spec"]["restartPolicy"], "Always");
-        assert_eq!(
-            v["spec"]["tolerations"][0]["key"],
-            "node-role.kubernetes.io/control-plane"
-        );
-        let c = &v["spec"]["containers"][0];
-        assert_eq!(c["imagePullPolicy"], "IfNotPresent");
-        assert_eq!(c["command"], serde_json::json!(["aefm-stress"]));
-        assert_eq!(c["args"], serde_json::json!(["cpu", "--load", "50"]));
     }
 }

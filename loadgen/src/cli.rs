@@ -1,11 +1,13 @@
 //! The `aefm-load` command line: wrk2's options (short and long, before or after the URL, `--`
 //! then script arguments, unit suffixes, `-U` implying `-L`), plus aefm-load's own (`--json`,
-//! `--hdr-log`, `--warmup`, `--model`, `--max-connections`, `--pin`). Parsing turns arguments
-//! into a [`Spec`] and output options; it never touches the network.
+//! `--hdr-log`, `--warmup`, `--model`, `--max-connections`, `--pin`, and for distributed runs
+//! [`ControlFlags`]: `--control-port`, `--start-at`, `--start-timeout`, `--header-file`,
+//! `--report-frame`). Parsing turns arguments into a [`Spec`] and output options; it never
+//! touches the network (it reads `--header-file`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 
@@ -43,6 +45,15 @@ Usage: aefm-load <options> <url> [-- script args]
         --pin         <L>  Pin threads to cores, round-robin (e.g. 0,1 or 0-3)
         --pacing-tolerance <T>  Let requests leave up to T early (never late), so sends
                            within T share a timer wake-up (default 400us)
+        --header-file <F>  Add the headers of file F, one \"Name: value\" a line
+                           (secrets stay out of the command line)
+        --control-port <P> Listen on P: GET /ready, then wait for
+                           POST /start?at=<unix ns> and start at that instant
+        --start-at    <T>  Start at T (unix nanoseconds or RFC 3339)
+        --start-timeout <T>  Give up waiting for the start signal after T
+                           (default 600s)
+        --report-frame     Print the JSON report as framed lines (base64 of gzip)
+                           instead of the text report (for container logs)
 
   Numeric arguments may include a SI unit (1k, 1M, 1G) and fractions (1.5k)
   Time arguments may include a time unit (500ms, 1.5s, 2m, 2h)
@@ -94,6 +105,16 @@ struct Args {
     pin: Option<Cores>,
     #[arg(long = "pacing-tolerance", value_parser = parse_time, default_value = "400us")]
     pacing_tolerance: Duration,
+    #[arg(long = "header-file")]
+    header_file: Option<PathBuf>,
+    #[arg(long = "control-port")]
+    control_port: Option<u16>,
+    #[arg(long = "start-at", value_parser = crate::control::parse_start_at)]
+    start_at: Option<SystemTime>,
+    #[arg(long = "start-timeout", value_parser = parse_time)]
+    start_timeout: Option<Duration>,
+    #[arg(long = "report-frame")]
+    report_frame: bool,
     url: Option<String>,
     args: Vec<String>,
 }
@@ -142,6 +163,60 @@ impl Output {
     }
 }
 
+/// How a run is started and reported when a controller drives it (distributed load): flags
+/// encoded here, beside their parser, so the command line a controller builds
+/// ([`ControlFlags::to_args`]) is exactly what [`parse`] reads back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlFlags {
+    /// `--control-port`: wait for `POST /start?at=` on this port (see [`crate::control`]).
+    pub control_port: Option<u16>,
+    /// `--start-at`: start at this instant.
+    pub start_at: Option<SystemTime>,
+    /// `--start-timeout`: how long to wait for the start signal (default [`DEFAULT_START_TIMEOUT`]).
+    pub start_timeout: Option<Duration>,
+    /// `--header-file`: a file of `Name: value` lines, added to the `-H` headers.
+    pub header_file: Option<PathBuf>,
+    /// `--report-frame`: the JSON report as frame lines on stdout (see [`crate::frame`]).
+    pub report_frame: bool,
+}
+
+/// How long `--control-port` waits for its start signal by default.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl ControlFlags {
+    /// The flags as `aefm-load` arguments (to put before the URL).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = self.control_port {
+            out.extend(["--control-port".to_string(), p.to_string()]);
+        }
+        if let Some(at) = self.start_at {
+            out.extend([
+                "--start-at".to_string(),
+                crate::control::unix_nanos(at).to_string(),
+            ]);
+        }
+        if let Some(t) = self.start_timeout {
+            out.extend([
+                "--start-timeout".to_string(),
+                format!("{}ms", t.as_millis()),
+            ]);
+        }
+        if let Some(f) = &self.header_file {
+            out.extend(["--header-file".to_string(), f.display().to_string()]);
+        }
+        if self.report_frame {
+            out.push("--report-frame".into());
+        }
+        out
+    }
+
+    /// The start timeout in effect.
+    pub fn start_timeout(&self) -> Duration {
+        self.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT)
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
@@ -153,6 +228,8 @@ pub enum Command {
         output: Output,
         /// Things accepted but worth a warning (e.g. a header without `: `).
         warnings: Vec<String>,
+        /// Start barrier and report framing.
+        control: ControlFlags,
     },
     /// Print the usage (exit 0).
     Help,
@@ -211,6 +288,17 @@ where
         }
         headers.push((name, value));
     }
+    if let Some(path) = &a.header_file {
+        headers.extend(
+            crate::header::read_header_file(path)
+                .map_err(|e| CliError(format!("--header-file {e}")))?,
+        );
+    }
+    if a.control_port.is_some() && a.start_at.is_some() {
+        return Err(CliError(
+            "--control-port and --start-at exclude each other".into(),
+        ));
+    }
     let threads = a.threads as usize;
     let connections = a.connections as usize;
     let model = match a.model.as_str() {
@@ -259,6 +347,13 @@ where
             hdr_log: a.hdr_log,
         },
         warnings,
+        control: ControlFlags {
+            control_port: a.control_port,
+            start_at: a.start_at,
+            start_timeout: a.start_timeout,
+            header_file: a.header_file,
+            report_frame: a.report_frame,
+        },
     })
 }
 
@@ -274,6 +369,7 @@ mod tests {
                 spec,
                 output,
                 warnings,
+                ..
             } => (*spec, output, warnings),
             other => panic!("{other:?}"),
         }
@@ -441,5 +537,67 @@ mod tests {
         assert!(matches!(parse(["aefm-load", "-h"]), Ok(Command::Help)));
         assert!(matches!(parse(["aefm-load", "--help"]), Ok(Command::Help)));
         assert!(matches!(parse(["aefm-load", "-v"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn control_flags_round_trip_through_the_parser() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("headers");
+        std::fs::write(
+            &file,
+            "# secrets\nAuthorization: Bearer s3cret\n\nX-Tenant: a\n",
+        )
+        .unwrap();
+        for flags in [
+            ControlFlags {
+                control_port: Some(7070),
+                start_timeout: Some(Duration::from_millis(90_500)),
+                header_file: Some(file.clone()),
+                report_frame: true,
+                ..Default::default()
+            },
+            ControlFlags {
+                start_at: Some(crate::control::parse_start_at("1767225600123456789").unwrap()),
+                ..Default::default()
+            },
+            ControlFlags::default(),
+        ] {
+            let mut args = vec!["aefm-load".to_string(), "-R10".into()];
+            args.extend(flags.to_args());
+            args.push("http://h/".into());
+            match parse(&args).unwrap() {
+                Command::Run { spec, control, .. } => {
+                    assert_eq!(control, flags);
+                    let n = if flags.header_file.is_some() { 2 } else { 0 };
+                    assert_eq!(spec.headers.len(), n);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let (s, _, _) = run(&[
+            "-R1",
+            "-H",
+            "A: b",
+            "--header-file",
+            file.to_str().unwrap(),
+            "http://h/",
+        ]);
+        assert_eq!(
+            s.headers,
+            [
+                ("A", "b"),
+                ("Authorization", "Bearer s3cret"),
+                ("X-Tenant", "a")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        // A bad line is named by number; the value never appears in the error.
+        std::fs::write(&file, "Authorization: ok\nX s3cret: v\n").unwrap();
+        let e = err(&["-R1", "--header-file", file.to_str().unwrap(), "http://h/"]);
+        assert!(e.contains("line 2") && !e.contains("s3cret"), "{e}");
+        let e = err(&["-R1", "--control-port", "1", "--start-at", "5", "http://h/"]);
+        assert!(e.contains("exclude"), "{e}");
+        let e = err(&["-R1", "--start-at", "tomorrow", "http://h/"]);
+        assert!(e.contains("tomorrow"), "{e}");
     }
 }

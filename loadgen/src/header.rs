@@ -79,6 +79,57 @@ pub fn check_header(name: &str, value: &str) -> Result<(), HeaderError> {
     parse_header(&format!("{name}: {value}")).map(|_| ())
 }
 
+/// Why a header file cannot be used. Messages name the file and line, never a value (the file
+/// exists to keep secrets out of sight).
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderFileError {
+    /// The file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not a valid header.
+    #[error("{} line {line}: {what} (expected \"Name: value\")", path.display())]
+    Line {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong, without the line's text.
+        what: &'static str,
+    },
+}
+
+/// Reads a header file (`aefm-load --header-file`): one `Name: value` a line, blank lines and
+/// `#` comments skipped, each line checked as [`parse_header`] checks `-H`.
+pub fn read_header_file(path: &std::path::Path) -> Result<Vec<(String, String)>, HeaderFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| HeaderFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let h = parse_header(line).map_err(|e| HeaderFileError::Line {
+            path: path.to_path_buf(),
+            line: i + 1,
+            what: match e {
+                HeaderError::MissingColon(_) => "missing ':'",
+                HeaderError::EmptyName(_) => "empty header name",
+                HeaderError::InvalidName { .. } => "invalid header name",
+                HeaderError::InvalidValue { .. } => "invalid character in the value",
+            },
+        })?;
+        out.push(h);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

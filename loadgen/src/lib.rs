@@ -21,6 +21,12 @@
 //! problems a run would; [`Run::prepare`] adds the open-file limit, the target's reachability and,
 //! for https, a TLS handshake, all before any load.
 //!
+//! Several processes (Kubernetes Job pods) can share one run: [`control`] is the start barrier
+//! (`--control-port`, `--start-at`; [`RunControl::start_at`] starts the clock at a wall-clock
+//! instant), [`frame`] carries a report through a log shared with other output
+//! (`--report-frame`), and [`Report::merge`] adds the reports up exactly, second by wall-clock
+//! second.
+//!
 //! Data flows one way: [`Spec`] → [`run`] (or [`Run::prepare`] / [`Run::execute`] /
 //! [`Run::finish`]) → [`Report`] → [`render_wrk2`] / JSON (serde) / [`write_interval_log`].
 //!
@@ -45,6 +51,8 @@
 pub mod check;
 pub mod cli;
 pub mod connection;
+pub mod control;
+pub mod frame;
 pub mod hdrlog;
 pub mod header;
 pub mod histogram;

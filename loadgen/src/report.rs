@@ -355,17 +355,33 @@ impl Report {
     }
 
     /// Merges a report of a run that ran at the same time (another process or machine):
-    /// histograms, counters and per-second entries are added exactly; rates add up; the
-    /// duration is the longer one.
+    /// histograms and counters are added exactly; rates add up. Time is absolute: the merged run
+    /// starts at the earliest `start_time` and lasts until the latest end, and each per-second
+    /// entry goes to the merged second its own wall-clock start (`start_time + t`) is nearest to,
+    /// so runs that started at different instants line up (every entry is kept whole, so the
+    /// per-second sums stay exact).
     pub fn merge(&mut self, other: &Report) {
+        let start = self.start_time.min(other.start_time);
+        let end = |r: &Report| r.start_time + r.summary.duration_us as f64 / 1e6;
+        let span_us = ((end(self).max(end(other)) - start) * 1e6).round().max(0.0) as u64;
+        let mine = std::mem::take(&mut self.per_second);
+        let shift = |r: &Report| (r.start_time - start).round().max(0.0) as u64;
+        let (my_shift, other_shift) = (shift(self), shift(other));
+        for sec in mine {
+            self.add_second(sec, my_shift);
+        }
+        for sec in &other.per_second {
+            self.add_second(sec.clone(), other_shift);
+        }
+        self.per_second.sort_by_key(|s| s.t);
         self.threads += other.threads;
-        self.start_time = self.start_time.min(other.start_time);
+        self.start_time = start;
         self.connections += other.connections;
         let s = &mut self.summary;
         let o = &other.summary;
         s.target_rate += o.target_rate;
         s.achieved_rate += o.achieved_rate;
-        s.duration_us = s.duration_us.max(o.duration_us);
+        s.duration_us = span_us;
         s.requests += o.requests;
         s.sent += o.sent;
         s.bytes += o.bytes;
@@ -383,13 +399,15 @@ impl Report {
         self.send_lag.merge(&other.send_lag);
         self.requests_per_thread.merge(&other.requests_per_thread);
         self.calibration.extend_from_slice(&other.calibration);
-        for sec in &other.per_second {
-            match self.per_second.iter_mut().find(|x| x.t == sec.t) {
-                Some(mine) => mine.merge(sec),
-                None => self.per_second.push(sec.clone()),
-            }
+    }
+
+    /// Adds one second at its index shifted by `shift` whole seconds.
+    fn add_second(&mut self, mut sec: Second, shift: u64) {
+        sec.t += shift;
+        match self.per_second.iter_mut().find(|x| x.t == sec.t) {
+            Some(mine) => mine.merge(&sec),
+            None => self.per_second.push(sec),
         }
-        self.per_second.sort_by_key(|s| s.t);
     }
 
     /// Reads a report written by `--json`.
@@ -465,37 +483,46 @@ fn broken_server(s: &Summary) -> Vec<String> {
     out
 }
 
+/// A report for tests: `values` (µs) recorded once in every histogram, `seconds` per-second
+/// entries of `requests` requests each.
+#[cfg(test)]
+pub(crate) fn sample_report(values: &[u64], requests: u64, seconds: u64) -> Report {
+    let mut h = histogram::new_histogram();
+    for v in values {
+        histogram::record(&mut h, *v);
+    }
+    Report {
+        tool: "t".into(),
+        url: "http://x/".into(),
+        threads: 1,
+        connections: 1,
+        model: Model::Wrk2,
+        warmup_us: 0,
+        start_time: 1.0e9,
+        summary: Summary {
+            target_rate: 10.0,
+            achieved_rate: 9.0,
+            duration_us: 1_000_000,
+            requests,
+            ..Summary::default()
+        },
+        corrected: HistogramReport::new(h.clone()),
+        uncorrected: HistogramReport::new(h.clone()),
+        send_lag: HistogramReport::default(),
+        requests_per_thread: HistogramReport::default(),
+        calibration: vec![],
+        per_second: (0..seconds)
+            .map(|t| Second::new(t, 1_000_000, requests, requests, 0, h.clone()))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample(values: &[u64], requests: u64) -> Report {
-        let mut h = histogram::new_histogram();
-        for v in values {
-            histogram::record(&mut h, *v);
-        }
-        Report {
-            tool: "t".into(),
-            url: "http://x/".into(),
-            threads: 1,
-            connections: 1,
-            model: Model::Wrk2,
-            warmup_us: 0,
-            start_time: 1.0e9,
-            summary: Summary {
-                target_rate: 10.0,
-                achieved_rate: 9.0,
-                duration_us: 1_000_000,
-                requests,
-                ..Summary::default()
-            },
-            corrected: HistogramReport::new(h.clone()),
-            uncorrected: HistogramReport::new(h.clone()),
-            send_lag: HistogramReport::default(),
-            requests_per_thread: HistogramReport::default(),
-            calibration: vec![],
-            per_second: vec![Second::new(0, 1_000_000, requests, requests, 0, h)],
-        }
+        sample_report(values, requests, 1)
     }
 
     #[test]
@@ -584,5 +611,32 @@ mod tests {
             histogram::record(&mut direct, v);
         }
         assert_eq!(m.corrected(), &direct);
+    }
+
+    #[test]
+    fn merge_lines_seconds_up_by_wall_clock() {
+        // b started 2.2 s after a: its second 0 is a's second 2, and the run spans both.
+        let mut a = sample(&[100], 1);
+        a.per_second = (0..4)
+            .map(|t| Second::new(t, 1_000_000, 10, 10, 0, a.corrected().clone()))
+            .collect();
+        a.summary.duration_us = 4_000_000;
+        let mut b = a.clone();
+        b.start_time = a.start_time + 2.2;
+        b.per_second.iter_mut().for_each(|s| s.completed = 1);
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        for m in [&ab, &ba] {
+            assert_eq!(m.start_time, a.start_time);
+            assert_eq!(m.summary.duration_us, 6_200_000);
+            let completed: Vec<u64> = m.per_second.iter().map(|s| s.completed).collect();
+            assert_eq!(completed, [10, 10, 11, 11, 1, 1], "{:?}", m.per_second);
+            let ts: Vec<u64> = m.per_second.iter().map(|s| s.t).collect();
+            assert_eq!(ts, [0, 1, 2, 3, 4, 5]);
+            let hist: u64 = m.per_second.iter().map(|s| s.histogram.len()).sum();
+            assert_eq!(hist, 8, "every per-second sample kept");
+        }
     }
 }

@@ -124,6 +124,7 @@ pub struct RunControl {
     pub cancel: CancelToken,
     progress: Option<Arc<Mutex<Box<ProgressFn>>>>,
     on_start: Option<Arc<Mutex<Box<StartFn>>>>,
+    start_at: Option<SystemTime>,
 }
 
 impl RunControl {
@@ -142,6 +143,15 @@ impl RunControl {
     /// just before the clock starts (wrk2 prints its banner at that point).
     pub fn on_start(mut self, f: impl FnMut() + Send + 'static) -> Self {
         self.on_start = Some(Arc::new(Mutex::new(Box::new(f))));
+        self
+    }
+
+    /// Starts the run's clock at the wall-clock instant `at` (a start barrier shared with other
+    /// processes) instead of just after the threads are ready: threads connect first, then wait
+    /// for it, and the report's `start_time` is `at`. An instant already past starts at once
+    /// (the report then says when).
+    pub fn start_at(mut self, at: SystemTime) -> Self {
+        self.start_at = Some(at);
         self
     }
 
@@ -368,8 +378,14 @@ impl Run {
         // A small margin so every worker is waiting on its timer when the first request is due
         // (otherwise the first sends carry the threads' wake-up time as send lag).
         let margin = Duration::from_millis(10);
-        let start = Instant::now() + margin;
-        let start_wall = SystemTime::now() + margin;
+        let (now, now_wall) = (Instant::now(), SystemTime::now());
+        let wait = control
+            .start_at
+            .and_then(|at| at.duration_since(now_wall).ok())
+            .filter(|w| *w > margin)
+            .unwrap_or(margin);
+        let start = now + wait;
+        let start_wall = now_wall + wait;
         for s in &starts {
             let _ = s.send(Some(start));
         }

@@ -82,6 +82,9 @@ pub enum Commands {
     Clean(crate::kubernetes::cli::CleanArgs),
     /// Inspect the cluster and write a starter config (Kubernetes backend).
     AutoConfig(crate::kubernetes::cli::AutoConfigArgs),
+    /// Check the cluster for an experiment before any load: permissions, nodes, room for the
+    /// interference, images (Kubernetes backend).
+    Doctor(crate::kubernetes::cli::DoctorArgs),
 }
 
 /// `aefm demo ...`.
@@ -238,6 +241,7 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Commands::Clean(args) => crate::kubernetes::cli::clean(args).map(|()| ExitCode::SUCCESS),
+        Commands::Doctor(args) => crate::kubernetes::cli::doctor(args).map(|()| ExitCode::SUCCESS),
         Commands::AutoConfig(args) => {
             crate::kubernetes::cli::auto_config(args).map(|()| ExitCode::SUCCESS)
         }

@@ -67,44 +67,7 @@ fn app_cpu_percent(host: &HostSamples, start: f64, end: f64) -> Option<f64> {
 
 impl DataCollector for LocalCollector {
     fn preflight(&mut self, ctx: &Context) -> Result<(), ComponentError> {
-        let t = Duration::from_secs(3);
-        if let Some(p) = &ctx.config.collect.prometheus {
-            let url = format!("{}/api/v1/status/buildinfo", p.url.trim_end_matches('/'));
-            match crate::probe::http_status(&url, t) {
-                Ok(200) => {}
-                Ok(code) => {
-                    return Err(ComponentError::Unreachable {
-                        what: "Prometheus (collect.prometheus.url)".into(),
-                        url,
-                        reason: format!("answered status {code}, expected 200"),
-                    })
-                }
-                Err(reason) => {
-                    return Err(ComponentError::Unreachable {
-                        what: "Prometheus (collect.prometheus.url)".into(),
-                        url,
-                        reason,
-                    })
-                }
-            }
-        }
-        if let Some(j) = &ctx.config.collect.jaeger {
-            let url = format!("{}/api/services", j.url.trim_end_matches('/'));
-            match crate::probe::http_status(&url, t) {
-                Ok(200) => {}
-                other => {
-                    return Err(ComponentError::Unreachable {
-                        what: "Jaeger query (collect.jaeger.url)".into(),
-                        url,
-                        reason: match other {
-                            Ok(c) => format!("answered status {c}, expected 200"),
-                            Err(e) => e,
-                        },
-                    })
-                }
-            }
-        }
-        Ok(())
+        preflight_sources(ctx)
     }
 
     fn begin(&mut self, ctx: &Context, units: &[AppUnit]) -> Result<(), ComponentError> {
@@ -132,7 +95,8 @@ impl DataCollector for LocalCollector {
         report: Option<&LoadReport>,
     ) -> Result<CollectSummary, ComponentError> {
         let mut summary = CollectSummary::default();
-        collect_external(ctx, case_dir, window, report, &mut summary);
+        let tctx = template_context(ctx);
+        collect_external(ctx, case_dir, window, report, &tctx, &mut summary);
         if let Some(sampler) = self.sampler.take() {
             let host = sampler.stop();
             // Mean app CPU over the measured window only (warm-up and grace excluded).
@@ -151,19 +115,58 @@ impl DataCollector for LocalCollector {
     }
 }
 
-/// Prometheus and Jaeger for the case window, through aefm-collector (which also writes its
-/// load-report summary files). Failures are recorded in the summary, not fatal.
-fn collect_external(
-    ctx: &Context,
-    case_dir: &Path,
-    window: &Window,
-    report: Option<&LoadReport>,
-    summary: &mut CollectSummary,
-) {
+/// Checks, before any load, that the configured external sources answer: Prometheus's
+/// build-info and Jaeger's service list, 3 s each. Both backends call it: a source that is down
+/// is found before hours of load, not after.
+pub fn preflight_sources(ctx: &Context) -> Result<(), ComponentError> {
     let cfg = &ctx.config.collect;
-    if cfg.prometheus.is_none() && cfg.jaeger.is_none() {
-        return;
+    if let Some(p) = &cfg.prometheus {
+        let url = format!("{}/api/v1/status/buildinfo", p.url.trim_end_matches('/'));
+        expect_200("Prometheus (collect.prometheus.url)", url)?;
     }
+    if let Some(j) = &cfg.jaeger {
+        let url = format!("{}/api/services", j.url.trim_end_matches('/'));
+        expect_200("Jaeger query (collect.jaeger.url)", url)?;
+    }
+    Ok(())
+}
+
+/// `Ok` when `url` answers 200, else the source named by `what` is unreachable, with why.
+fn expect_200(what: &str, url: String) -> Result<(), ComponentError> {
+    let reason = match crate::probe::http_status(&url, Duration::from_secs(3)) {
+        Ok(200) => return Ok(()),
+        Ok(code) => format!("answered status {code}, expected 200"),
+        Err(e) => e,
+    };
+    Err(ComponentError::Unreachable {
+        what: what.into(),
+        url,
+        reason,
+    })
+}
+
+/// The variables every backend gives query templates: the case name; backends add theirs
+/// (namespace, pod regex, experiment on Kubernetes).
+pub fn template_context(ctx: &Context) -> aefm_collector::prometheus::TemplateContext {
+    aefm_collector::prometheus::TemplateContext {
+        case: ctx
+            .case
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// The collector's sources for a case, from the `collect:` section and the load report: the one
+/// place that maps config onto aefm-collector settings, for both backends. `step` is the
+/// smallest step (the collector widens it to stay under Prometheus's point limit). `None`
+/// without Prometheus or Jaeger.
+pub fn case_sources(
+    ctx: &Context,
+    report: Option<&LoadReport>,
+) -> Option<aefm_collector::case::CaseSources> {
+    let cfg = &ctx.config.collect;
     let mut sources = aefm_collector::case::CaseSources::default();
     if let Some(p) = &cfg.prometheus {
         let mut s = aefm_collector::prometheus::PrometheusSettings::new(p.url.clone());
@@ -185,20 +188,34 @@ fn collect_external(
         s.grace = j.grace;
         sources.jaeger = Some(s);
     }
+    if sources.prometheus.is_none() && sources.jaeger.is_none() {
+        // The load report's own files are written with the case; the collector's tidy copy of it
+        // travels with the external sources (trace coverage needs the requests sent).
+        return None;
+    }
     sources.loadgen = report.and_then(|r| r.raw.clone());
-    let tctx = aefm_collector::prometheus::TemplateContext {
-        case: ctx
-            .case
-            .as_ref()
-            .map(|c| c.name.clone())
-            .unwrap_or_default(),
-        ..Default::default()
+    Some(sources)
+}
+
+/// Prometheus, Jaeger and the load report for the case window, through aefm-collector, with the
+/// backend's template variables `tctx`. Failures are recorded in the summary, not fatal; each
+/// source's completeness goes to the summary for the validity verdict.
+pub fn collect_external(
+    ctx: &Context,
+    case_dir: &Path,
+    window: &Window,
+    report: Option<&LoadReport>,
+    tctx: &aefm_collector::prometheus::TemplateContext,
+    summary: &mut CollectSummary,
+) {
+    let Some(sources) = case_sources(ctx, report) else {
+        return;
     };
     let w = aefm_collector::Window {
         start: window.start,
         end: window.end,
     };
-    let outcome = aefm_collector::case::collect_case(case_dir, &w, &tctx, &sources);
+    let outcome = aefm_collector::case::collect_case(case_dir, &w, tctx, &sources);
     for written in outcome.written() {
         summary.files.push(written.path.clone());
     }

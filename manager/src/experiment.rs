@@ -454,6 +454,7 @@ impl Experiment {
             "window_start": entry.window_start,
             "window_end": entry.window_end,
             "app_cpu_percent": entry.app_cpu_percent,
+            "load_start_spread_s": r.and_then(|r| r.start_spread_s),
             "collected": ctx.collected,
         });
         results::write_atomic(

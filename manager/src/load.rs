@@ -164,6 +164,14 @@ pub struct LoadReport {
     /// The load generator's own report (its `--json` format), when it produced one.
     #[serde(skip)]
     pub raw: Option<aefm_loadgen::Report>,
+    /// Distributed load: the latest generator's start minus the earliest's, seconds (`None` for
+    /// one generator). Judged against `validity.max_load_start_spread`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_spread_s: Option<f64>,
+    /// Distributed load: generators whose report is missing from this one, each `who: why`
+    /// (a failed or evicted pod). Any makes the case invalid (`load_pod_failed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_generators: Vec<String>,
 }
 
 /// The local workload generator: load from this process, pinned to the configured cores.
@@ -307,6 +315,8 @@ pub fn from_loadgen(r: &aefm_loadgen::Report, spec: &LoadSpec) -> LoadReport {
         cancelled: r.summary.cancelled,
         histogram: r.corrected().clone(),
         raw: Some(r.clone()),
+        start_spread_s: None,
+        failed_generators: Vec::new(),
     }
 }
 

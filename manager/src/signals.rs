@@ -1,6 +1,8 @@
-//! Ctrl-C and SIGTERM: the first stops the current case and cleans up; the second kills
-//! everything AEFM started, records the experiment as `interrupted` and prints the resume command
-//! before exiting at once (so a double Ctrl-C never leaves a `running` experiment behind).
+//! Ctrl-C, SIGTERM and SIGHUP (a closed terminal or SSH session): the first stops the current case
+//! and cleans up; the second kills everything AEFM started (local processes, and through the hooks
+//! backends register with [`on_abort`], e.g. Kubernetes stress pods and load Jobs), records the
+//! experiment as `interrupted` and prints the resume command before exiting at once (so a double
+//! Ctrl-C never leaves a `running` experiment or a stressor behind).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,12 +15,33 @@ use crate::sweep::TestCase;
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
+/// Cleanups a second interrupt runs before exiting.
+type AbortHook = Box<dyn Fn() + Send + Sync>;
+static ABORT_HOOKS: std::sync::Mutex<Vec<AbortHook>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a cleanup the second interrupt runs before the process exits (it must bound its own
+/// waiting: the user asked to exit now).
+pub fn on_abort(hook: impl Fn() + Send + Sync + 'static) {
+    ABORT_HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(hook));
+}
+
+/// Runs the registered abort cleanups, in registration order.
+fn run_abort_hooks() {
+    let hooks = ABORT_HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    for h in hooks.iter() {
+        h();
+    }
+}
+
 extern "C" fn on_signal(_: libc::c_int) {
     // Only an atomic increment: async-signal-safe.
     COUNT.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Installs the SIGINT/SIGTERM handlers (idempotent).
+/// Installs the SIGINT/SIGTERM/SIGHUP handlers (idempotent).
 pub fn install() {
     // SAFETY: the handler only touches an atomic; sigaction with a zeroed mask is valid.
     unsafe {
@@ -28,6 +51,7 @@ pub fn install() {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
     }
 }
 
@@ -78,6 +102,7 @@ pub fn watch(cancel: CancelToken, running: Running) -> Watcher {
             if n >= 2 {
                 crate::local::process::kill_all();
                 crate::ui::finish_progress();
+                run_abort_hooks();
                 let resume = record_interrupted(&running);
                 eprintln!("aefm: second interrupt: killed everything AEFM started; finished cases are kept. Resume with: {resume}");
                 std::process::exit(130);

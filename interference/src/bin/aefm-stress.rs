@@ -260,3 +260,70 @@ fn real_main(cli: Cli) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use aefm_interference::{InterferenceSpec, Rate, Size};
+
+    use super::*;
+
+    /// What `to_args` writes is what this parser reads back: the manager builds pods and local
+    /// processes from `to_args`, so a drift between the two would run a different stressor.
+    #[test]
+    fn to_args_round_trips_through_the_parser() {
+        let stressors = [
+            Stressor::Cpu {
+                workers: 2,
+                load_pct: 37.5,
+                cpus: Some(vec![0, 3]),
+            },
+            Stressor::Cpu {
+                workers: 0,
+                load_pct: 100.0,
+                cpus: None,
+            },
+            Stressor::MemCap {
+                size: Size::PercentOfLimit(50.0),
+                retouch_per_s: Some(0.5),
+            },
+            Stressor::MemCap {
+                size: Size::Bytes(1 << 30),
+                retouch_per_s: None,
+            },
+            Stressor::MemBw {
+                rate: Rate::GBps(8.0),
+                workers: 3,
+            },
+            Stressor::MemBw {
+                rate: Rate::Max,
+                workers: 0,
+            },
+            Stressor::Cache {
+                level: CacheLevel::L2,
+                fraction: 0.25,
+            },
+            Stressor::NetServer { port: 5202 },
+            Stressor::NetClient {
+                target: "fd00::2".into(),
+                port: 7,
+                bandwidth_bps: 2_000_000_000,
+                streams: 3,
+            },
+        ];
+        for (i, stressor) in stressors.into_iter().enumerate() {
+            let mut spec = InterferenceSpec::new(stressor);
+            if i % 2 == 0 {
+                spec.duration = Some(Duration::from_millis(1500));
+                spec.metrics_addr = Some("0.0.0.0:9100".parse().unwrap());
+            }
+            let args = spec.to_args();
+            let cli =
+                Cli::try_parse_from(std::iter::once("aefm-stress".to_string()).chain(args.clone()))
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let (stressor, common) = into_stressor(cli.kind).unwrap();
+            assert_eq!(stressor, spec.stressor, "{args:?}");
+            assert_eq!(common.duration, spec.duration, "{args:?}");
+            assert_eq!(common.metrics_addr, spec.metrics_addr, "{args:?}");
+        }
+    }
+}

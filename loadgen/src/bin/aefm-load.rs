@@ -38,7 +38,8 @@ fn main() -> ExitCode {
             spec,
             output,
             warnings,
-        } => match run(&spec, &output, &warnings) {
+            control,
+        } => match run(&spec, &output, &warnings, &control) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("aefm-load: {e:#}");
@@ -48,7 +49,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> anyhow::Result<()> {
+fn run(
+    spec: &aefm_loadgen::Spec,
+    output: &cli::Output,
+    warnings: &[String],
+    flags: &cli::ControlFlags,
+) -> anyhow::Result<()> {
     // Output files are checked before any load: a typo in a directory must not cost a run.
     if let Some(path) = output.json.as_deref().filter(|p| *p != "-") {
         check_output_file(std::path::Path::new(path)).context("--json")?;
@@ -59,11 +65,28 @@ fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> 
     for w in warnings {
         eprintln!("aefm-load: warning: {w}");
     }
+    // The control port opens before the (possibly slow) preparation, so a controller sees
+    // "preparing" rather than a refused connection.
+    let barrier = flags
+        .control_port
+        .map(aefm_loadgen::control::ControlServer::bind)
+        .transpose()?;
     let mut prepared = Run::prepare(spec)?;
     for w in prepared.warnings() {
         eprintln!("aefm-load: warning: {w}");
     }
-    let text = !output.json_on_stdout();
+    let start_at = match &barrier {
+        Some(b) => {
+            b.set_ready();
+            eprintln!(
+                "aefm-load: ready; waiting for POST /start on port {}",
+                b.port()
+            );
+            Some(b.wait_start(flags.start_timeout())?)
+        }
+        None => flags.start_at,
+    };
+    let text = !output.json_on_stdout() && !flags.report_frame;
     let mut stdout = std::io::stdout();
     let banner = render_banner(
         &spec.url,
@@ -72,13 +95,16 @@ fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> 
         spec.connections,
     );
     // The banner appears once every thread's script and connections are ready, like wrk2.
-    let control = RunControl::new().on_start(move || {
+    let mut control = RunControl::new().on_start(move || {
         if text {
             let mut out = std::io::stdout();
             let _ = out.write_all(banner.as_bytes());
             let _ = out.flush();
         }
     });
+    if let Some(at) = start_at {
+        control = control.start_at(at);
+    }
     // Ctrl-C ends the run early with the normal report and exit 0, like wrk2.
     let token = control.cancel.clone();
     std::thread::spawn(move || {
@@ -105,6 +131,10 @@ fn run(spec: &aefm_loadgen::Spec, output: &cli::Output, warnings: &[String]) -> 
     }
     for w in aefm_loadgen::report::diagnose(&report) {
         eprintln!("aefm-load: warning: {w}");
+    }
+    if flags.report_frame {
+        print!("{}", aefm_loadgen::frame::encode(&report));
+        stdout.flush().ok();
     }
     if let Some(path) = &output.json {
         let json = report.to_json();

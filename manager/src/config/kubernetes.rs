@@ -7,8 +7,24 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::stress::StressLevel;
+
+mod placement;
+pub use placement::*;
+
 /// Placeholder in manifests that is replaced by [`KubernetesConfig::app_image`].
 pub const APP_IMAGE_PLACEHOLDER: &str = "APP_IMG";
+
+/// Tag of the images `images/build.sh` builds and the defaults below name: the crate version.
+/// Not `latest`: a node keeps whatever `latest` it was once given (`IfNotPresent`, `kind load`,
+/// `k3s ctr images import`), so an image from another AEFM version would silently run with
+/// arguments it may not understand; a version tag ties the image to the manager that renders its
+/// arguments, and a missing image fails loudly (`ErrImagePull`) instead.
+pub const IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+/// Default `interference.image`: `aefm/aefm-stress:<version>` (aefm-stress and iperf3).
+pub const STRESS_IMAGE: &str = concat!("aefm/aefm-stress:", env!("CARGO_PKG_VERSION"));
+/// Default `load.image`: `aefm/aefm-load:<version>` (aefm-load).
+pub const LOAD_IMAGE: &str = concat!("aefm/aefm-load:", env!("CARGO_PKG_VERSION"));
 
 /// The `kubernetes:` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +65,15 @@ pub struct KubernetesConfig {
     /// Seconds to wait for applied objects (and interference pods) to become ready.
     #[serde(default = "default_readiness_timeout")]
     pub readiness_timeout_secs: u64,
+    /// Seconds a pod may stay unschedulable before a wait gives up with the scheduler's message
+    /// instead of waiting out `readiness_timeout_secs` (a scheduler may place a pod once another
+    /// one terminates, hence a grace).
+    #[serde(default = "default_pending_grace")]
+    pub unschedulable_grace_secs: u64,
+    /// Seconds a pod may keep failing to pull its image (`ErrImagePull`, `ImagePullBackOff`)
+    /// before a wait gives up with the kubelet's message (a registry may fail briefly).
+    #[serde(default = "default_pending_grace")]
+    pub image_pull_grace_secs: u64,
     /// Field manager name used for server-side apply.
     #[serde(default = "default_field_manager")]
     pub field_manager: String,
@@ -113,55 +138,6 @@ pub struct NodeConfig {
     pub roles: Vec<NodeRole>,
 }
 
-/// Placement of interference pods.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InterferencePlacement {
-    /// Namespace of interference pods (created if missing).
-    #[serde(default = "default_interference_namespace")]
-    pub namespace: String,
-    /// Image holding `aefm-stress`.
-    #[serde(default = "default_stress_image")]
-    pub image: String,
-    /// Image holding `iperf3` for network interference.
-    #[serde(default = "default_iperf_image")]
-    pub iperf_image: String,
-    /// Nodes by name; when empty, every node with `role`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nodes: Vec<String>,
-    /// Role whose nodes receive interference when `nodes` is empty.
-    #[serde(default = "default_interference_role")]
-    pub role: NodeRole,
-    /// TCP port of the iperf3 ring (a hostPort on every node).
-    #[serde(default = "default_iperf_port")]
-    pub iperf_port: u16,
-    /// Interference pods per node for each stressor of a case (the original's intensity `N`).
-    #[serde(default = "default_pods_per_node")]
-    pub pods_per_node: u32,
-    /// CPU of each interference pod (requests = limits).
-    #[serde(default = "default_stress_cpu")]
-    pub cpu: String,
-    /// Memory of each interference pod (requests = limits); keep it above a memcap `size`.
-    #[serde(default = "default_stress_memory")]
-    pub memory: String,
-}
-
-impl Default for InterferencePlacement {
-    fn default() -> Self {
-        InterferencePlacement {
-            namespace: default_interference_namespace(),
-            image: default_stress_image(),
-            iperf_image: default_iperf_image(),
-            nodes: Vec::new(),
-            role: default_interference_role(),
-            iperf_port: default_iperf_port(),
-            pods_per_node: default_pods_per_node(),
-            cpu: default_stress_cpu(),
-            memory: default_stress_memory(),
-        }
-    }
-}
-
 /// Distributed load: when and where `aefm-load` runs as Jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +160,24 @@ pub struct LoadDistribution {
     /// Run load as Jobs even when one local generator could offer it.
     #[serde(default)]
     pub always: bool,
+    /// Requests and limits of each load pod. Default: requests `cpu: 1, memory: 256Mi`, limit
+    /// `memory: 1Gi` and no CPU limit (CFS throttling would show up as the generator's send lag).
+    #[serde(default = "default_load_resources")]
+    pub resources: PodResources,
+}
+
+fn default_load_resources() -> PodResources {
+    let map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    PodResources {
+        cpu: None,
+        memory: None,
+        requests: map(&[("cpu", "1"), ("memory", "256Mi")]),
+        limits: map(&[("memory", "1Gi")]),
+    }
 }
 
 impl Default for LoadDistribution {
@@ -195,6 +189,7 @@ impl Default for LoadDistribution {
             nodes: Vec::new(),
             namespace: None,
             always: false,
+            resources: default_load_resources(),
         }
     }
 }
@@ -273,8 +268,28 @@ impl KubernetesConfig {
         if self.interference.pods_per_node == 0 {
             return bad("interference.pods_per_node", "must be at least 1".into());
         }
+        if self.interference.active_deadline_secs == Some(0) {
+            return bad(
+                "interference.active_deadline_secs",
+                "must be at least 1".into(),
+            );
+        }
+        self.interference
+            .validate_quantities()
+            .map_err(|(k, m)| (format!("kubernetes.{k}"), m))?;
         if self.readiness_timeout_secs == 0 {
             return bad("readiness_timeout_secs", "must be at least 1".into());
+        }
+        for (key, secs) in [
+            ("unschedulable_grace_secs", self.unschedulable_grace_secs),
+            ("image_pull_grace_secs", self.image_pull_grace_secs),
+        ] {
+            if secs > MAX_GRACE_SECS {
+                return bad(
+                    key,
+                    format!("{secs} is more than a day ({MAX_GRACE_SECS}); use readiness_timeout_secs to wait longer"),
+                );
+            }
         }
         for n in &self.interference.nodes {
             if !self.nodes.is_empty() && !self.nodes.iter().any(|c| &c.name == n) {
@@ -286,6 +301,18 @@ impl KubernetesConfig {
         }
         Ok(())
     }
+
+    /// Checks every interference level of a sweep against the pods it would run in
+    /// ([`InterferencePlacement::check_level`]); `(key of the level, problem)` on the first misfit.
+    pub fn check_levels<'a>(
+        &self,
+        levels: impl IntoIterator<Item = (String, &'a StressLevel)>,
+    ) -> Result<(), (String, String)> {
+        for (key, level) in levels {
+            self.interference.check_level(level).map_err(|m| (key, m))?;
+        }
+        Ok(())
+    }
 }
 
 fn default_pull_policy() -> String {
@@ -294,38 +321,19 @@ fn default_pull_policy() -> String {
 fn default_readiness_timeout() -> u64 {
     300
 }
+/// Longest grace accepted for stuck pods: beyond a day it is surely a typo.
+const MAX_GRACE_SECS: u64 = 86_400;
+fn default_pending_grace() -> u64 {
+    30
+}
 fn default_field_manager() -> String {
     "aefm".into()
-}
-fn default_interference_namespace() -> String {
-    "aefm-interference".into()
-}
-fn default_stress_image() -> String {
-    "aefm/aefm-stress:latest".into()
-}
-fn default_iperf_image() -> String {
-    "networkstatic/iperf3:latest".into()
-}
-fn default_interference_role() -> NodeRole {
-    NodeRole::Testbed
-}
-fn default_iperf_port() -> u16 {
-    34567
-}
-fn default_pods_per_node() -> u32 {
-    1
-}
-fn default_stress_cpu() -> String {
-    "1".into()
-}
-fn default_stress_memory() -> String {
-    "512Mi".into()
 }
 fn default_max_rate() -> f64 {
     5000.0
 }
 fn default_load_image() -> String {
-    "aefm/aefm-load:latest".into()
+    LOAD_IMAGE.into()
 }
 
 #[cfg(test)]
@@ -340,6 +348,8 @@ mod tests {
         assert_eq!(c.field_manager, "aefm");
         assert_eq!(c.interference.namespace, "aefm-interference");
         assert_eq!(c.readiness_timeout_secs, 300);
+        assert_eq!(c.unschedulable_grace_secs, 30);
+        assert_eq!(c.image_pull_grace_secs, 30);
         c.validate().unwrap();
     }
 
@@ -367,5 +377,13 @@ mod tests {
         let mut c: KubernetesConfig = serde_yaml::from_str("namespace: a\nyaml_repo: r\n").unwrap();
         c.image_pull_policy = "Sometimes".into();
         assert_eq!(c.validate().unwrap_err().0, "kubernetes.image_pull_policy");
+        c.image_pull_policy = "Always".into();
+        c.unschedulable_grace_secs = 100_000;
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "kubernetes.unschedulable_grace_secs"
+        );
+        c.unschedulable_grace_secs = 0; // fail as soon as the scheduler says no
+        c.validate().unwrap();
     }
 }

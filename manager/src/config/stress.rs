@@ -135,6 +135,12 @@ pub struct StressSpec {
     /// net: parallel streams. Default `1`.
     #[serde(default)]
     pub streams: Option<u32>,
+    /// Kubernetes only: identical interference pods per node for this level (the original AEFM's
+    /// interference `range`), so the number of pods can be swept as levels. Default
+    /// `kubernetes.interference.pods_per_node`. Not for `net` (the iperf3 ring has one pod per
+    /// node) nor the local backend (one stressor process; use `workers`).
+    #[serde(default)]
+    pub pods: Option<u32>,
 }
 
 impl StressSpec {
@@ -154,7 +160,12 @@ impl StressSpec {
                 .unwrap_or(DEFAULT_BANDWIDTH)
                 .into(),
         };
-        format!("{}-{}", self.kind, detail)
+        // The pod count is part of the level: two levels that differ only in it must not share
+        // a case name.
+        match self.pods {
+            Some(n) => format!("{}-{}-x{n}", self.kind, detail),
+            None => format!("{}-{}", self.kind, detail),
+        }
     }
 }
 
@@ -205,6 +216,14 @@ impl StressSpec {
         }
         if self.workers == Some(0) {
             return out("workers must be at least 1".into());
+        }
+        if self.pods == Some(0) {
+            return out("pods must be at least 1".into());
+        }
+        if self.pods.is_some() && self.kind == StressKind::Net {
+            return out(
+                "`pods` does not apply to net: the iperf3 ring runs one pod per node".into(),
+            );
         }
         Ok(())
     }
@@ -283,20 +302,27 @@ struct Converted {
 }
 
 impl StressLevel {
-    /// Converts a level; the error names the key and the accepted forms.
+    /// Converts a level for the local backend; the error names the key and the accepted forms.
     pub fn new(spec: StressSpec) -> Result<Self, StressSpecError> {
-        Self::convert(spec, true)
+        if spec.pods.is_some() {
+            return Err(StressSpecError::OutOfRange(
+                "`pods` (interference pods per node) is for the Kubernetes backend; locally one \
+                 stressor process runs beside the app (size it with `workers`)"
+                    .into(),
+            ));
+        }
+        Self::convert(spec, false)
     }
 
     /// Converts a level for the Kubernetes backend, where a net level needs no `target`: its
     /// iperf3 ring aims each node's client at the next node.
     pub fn for_cluster(spec: StressSpec) -> Result<Self, StressSpecError> {
-        Self::convert(spec, false)
+        Self::convert(spec, true)
     }
 
-    fn convert(spec: StressSpec, need_target: bool) -> Result<Self, StressSpecError> {
+    fn convert(spec: StressSpec, on_cluster: bool) -> Result<Self, StressSpecError> {
         spec.check_ranges()?;
-        let interference = InterferenceSpec::new(spec.parse(need_target)?);
+        let interference = InterferenceSpec::new(spec.parse(!on_cluster)?);
         Ok(Self(Arc::new(Converted {
             label: spec.label(),
             spec,
@@ -312,6 +338,11 @@ impl StressLevel {
     /// Which stressor.
     pub fn kind(&self) -> StressKind {
         self.0.spec.kind
+    }
+
+    /// Interference pods per node the level asks for (Kubernetes), if it names a number.
+    pub fn pods(&self) -> Option<u32> {
+        self.0.spec.pods
     }
 
     /// The label used in case names, summaries and plot legends (`cpu-90`).
@@ -546,6 +577,33 @@ mod tests {
         );
         assert_eq!(e("{kind: cpu, workers: 0}"), "workers must be at least 1");
         assert!(e("{kind: cpu, label: 'a/b'}").starts_with("label \"a/b\" must use only"));
+    }
+
+    #[test]
+    fn pods_per_node_is_a_cluster_level_key_in_the_label() {
+        let cluster = |yaml: &str| StressLevel::for_cluster(spec(yaml)).map_err(|e| e.to_string());
+        let l = cluster("{kind: cpu, load: 50, pods: 3}").unwrap();
+        assert_eq!((l.label(), l.pods()), ("cpu-50-x3", Some(3)));
+        // Levels that differ only in their pod count get different names.
+        assert_ne!(
+            cluster("{kind: memcap, size: 1GiB, pods: 2}")
+                .unwrap()
+                .label(),
+            cluster("{kind: memcap, size: 1GiB}").unwrap().label()
+        );
+        assert_eq!(cluster("{kind: cpu}").unwrap().pods(), None);
+        assert_eq!(
+            cluster("{kind: cpu, pods: 0}").unwrap_err(),
+            "pods must be at least 1"
+        );
+        assert!(cluster("{kind: net, pods: 2}")
+            .unwrap_err()
+            .contains("iperf3 ring runs one pod per node"));
+        // Locally there are no pods: said, not ignored.
+        let e = StressLevel::new(spec("{kind: cpu, pods: 2}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("for the Kubernetes backend"), "{e}");
     }
 
     #[test]

@@ -148,14 +148,28 @@ fn shapes(sweep: &SweepConfig, backend: Backend) -> Result<Vec<Shape<'_>>, Bad> 
             return Err(bad(key, "needs at least one level (`none` is a level)"));
         }
         let mut values = Vec::with_capacity(levels.len());
+        let mut labels: Vec<String> = Vec::with_capacity(levels.len());
         for (i, l) in levels.iter().enumerate() {
-            values.push(DimValue::Interference(match l {
+            let level = match l {
                 InterferenceLevelSpec::None => None,
                 InterferenceLevelSpec::Stress(s) => Some(
                     convert((**s).clone())
                         .map_err(|e| bad(format!("{key}[{i}]"), e.to_string()))?,
                 ),
-            }));
+            };
+            // Labels name the cases and their directories: two equal ones would overwrite
+            // each other's results.
+            let label = level
+                .as_ref()
+                .map_or("none".to_string(), |l| l.label().to_string());
+            if let Some(j) = labels.iter().position(|x| *x == label) {
+                return Err(bad(
+                    format!("{key}[{i}]"),
+                    format!("label {label:?} is also the label of {key}[{j}]: cases would share names and overwrite each other's results (give one an explicit `label`)"),
+                ));
+            }
+            labels.push(label);
+            values.push(DimValue::Interference(level));
         }
         out.push(Shape {
             name: name.clone(),
@@ -370,6 +384,16 @@ mod tests {
     fn parse(sweep: &str) -> Result<Config, String> {
         Config::parse(&format!("name: t\nsweep:\n{sweep}"), Path::new("c.yaml"))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn equal_interference_labels_in_one_dimension_are_refused() {
+        let e = parse("  rate: [1]\n  interference:\n    cpu: [none, {kind: cpu, label: x, load: 50}, {kind: cpu, label: x, load: 90}]\n").unwrap_err();
+        assert!(e.contains("sweep.interference.cpu[2]"), "{e}");
+        assert!(
+            e.contains("also the label of sweep.interference.cpu[1]"),
+            "{e}"
+        );
     }
 
     #[test]

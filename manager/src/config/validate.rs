@@ -43,6 +43,8 @@ impl Config {
         self.validate_load().map_err(|(key, m)| bad(key, m))?;
         self.validate_app().map_err(|(key, m)| bad(&key, m))?;
         self.validate_services().map_err(|(key, m)| bad(key, m))?;
+        self.validate_kubernetes(&typed)
+            .map_err(|(key, m)| bad(&key, m))?;
         let names = typed.dimensions.iter().map(|d| d.name.as_str());
         let events = crate::events::event_names(names);
         for (i, h) in self.hooks.iter().enumerate() {
@@ -131,6 +133,32 @@ impl Config {
             return Err(("kubernetes", "required when `backend: kubernetes`".into()));
         }
         Ok(())
+    }
+
+    /// The `kubernetes:` section's own values, then every interference level against the pods
+    /// it would run in (CPU workers within the CPU limit, memcap sizes within the memory); no
+    /// cluster is contacted.
+    fn validate_kubernetes(&self, typed: &TypedSweep) -> Result<(), (String, String)> {
+        let Some(k) = self
+            .kubernetes
+            .as_ref()
+            .filter(|_| self.backend == Backend::Kubernetes)
+        else {
+            return Ok(());
+        };
+        k.validate()?;
+        let levels = typed.dimensions.iter().flat_map(|d| {
+            d.values
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, v)| match v {
+                    super::typed::DimValue::Interference(Some(l)) => {
+                        Some((format!("sweep.interference.{}[{i}]", d.name), l))
+                    }
+                    _ => None,
+                })
+        });
+        k.check_levels(levels)
     }
 
     /// Checks the files and directories the config names: the script and working directories

@@ -1,7 +1,8 @@
 //! `aefm auto-config`: inspect a cluster (nodes, roles, allocatable CPU and memory, homogeneity,
 //! Prometheus and Jaeger services and their NodePorts), propose node roles and interference levels
-//! sized to the workers, and write a starter config. Every answer has a flag; missing answers are
-//! asked on stdin in interactive mode, else the proposal is taken.
+//! sized to the workers, with interference pods sized to those levels, and write a starter config
+//! that `aefm validate` accepts. Every answer has a flag; missing answers are asked on stdin in
+//! interactive mode, else the proposal is taken.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::error::KubeError;
 use super::quantity::{parse_quantity, GIB};
+use crate::config::kubernetes::{LOAD_IMAGE, MEMCAP_HEADROOM, STRESS_IMAGE};
 
 /// Labels that mark a control-plane node (the current one and the legacy one).
 const CONTROL_PLANE_LABELS: [&str; 2] = [
@@ -62,9 +64,15 @@ pub struct ClusterInfo {
 }
 
 impl ClusterInfo {
-    /// Worker (non control-plane) nodes.
+    /// Worker (non control-plane) nodes; on a cluster that has none (single-node kind, k3s,
+    /// minikube: the one node is control plane and worker) every node.
     pub fn workers(&self) -> Vec<&NodeInfo> {
-        self.nodes.iter().filter(|n| !n.control_plane).collect()
+        let workers: Vec<&NodeInfo> = self.nodes.iter().filter(|n| !n.control_plane).collect();
+        if workers.is_empty() {
+            self.nodes.iter().collect()
+        } else {
+            workers
+        }
     }
 }
 
@@ -224,40 +232,46 @@ pub struct Proposal {
     pub jaeger_service: String,
     /// Load URL, if given.
     pub url: Option<String>,
-    /// CPU interference levels: workers (cores) per node.
+    /// CPU interference levels: 1-CPU interference pods per node (one busy worker each).
     pub cpu_levels: Vec<u32>,
-    /// Memory-capacity interference levels, GiB per node.
+    /// Memory-capacity interference levels, GiB per node (one pod sized to the largest).
     pub memcap_levels: Vec<u32>,
 }
 
-/// The proposal's default roles: fewer than 3 workers is an error; with 3, the first worker is
-/// infra and the others testbed; with 4 or more, the last is the load generator.
+/// The proposal's default roles:
+/// - 1 worker (single-node kind or k3s): it is `infra` and `testbed`, so the backends share the
+///   node with the services under test and their interference (fine for trying AEFM out; the
+///   config's header says so);
+/// - 2: the first is `infra`, the second `testbed`;
+/// - 3: the first is `infra`, the others `testbed`;
+/// - 4 or more: as 3, and the last is `loadgen`.
+///
+/// Load generation stays on the machine running `aefm` unless a node is given that role: with
+/// few nodes, load Jobs would compete with what they measure.
 pub fn default_roles(workers: &[&NodeInfo]) -> Result<BTreeMap<String, Vec<String>>, KubeError> {
-    if workers.len() < 3 {
+    let names: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
+    let Some(first) = names.first() else {
         return Err(KubeError::Config {
             key: "nodes".into(),
-            message: format!(
-                "found {} worker node(s); AEFM needs at least 3 (1 infra, 2 testbed)",
-                workers.len()
-            ),
+            message: "the cluster has no nodes".into(),
         });
-    }
-    let names: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
-    let mut roles = BTreeMap::new();
-    roles.insert("infra".to_string(), vec![names[0].clone()]);
-    if names.len() >= 4 {
-        roles.insert("testbed".into(), names[1..names.len() - 1].to_vec());
-        roles.insert("loadgen".into(), vec![names[names.len() - 1].clone()]);
-    } else {
-        roles.insert("testbed".into(), names[1..].to_vec());
-        roles.insert("loadgen".into(), Vec::new());
-    }
-    Ok(roles)
+    };
+    let n = names.len();
+    let (testbed, loadgen) = match n {
+        1 => (names.clone(), Vec::new()),
+        2 | 3 => (names[1..].to_vec(), Vec::new()),
+        _ => (names[1..n - 1].to_vec(), vec![names[n - 1].clone()]),
+    };
+    Ok(BTreeMap::from([
+        ("infra".to_string(), vec![first.clone()]),
+        ("testbed".to_string(), testbed),
+        ("loadgen".to_string(), loadgen),
+    ]))
 }
 
-/// Interference levels sized to the smallest testbed worker: CPU workers at 40/55/70/85% of its
-/// cores, memory at 15/35/55/75% of its memory in GiB (the original's fractions; it only looked at
-/// the first worker and assumed `Ki`).
+/// Interference levels sized to the smallest testbed worker: CPU at 40/55/70/85% of its cores (as
+/// that many 1-CPU pods), memory at 15/35/55/75% of its memory in GiB (the original's fractions;
+/// it only looked at the first worker and assumed `Ki`).
 pub fn levels(testbed: &[&NodeInfo]) -> (Vec<u32>, Vec<u32>) {
     let cpu = testbed.iter().map(|n| n.cpu).fold(f64::INFINITY, f64::min);
     let mem = testbed
@@ -509,27 +523,17 @@ pub fn render_config(p: &Proposal) -> String {
             .map(|(n, roles)| json!({"name": n, "roles": roles}))
             .collect()
     };
-    let mut interference = serde_json::Map::new();
-    if !p.cpu_levels.is_empty() {
-        let mut lv = vec![json!("none")];
-        lv.extend(p.cpu_levels.iter().map(
-            |w| json!({"kind": "cpu", "label": format!("cpu-{w}w"), "workers": w, "load": 100}),
-        ));
-        interference.insert("cpu".into(), Value::Array(lv));
-    }
-    if !p.memcap_levels.is_empty() {
-        let mut lv = vec![json!("none")];
-        lv.extend(
-            p.memcap_levels
-                .iter()
-                .map(|g| json!({"kind": "memcap", "size": format!("{g}GiB")})),
-        );
-        interference.insert("memcap".into(), Value::Array(lv));
+    let (interference, resources) = interference_levels(p);
+    let mut placement = json!({"image": STRESS_IMAGE});
+    if !resources.is_empty() {
+        placement["resources"] = Value::Object(resources);
     }
     let mut kube = json!({
         "namespace": p.namespace,
         "yaml_repo": p.yaml_repo,
         "nodes": nodes,
+        "interference": placement,
+        "load": {"image": LOAD_IMAGE},
     });
     if let Some(img) = &p.app_image {
         kube["app_image"] = json!(img);
@@ -557,102 +561,57 @@ pub fn render_config(p: &Proposal) -> String {
     if !collect.is_empty() {
         cfg["collect"] = Value::Object(collect);
     }
+    let shared = p.roles["infra"]
+        .iter()
+        .any(|n| p.roles["testbed"].contains(n));
     let header = format!(
-        "# Starter config written by `aefm auto-config`.\n# Testbed workers homogeneous: {}. Interference levels are sized to the smallest testbed worker.\n# Set kubernetes.replicas, pod_resources and the load URL for your application; see docs/kubernetes.md.\n",
-        p.homogeneous
+        "# Starter config written by `aefm auto-config`.\n# Testbed workers homogeneous: {}. Interference levels are sized to the smallest testbed worker;\n# each kind's pods are sized to its levels (kubernetes.interference.resources).\n{}# Images: build them with images/build.sh and load them into the cluster (see images/README.md).\n# Set kubernetes.replicas, pod_resources and the load URL for your application; see docs/kubernetes.md.\n",
+        p.homogeneous,
+        if shared {
+            "# One node is both infra and testbed (a small cluster): the backends share it with the\n# services under test and their interference.\n"
+        } else {
+            ""
+        }
     );
     header + &serde_yaml::to_string(&cfg).unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, labels: Value, cpu: &str, mem: &str, ip: &str) -> Node {
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": labels},
-            "status": {
-                "addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}],
-                "allocatable": {"cpu": cpu, "memory": mem},
-                "conditions": [{"type": "Ready", "status": "True"}]
-            }
-        }))
-        .unwrap()
+/// The sweep's interference levels and the pod sizes that fit them: CPU levels as that many
+/// 1-CPU pods per node (one worker each: a level of N measures N busy cores, not N workers
+/// sharing one core's quota), memcap levels in one pod per node whose memory holds the largest
+/// level plus twice [`MEMCAP_HEADROOM`].
+fn interference_levels(
+    p: &Proposal,
+) -> (
+    serde_json::Map<String, Value>,
+    serde_json::Map<String, Value>,
+) {
+    let mut levels = serde_json::Map::new();
+    let mut resources = serde_json::Map::new();
+    if !p.cpu_levels.is_empty() {
+        let mut lv = vec![json!("none")];
+        lv.extend(p.cpu_levels.iter().map(
+            |n| json!({"kind": "cpu", "label": format!("cpu-{n}cpu"), "pods": n, "load": 100}),
+        ));
+        levels.insert("cpu".into(), Value::Array(lv));
+        resources.insert("cpu".into(), json!({"cpu": "1", "memory": "128Mi"}));
     }
-
-    fn cluster() -> ClusterInfo {
-        ClusterInfo {
-            nodes: vec![
-                node_info(&node(
-                    "m",
-                    json!({"node-role.kubernetes.io/master": ""}),
-                    "4",
-                    "8Gi",
-                    "10.0.0.1",
-                )),
-                node_info(&node("w1", json!({}), "8", "32863984Ki", "10.0.0.2")),
-                node_info(&node("w2", json!({}), "8", "32Gi", "10.0.0.3")),
-                node_info(&node("w3", json!({}), "8000m", "34359738368", "10.0.0.4")),
-            ],
-            prometheus: Some(ServiceInfo {
-                namespace: "monitor".into(),
-                name: "prom".into(),
-                port: 9090,
-                node_port: Some(30090),
-            }),
-            jaeger: None,
-        }
-    }
-
-    #[test]
-    fn legacy_master_label_and_internal_ip() {
-        let c = cluster();
-        assert!(c.nodes[0].control_plane);
-        assert_eq!(c.workers().len(), 3);
-        assert_eq!(c.nodes[1].ip.as_deref(), Some("10.0.0.2"));
-        assert!(homogeneous(&c.workers()));
-    }
-
-    #[test]
-    fn proposal_for_one_master_three_workers() {
-        let p = propose(&cluster(), &Answers::default()).unwrap();
-        assert_eq!(p.roles["infra"], vec!["w1"]);
-        assert_eq!(p.roles["testbed"], vec!["w2", "w3"]);
-        assert_eq!(p.cpu_levels, vec![3, 4, 5, 6]);
-        assert_eq!(p.memcap_levels, vec![4, 11, 17, 24]);
-        assert_eq!(p.prometheus.as_deref(), Some("http://10.0.0.2:30090"));
-        assert!(p.homogeneous);
-    }
-
-    #[test]
-    fn bad_node_answer_is_named() {
-        let a = Answers {
-            testbed: Some(vec!["m".into()]),
-            ..Default::default()
-        };
-        let e = propose(&cluster(), &a).unwrap_err();
-        assert!(
-            e.to_string().contains("--testbed") && e.to_string().contains("m is not a worker"),
-            "{e}"
+    if let Some(max) = p.memcap_levels.iter().max() {
+        let mut lv = vec![json!("none")];
+        lv.extend(
+            p.memcap_levels
+                .iter()
+                .map(|g| json!({"kind": "memcap", "size": format!("{g}GiB")})),
+        );
+        levels.insert("memcap".into(), Value::Array(lv));
+        let mib = u64::from(*max) * 1024 + 2 * (MEMCAP_HEADROOM >> 20);
+        resources.insert(
+            "memcap".into(),
+            json!({"cpu": "1", "memory": format!("{mib}Mi")}),
         );
     }
-
-    #[test]
-    fn interactive_answers_and_retry() {
-        let input = "exp9\n\n\n\nw1\nbogus\nw2,w3\n\n\n\n\nhttp://10.0.0.3:30000\n";
-        let mut out = Vec::new();
-        let p = ask(
-            &cluster(),
-            Answers::default(),
-            &mut input.as_bytes(),
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(p.name, "exp9");
-        assert_eq!(p.roles["testbed"], vec!["w2", "w3"]);
-        assert_eq!(p.url.as_deref(), Some("http://10.0.0.3:30000"));
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("bogus is not a worker"));
-    }
+    (levels, resources)
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,6 +22,27 @@ pub struct CleanArgs {
     /// Kubeconfig context.
     #[arg(long)]
     pub context: Option<String>,
+    /// Also delete the namespaces AEFM created for the experiment (only those it created:
+    /// namespaces that existed before are never deleted).
+    #[arg(long)]
+    pub namespaces: bool,
+}
+
+/// `aefm doctor CONFIG`: checks the cluster for the experiment before any load.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The experiment's config file (its `kubernetes:` section); not needed with --print-rbac.
+    #[arg(required_unless_present = "print_rbac")]
+    pub config: Option<PathBuf>,
+    /// First pull the stress and load images on the nodes that run them (one Job per node).
+    #[arg(long)]
+    pub pre_pull: bool,
+    /// Print the ClusterRole, ServiceAccount and binding AEFM needs (deploy/rbac.yaml) and exit.
+    #[arg(long)]
+    pub print_rbac: bool,
+    /// Namespace of the ServiceAccount in --print-rbac's output.
+    #[arg(long, default_value = "default")]
+    pub rbac_namespace: String,
 }
 
 /// `aefm auto-config`: every question has a flag; `-i` asks the missing ones on stdin.
@@ -82,6 +103,37 @@ pub struct AutoConfigArgs {
 
 type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+/// Runs `aefm doctor`: prints each finding; fails when any is an error.
+pub fn doctor(a: DoctorArgs) -> Res {
+    if a.print_rbac {
+        print!("{}", super::rbac::cluster_role_yaml(&a.rbac_namespace));
+        return Ok(());
+    }
+    let path = a.config.as_deref().ok_or("a config file is needed")?;
+    let cfg = crate::config::Config::load(path)?;
+    let findings = super::doctor(&cfg, a.pre_pull)?;
+    for f in &findings {
+        println!("{f}");
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == super::doctor::Severity::Error)
+        .count();
+    if errors > 0 {
+        return Err(format!(
+            "{errors} problem(s) would fail or falsify the run (warnings: {})",
+            findings.len() - errors
+        )
+        .into());
+    }
+    println!(
+        "ok: the cluster is ready for {} ({} warning(s))",
+        cfg.name,
+        findings.len()
+    );
+    Ok(())
+}
+
 /// Runs `aefm clean`.
 pub fn clean(a: CleanArgs) -> Res {
     let (mut experiment, mut kubeconfig, mut context) = (a.experiment, a.kubeconfig, a.context);
@@ -94,13 +146,20 @@ pub fn clean(a: CleanArgs) -> Res {
             context = context.or(k.context);
         }
     }
+    let opts = super::cleanup::CleanOptions {
+        namespaces: a.namespaces,
+    };
     let cleaned = super::clean(
         kubeconfig.as_deref(),
         context.as_deref(),
         experiment.as_deref(),
+        opts,
     )?;
     for o in &cleaned.deleted {
         println!("deleted {o}");
+    }
+    for k in &cleaned.skipped {
+        eprintln!("aefm clean: not looked at: {k}");
     }
     println!(
         "{} object(s) of {} deleted",

@@ -1,16 +1,20 @@
 //! Connecting to a cluster from a kubeconfig, and the generic operations on arbitrary manifests:
 //! discovery of each kind, server-side apply under our field manager, delete.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::future::try_join_all;
 
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use kube::runtime::watcher;
 use kube::Client;
 use serde_json::Value;
 
 use super::error::{is_not_found, KubeError};
+use super::watch::{bounded, watch_until, Limits};
 use crate::config::kubernetes::KubernetesConfig;
 
 /// Builds a client from the config's kubeconfig path and context (or the default kubeconfig:
@@ -39,9 +43,25 @@ pub async fn connect_with(
         context: context.map(str::to_string),
         ..Default::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let explicit_proxies: Vec<String> = kubeconfig
+        .clusters
+        .iter()
+        .filter_map(|c| c.cluster.as_ref()?.proxy_url.clone())
+        .collect();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| err(e.to_string()))?;
+    // A proxy from the environment is skipped for a cluster NO_PROXY covers (kube itself
+    // matches NO_PROXY against the proxy's address, see super::proxy); a kubeconfig's own
+    // `proxy-url` is always used.
+    if let (Some(p), Some(no_proxy)) = (&config.proxy_url, super::proxy::no_proxy_env()) {
+        let from_env = !explicit_proxies
+            .iter()
+            .any(|e| e.parse::<http::Uri>().is_ok_and(|e| e == *p));
+        if from_env && super::proxy::bypasses(&no_proxy, &config.cluster_url) {
+            config.proxy_url = None;
+        }
+    }
     Client::try_from(config).map_err(|e| err(e.to_string()))
 }
 
@@ -193,30 +213,69 @@ impl Kube {
         }
     }
 
-    /// Waits until every object is gone (or `timeout` passes), polling each with GETs: deletion
-    /// only needs a yes/no per object and there are few objects.
-    pub async fn wait_deleted(
-        &self,
-        refs: &[ObjectRef],
-        timeout: std::time::Duration,
-    ) -> Result<(), KubeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Waits until every object is gone: one watch per kind and namespace (by name when there
+    /// is one object), surviving interruptions ([`super::watch`]). After `limits.timeout` the
+    /// error names an object still present; `limits.cancel` ends it with
+    /// [`KubeError::Cancelled`].
+    pub async fn wait_deleted(&self, refs: &[ObjectRef], limits: &Limits) -> Result<(), KubeError> {
+        let present: Arc<Mutex<BTreeSet<String>>> =
+            Arc::new(Mutex::new(refs.iter().map(|r| r.to_string()).collect()));
+        let mut groups: BTreeMap<(String, String, Option<String>), Vec<ObjectRef>> =
+            BTreeMap::new();
         for r in refs {
-            loop {
-                if !self.exists(r).await? {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(KubeError::Failed {
-                        object: r.to_string(),
-                        message: format!("still present {}s after delete", timeout.as_secs()),
-                    });
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            groups
+                .entry((r.api_version.clone(), r.kind.clone(), r.namespace.clone()))
+                .or_default()
+                .push(r.clone());
+        }
+        let wait = async {
+            let mut waits = Vec::new();
+            for group in groups.into_values() {
+                let api = self.api_for(&group[0]).await?;
+                waits.push(gone(api, group, present.clone()));
+            }
+            try_join_all(waits).await.map(|_| ())
+        };
+        match bounded(limits, wait).await? {
+            Some(()) => Ok(()),
+            None => {
+                let still = present.lock().unwrap_or_else(|e| e.into_inner());
+                Err(KubeError::Failed {
+                    object: still.iter().next().cloned().unwrap_or_default(),
+                    message: format!("still present {}s after delete", limits.timeout.as_secs()),
+                })
             }
         }
-        Ok(())
     }
+}
+
+/// Watches one kind in one namespace until none of `group` is left, crossing each off `present`.
+async fn gone(
+    api: Api<DynamicObject>,
+    group: Vec<ObjectRef>,
+    present: Arc<Mutex<BTreeSet<String>>>,
+) -> Result<(), KubeError> {
+    let config = match group.as_slice() {
+        [one] => watcher::Config::default().fields(&format!("metadata.name={}", one.name)),
+        _ => watcher::Config::default(),
+    };
+    let what = match &group[0].namespace {
+        Some(ns) => format!("{} objects in {ns}", group[0].kind),
+        None => format!("{} objects", group[0].kind),
+    };
+    watch_until(api, config, &what, |objects| {
+        let mut p = present.lock().unwrap_or_else(|e| e.into_inner());
+        let mut left = false;
+        for r in &group {
+            if objects.contains_key(&r.name) {
+                left = true;
+            } else {
+                p.remove(&r.to_string());
+            }
+        }
+        (!left).then_some(Ok(()))
+    })
+    .await
 }
 
 /// Order in which kinds are applied: what others depend on first.

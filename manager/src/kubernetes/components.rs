@@ -7,18 +7,20 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::{Cluster, DeployAction, KubeError, ObjectRef};
 use crate::components::{
     AppUnit, CollectSummary, ComponentError, Components, DataCollector, Deployer,
-    InterferenceGenerator, UnitRole, Window, WorkloadGenerator,
+    InterferenceGenerator, UnitRole, Window,
 };
 use crate::config::kubernetes::KubernetesConfig;
 use crate::config::Config;
 use crate::context::Context;
-use crate::load::{CancelToken, LoadReport, LoadSpec};
+use crate::load::LoadReport;
 use crate::sweep::InterferenceLevel;
+
+mod workload;
+pub use workload::{job_flags, load_args, merge_reports, KubeWorkload, Merged};
 
 /// The connection, made on first use so building components never touches the network.
 struct Shared {
@@ -34,6 +36,12 @@ impl Shared {
             return Ok(c.clone());
         }
         let c = Arc::new(Cluster::connect(&self.cfg, &self.experiment).map_err(to_component)?);
+        for w in c.prepare_run().map_err(to_component)? {
+            tracing::warn!("{w}");
+        }
+        // A second Ctrl-C exits at once: it must still take our pods and Jobs off the cluster.
+        let on_abort = c.clone();
+        crate::signals::on_abort(move || on_abort.abort_cleanup());
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -43,6 +51,11 @@ impl Shared {
 fn to_component(e: KubeError) -> ComponentError {
     match e {
         KubeError::NotReady {
+            secs,
+            objects,
+            pods,
+        }
+        | KubeError::Failing {
             secs,
             objects,
             pods,
@@ -62,8 +75,9 @@ pub fn build(config: &Config) -> Result<Components, String> {
         .kubernetes
         .as_ref()
         .ok_or("the `kubernetes:` section is missing")?;
-    let cfg = super::resolved(section, &config.base_dir);
+    let mut cfg = super::resolved(section, &config.base_dir);
     cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))?;
+    super::interference::set_deadline(&mut cfg, config);
     let shared = Arc::new(Shared {
         cfg,
         experiment: config.name.clone(),
@@ -101,10 +115,10 @@ pub struct KubeDeployer {
 }
 
 impl Deployer for KubeDeployer {
-    fn deploy(&mut self, _ctx: &Context) -> Result<(), ComponentError> {
+    fn deploy(&mut self, ctx: &Context) -> Result<(), ComponentError> {
         let cluster = self.shared.cluster()?;
         self.applied = cluster
-            .deploy(DeployAction::from_config(cluster.config()))
+            .deploy(DeployAction::from_config(cluster.config()), &ctx.cancel)
             .map_err(to_component)?;
         self.seen.clear();
         Ok(())
@@ -211,7 +225,7 @@ impl InterferenceGenerator for KubeInterference {
             .map(|c| c.name.clone())
             .unwrap_or_else(|| "case".into());
         let specs: Vec<_> = wanted.iter().map(|l| l.spec.clone()).collect();
-        match cluster.place_interference(&case, &specs) {
+        match cluster.place_interference(&case, &specs, &ctx.cancel) {
             Ok(refs) => {
                 self.placed = refs;
                 self.levels = wanted
@@ -296,96 +310,10 @@ impl Drop for KubeInterference {
     }
 }
 
-/// Load: in this process when one generator suffices, else as Jobs whose reports are merged.
-pub struct KubeWorkload {
-    shared: Arc<Shared>,
-}
+/// The file mapping each app pod to its service and node, in every case directory.
+pub const POD_MAP: &str = "pod_map.csv";
 
-/// The `aefm-load` arguments of one generator offering `rate` of `spec`. A script is named by its
-/// path inside the Job pod (where its ConfigMap is mounted), its arguments follow `--`.
-pub fn load_args(spec: &LoadSpec, rate: f64) -> Vec<String> {
-    let ms = |d: Duration| format!("{}ms", d.as_millis());
-    let mut args = vec![
-        "-t".to_string(),
-        spec.threads.max(1).to_string(),
-        "-c".into(),
-        spec.connections.max(spec.threads.max(1)).to_string(),
-        "-d".into(),
-        ms(spec.warmup + spec.duration),
-        "--warmup".into(),
-        ms(spec.warmup),
-        "-T".into(),
-        ms(spec.timeout),
-        "-R".into(),
-        format!("{rate}"),
-    ];
-    for (k, v) in &spec.headers {
-        args.push("-H".into());
-        args.push(format!("{k}: {v}"));
-    }
-    if let Some(script) = &spec.script {
-        args.push("-s".into());
-        args.push(super::load::script_pod_path(script));
-    }
-    args.extend(["--json".into(), "-".into(), spec.url.clone()]);
-    if spec.script.is_some() && !spec.script_args.is_empty() {
-        args.push("--".into());
-        args.extend(spec.script_args.iter().cloned());
-    }
-    args
-}
-
-impl WorkloadGenerator for KubeWorkload {
-    fn run(
-        &mut self,
-        ctx: &Context,
-        spec: &LoadSpec,
-        cancel: &CancelToken,
-    ) -> Result<LoadReport, ComponentError> {
-        let cfg = &self.shared.cfg;
-        if !super::load::is_distributed(cfg, spec.rate) {
-            return crate::load::run_local(spec, cancel);
-        }
-        let cluster = self.shared.cluster()?;
-        let n = super::load::generators_needed(cfg, spec.rate);
-        let args: Vec<Vec<String>> = super::load::split_rate(spec.rate, n)
-            .into_iter()
-            .map(|r| load_args(spec, r))
-            .collect();
-        let case = ctx
-            .case
-            .as_ref()
-            .map(|c| c.name.clone())
-            .unwrap_or_else(|| "case".into());
-        let timeout = spec.warmup + spec.duration + Duration::from_secs(cfg.readiness_timeout_secs);
-        let logs = cluster
-            .run_load_jobs(&case, &args, spec.script.as_deref(), timeout, &|| {
-                cancel.is_cancelled()
-            })
-            .map_err(to_component)?;
-        let merged = merge_reports(&logs)?;
-        Ok(crate::load::from_loadgen(&merged, spec))
-    }
-}
-
-/// Parses each Job's `--json` report and merges them (HdrHistograms added exactly).
-pub fn merge_reports(logs: &[String]) -> Result<aefm_loadgen::Report, ComponentError> {
-    let mut merged: Option<aefm_loadgen::Report> = None;
-    for (i, log) in logs.iter().enumerate() {
-        // The report is the JSON object on stdout; anything before it (warnings) is skipped.
-        let start = log.find('{').unwrap_or(0);
-        let r = aefm_loadgen::Report::from_json(&log[start..]).map_err(|e| {
-            ComponentError::other(format!("load job {i}: report is not aefm-load JSON: {e}"))
-        })?;
-        match merged.as_mut() {
-            Some(m) => m.merge(&r),
-            None => merged = Some(r),
-        }
-    }
-    merged.ok_or_else(|| ComponentError::other("no load job reported"))
-}
-
-/// Prometheus and Jaeger per case, scoped to the experiment, plus `pods.csv`.
+/// Prometheus and Jaeger per case, scoped to the experiment, plus [`POD_MAP`].
 pub struct KubeCollector {
     shared: Arc<Shared>,
     units: Vec<AppUnit>,
@@ -406,7 +334,7 @@ impl DataCollector for KubeCollector {
         ctx: &Context,
         case_dir: &Path,
         window: &Window,
-        _report: Option<&LoadReport>,
+        report: Option<&LoadReport>,
     ) -> Result<CollectSummary, ComponentError> {
         let mut summary = CollectSummary::default();
         std::fs::create_dir_all(case_dir)
@@ -432,7 +360,8 @@ impl DataCollector for KubeCollector {
                 self.units.clone()
             }
         };
-        let path = case_dir.join("pods.csv");
+        // Not `pods.csv`: that name is the trace statistics table (microservice, pod).
+        let path = case_dir.join(POD_MAP);
         let mut text = String::from("pod,service,node\n");
         for u in &units {
             text.push_str(&format!(
@@ -446,54 +375,17 @@ impl DataCollector for KubeCollector {
             Ok(()) => summary.files.push(path),
             Err(e) => summary.errors.push(format!("{}: {e}", path.display())),
         }
-        let collect = &ctx.config.collect;
-        if collect.prometheus.is_none() && collect.jaeger.is_none() {
-            return Ok(summary);
-        }
-        let mut sources = aefm_collector::CaseSources::default();
-        if let Some(p) = &collect.prometheus {
-            let mut s = aefm_collector::PrometheusSettings::new(p.url.clone());
-            s.step = Some(p.step);
-            s.grace = p.grace;
-            if !p.queries.is_empty() {
-                s.queries = p
-                    .queries
-                    .iter()
-                    .map(|(n, q)| aefm_collector::QueryTemplate::range(n.clone(), q.clone()))
-                    .collect();
-            }
-            sources.prometheus = Some(s);
-        }
-        if let Some(j) = &collect.jaeger {
-            let mut s = aefm_collector::JaegerSettings::new(j.url.clone(), j.service.clone());
-            s.grace = j.grace;
-            sources.jaeger = Some(s);
-        }
-        let tctx = aefm_collector::TemplateContext {
-            namespace: Some(self.shared.cfg.namespace.clone()),
-            pod_regex: Some(pod_regex(&units)),
-            node: None,
-            case: ctx
-                .case
-                .as_ref()
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-            extra: [("experiment".to_string(), self.shared.experiment.clone())]
-                .into_iter()
-                .collect(),
-        };
-        let cw = aefm_collector::Window {
-            start: window.start,
-            end: window.end,
-        };
-        let outcome = aefm_collector::collect_case(case_dir, &cw, &tctx, &sources);
-        for s in &outcome.sources {
-            match &s.result {
-                Ok(w) => summary.files.extend(w.iter().map(|w| w.path.clone())),
-                Err(e) => summary.errors.push(format!("{}: {e}", s.source)),
-            }
-        }
+        let mut tctx = crate::collect::template_context(ctx);
+        tctx.namespace = Some(self.shared.cfg.namespace.clone());
+        tctx.pod_regex = Some(pod_regex(&units));
+        tctx.extra
+            .insert("experiment".into(), self.shared.experiment.clone());
+        crate::collect::collect_external(ctx, case_dir, window, report, &tctx, &mut summary);
         Ok(summary)
+    }
+
+    fn preflight(&mut self, ctx: &Context) -> Result<(), ComponentError> {
+        crate::collect::preflight_sources(ctx)
     }
 }
 
@@ -523,66 +415,6 @@ pub fn pod_regex(units: &[AppUnit]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn load_args_are_aefm_load_cli() {
-        let spec = LoadSpec {
-            url: "http://x:1/".into(),
-            rate: 100.0,
-            duration: Duration::from_secs(10),
-            warmup: Duration::from_millis(1500),
-            threads: 2,
-            connections: 8,
-            timeout: Duration::from_secs(2),
-            headers: vec![("X-A".into(), "b".into())],
-            script: None,
-            script_args: vec![],
-            cores: None,
-        };
-        let a = load_args(&spec, 33.0);
-        assert_eq!(
-            a,
-            [
-                "-t",
-                "2",
-                "-c",
-                "8",
-                "-d",
-                "11500ms",
-                "--warmup",
-                "1500ms",
-                "-T",
-                "2000ms",
-                "-R",
-                "33",
-                "-H",
-                "X-A: b",
-                "--json",
-                "-",
-                "http://x:1/"
-            ]
-        );
-        let scripted = LoadSpec {
-            script: Some("/tmp/s/post.lua".into()),
-            script_args: vec!["a b".into(), "c".into()],
-            headers: vec![],
-            ..spec
-        };
-        let a = load_args(&scripted, 33.0);
-        assert_eq!(
-            a[12..],
-            [
-                "-s",
-                "/etc/aefm-load/post.lua",
-                "--json",
-                "-",
-                "http://x:1/",
-                "--",
-                "a b",
-                "c"
-            ]
-        );
-    }
 
     #[test]
     fn regex_of_pods() {

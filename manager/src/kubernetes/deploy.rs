@@ -8,7 +8,9 @@ use super::client::{Kube, ObjectRef};
 use super::error::KubeError;
 use super::manifests::{self, Manifest};
 use super::readiness::wait_ready;
+use super::watch::Limits;
 use crate::config::kubernetes::KubernetesConfig;
+use crate::load::CancelToken;
 
 /// What to do with the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +41,19 @@ fn objects(ms: &[Manifest]) -> Vec<serde_json::Value> {
 }
 
 /// Runs `action` and returns every object of the application (for teardown and collection).
+/// Each wait ([`wait_ready`], deletions on restart) lasts at most `readiness_timeout_secs`, gives
+/// up early on pods that will not become ready, and ends with [`KubeError::Cancelled`] once
+/// `cancel` (the run's token) is cancelled.
 pub async fn deploy(
     kube: &Kube,
     cfg: &KubernetesConfig,
     experiment: &str,
     action: DeployAction,
+    cancel: &CancelToken,
 ) -> Result<Vec<ObjectRef>, KubeError> {
     let (infra, under_test) = manifests::prepare(cfg, experiment)?;
-    let timeout = Duration::from_secs(cfg.readiness_timeout_secs);
-    kube.apply(&manifests::namespace_object(&cfg.namespace, experiment))
-        .await?;
+    let limits = Limits::new(cfg, Duration::from_secs(cfg.readiness_timeout_secs), cancel);
+    super::namespace::ensure(kube.client(), &cfg.namespace, experiment).await?;
     let all: Vec<ObjectRef> = infra
         .iter()
         .chain(&under_test)
@@ -58,14 +63,14 @@ pub async fn deploy(
         for r in all.iter().rev() {
             kube.delete(r).await?;
         }
-        kube.wait_deleted(&all, timeout).await?;
+        kube.wait_deleted(&all, &limits).await?;
     }
     if action != DeployAction::Reload {
         let refs = kube.apply_all(&objects(&infra)).await?;
-        wait_ready(kube.client(), &refs, timeout).await?;
+        wait_ready(kube.client(), &refs, &limits).await?;
     }
     let refs = kube.apply_all(&objects(&under_test)).await?;
-    wait_ready(kube.client(), &refs, timeout).await?;
+    wait_ready(kube.client(), &refs, &limits).await?;
     Ok(all)
 }
 

@@ -74,6 +74,18 @@ pub enum KubeError {
         /// One line per pod that is not ready, with why (image pull, crash loop, pending, ...).
         pods: Vec<String>,
     },
+    /// A wait gave up before its timeout because a pod of the objects fails in a way waiting does
+    /// not fix (crash loop, image not pullable, unschedulable past the grace, non-zero exit);
+    /// `pods` names each such pod with the kubelet's or scheduler's reason.
+    #[error("{objects} cannot become ready (gave up after {secs}s): {}", pods.join("; "))]
+    Failing {
+        /// Seconds waited before giving up.
+        secs: u64,
+        /// The objects the failing pods belong to, `kind/namespace/name`.
+        objects: String,
+        /// One line per failing pod: its problem and the rule that made the wait give up.
+        pods: Vec<String>,
+    },
     /// An object reached a state it cannot recover from (a failed Job, a deleted node).
     #[error("{object} failed: {message}")]
     Failed {
@@ -126,7 +138,7 @@ impl KubeError {
 
 /// The error and all its sources on one line: kube's top-level messages ("ServiceError") alone do
 /// not say that the connection was refused.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut src = err.source();
     while let Some(s) = src {

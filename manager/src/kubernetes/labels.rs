@@ -10,6 +10,9 @@ pub const COMPONENT: &str = "aefm.io/component";
 /// Stressor kind of an interference pod (`cpu`, `memcap`, `membw`, `cache`; `net` for the iperf3
 /// ring).
 pub const INTERFERENCE: &str = "aefm.io/interference";
+/// One invocation of `aefm run` (a short random id): tells this run's Jobs and pods from those a
+/// previous or concurrent run of the same experiment left behind.
+pub const RUN: &str = "aefm.io/run";
 /// Which repository set an app object came from (`infra`, `under_test`).
 pub const SET: &str = "aefm.io/set";
 /// Standard managed-by label.

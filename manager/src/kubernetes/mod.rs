@@ -11,7 +11,8 @@
 //! let cfg: aefm::config::kubernetes::KubernetesConfig =
 //!     serde_yaml::from_str("namespace: social\nyaml_repo: examples/kubernetes/repo\n").unwrap();
 //! let cluster = aefm::kubernetes::Cluster::connect(&cfg, "exp1")?;
-//! let applied = cluster.deploy(aefm::kubernetes::DeployAction::Apply)?;
+//! let cancel = aefm::load::CancelToken::new(); // the run's token: Ctrl-C cancels it
+//! let applied = cluster.deploy(aefm::kubernetes::DeployAction::Apply, &cancel)?;
 //! println!("{} objects ready", applied.len());
 //! cluster.clean(Some("exp1"))?;
 //! # Ok(()) }
@@ -23,14 +24,19 @@ pub mod cli;
 pub mod client;
 pub mod components;
 pub mod deploy;
+pub mod doctor;
 mod error;
 pub mod interference;
 pub mod labels;
 pub mod load;
 pub mod manifests;
+pub mod namespace;
 pub mod owners;
+pub mod proxy;
 pub mod quantity;
+pub mod rbac;
 pub mod readiness;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,14 +51,7 @@ use crate::config::{Config, StressLevel};
 /// The manifests `aefm plan` prints: the namespace, then infra, then the services under test,
 /// rewritten exactly as they would be applied. No cluster is contacted.
 pub fn plan_manifests(config: &Config) -> Result<String, KubeError> {
-    let cfg = config
-        .kubernetes
-        .as_ref()
-        .ok_or_else(|| KubeError::Config {
-            key: "kubernetes".into(),
-            message: "missing (required by `backend: kubernetes`)".into(),
-        })?;
-    let cfg = resolved(cfg, &config.base_dir);
+    let cfg = section_of(config)?;
     let (infra, under_test) = manifests::prepare(&cfg, &config.name)?;
     let mut out = String::from("---\n");
     out.push_str(
@@ -62,6 +61,15 @@ pub fn plan_manifests(config: &Config) -> Result<String, KubeError> {
     out.push_str(&manifests::render(&infra));
     out.push_str(&manifests::render(&under_test));
     Ok(out)
+}
+
+/// The config's `kubernetes:` section, resolved; an error naming the key when it is missing.
+fn section_of(config: &Config) -> Result<KubernetesConfig, KubeError> {
+    let section = config.kubernetes.as_ref().ok_or_else(|| KubeError::Config {
+        key: "kubernetes".into(),
+        message: "missing (required by `backend: kubernetes` and `aefm doctor`)".into(),
+    })?;
+    Ok(resolved(section, &config.base_dir))
 }
 
 /// The section with relative paths (`yaml_repo`, `kubeconfig`) resolved against the config file's
@@ -86,6 +94,7 @@ pub struct Cluster {
     kube: Kube,
     cfg: KubernetesConfig,
     experiment: String,
+    run_id: String,
 }
 
 impl Cluster {
@@ -105,6 +114,7 @@ impl Cluster {
             kube: Kube::new(client, &cfg.field_manager),
             cfg: cfg.clone(),
             experiment: experiment.to_string(),
+            run_id: new_run_id(),
         })
     }
 
@@ -118,35 +128,57 @@ impl Cluster {
         &self.experiment
     }
 
+    /// This connection's run id (label [`labels::RUN`]), fresh for every `aefm run`.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.cfg.readiness_timeout_secs)
     }
 
-    /// Deploys the application (see [`DeployAction`]) and waits until it is ready.
-    pub fn deploy(&self, action: DeployAction) -> Result<Vec<ObjectRef>, KubeError> {
+    /// Deploys the application (see [`DeployAction`]) and waits until it is ready; `cancel`
+    /// (the run's token) ends the waits with [`KubeError::Cancelled`].
+    pub fn deploy(
+        &self,
+        action: DeployAction,
+        cancel: &crate::load::CancelToken,
+    ) -> Result<Vec<ObjectRef>, KubeError> {
         self.rt.block_on(deploy::deploy(
             &self.kube,
             &self.cfg,
             &self.experiment,
             action,
+            cancel,
         ))
     }
 
-    /// Deletes the given application objects.
+    /// Deletes the given application objects. Cleanup: not cancellable, but bounded by
+    /// `readiness_timeout_secs`.
     pub fn teardown(&self, refs: &[ObjectRef]) -> Result<(), KubeError> {
-        self.rt.block_on(deploy::teardown(&self.kube, refs))
+        let limits = watch::Limits::cleanup(&self.cfg, self.timeout());
+        let done = self
+            .rt
+            .block_on(watch::bounded(&limits, deploy::teardown(&self.kube, refs)))?;
+        done.ok_or_else(|| KubeError::Failed {
+            object: format!("application of {}", self.experiment),
+            message: format!("teardown unfinished after {}s", limits.timeout.as_secs()),
+        })
     }
 
     /// Makes the interference pods match `wanted` for `test_case` and waits until they run.
     /// On failure every interference pod of the experiment is removed before returning.
+    /// `cancel` (the run's token) ends the wait with [`KubeError::Cancelled`] (and the cleanup).
     pub fn place_interference(
         &self,
         test_case: &str,
         wanted: &[StressLevel],
+        cancel: &crate::load::CancelToken,
     ) -> Result<Vec<ObjectRef>, KubeError> {
         let owner = interference::Owner {
             experiment: &self.experiment,
             test_case,
+            run: &self.run_id,
         };
         let res = self.rt.block_on(async {
             let pods = interference::desired_pods(&self.kube, &self.cfg, &owner, wanted).await?;
@@ -155,7 +187,7 @@ impl Cluster {
                 &self.cfg,
                 &self.experiment,
                 &pods,
-                self.timeout(),
+                &watch::Limits::new(&self.cfg, self.timeout(), cancel),
             )
             .await
         });
@@ -183,36 +215,28 @@ impl Cluster {
         ))
     }
 
-    /// Removes every interference pod of the experiment and waits until they are gone.
+    /// Removes every interference pod of the experiment and waits until they are gone. Cleanup:
+    /// not cancellable (the Ctrl-C that stops a run asks for it), but bounded by
+    /// `readiness_timeout_secs`.
     pub fn clear_interference(&self) -> Result<usize, KubeError> {
         self.rt.block_on(interference::clear(
             &self.kube,
             &self.cfg.interference.namespace,
             &self.experiment,
-            self.timeout(),
+            &watch::Limits::cleanup(&self.cfg, self.timeout()),
         ))
     }
 
-    /// Runs `aefm-load` Jobs (one per argument list), shipping `script` to them in a ConfigMap,
-    /// and returns their logs; see [`load::run_jobs`].
+    /// Runs a case's `aefm-load` Jobs (one per argument list) with a start barrier, shipping the
+    /// script in a ConfigMap and the headers in a Secret, and returns each Job's outcome; see
+    /// [`load::run_jobs`]. `load.owner.run` should be [`Cluster::run_id`].
     pub fn run_load_jobs(
         &self,
-        test_case: &str,
-        args: &[Vec<String>],
-        script: Option<&std::path::Path>,
-        timeout: Duration,
+        load: &load::LoadJobs<'_>,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Vec<String>, KubeError> {
-        self.rt.block_on(load::run_jobs(
-            &self.kube,
-            &self.cfg,
-            &self.experiment,
-            test_case,
-            args,
-            script,
-            timeout,
-            cancelled,
-        ))
+    ) -> Result<Vec<load::GeneratorOutcome>, KubeError> {
+        self.rt
+            .block_on(load::run_jobs(&self.kube, &self.cfg, load, cancelled))
     }
 
     /// Pod name → owning workload (service) name in the application namespace.
@@ -235,9 +259,68 @@ impl Cluster {
 
     /// Deletes everything labelled with `experiment` (or everything AEFM manages with `None`).
     pub fn clean(&self, experiment: Option<&str>) -> Result<cleanup::Cleaned, KubeError> {
-        self.rt
-            .block_on(cleanup::clean(self.kube.client(), experiment))
+        self.rt.block_on(cleanup::clean(
+            self.kube.client(),
+            experiment,
+            cleanup::CleanOptions::default(),
+        ))
     }
+
+    /// What a second Ctrl-C does before the process exits: issues the deletion of this
+    /// experiment's interference pods and load Jobs (with their pods, ConfigMaps and Secrets),
+    /// waiting at most 10 s for the API server. Nothing is waited for beyond the requests.
+    pub fn abort_cleanup(&self) {
+        let client = self.kube.client();
+        let work = async {
+            let mut out = cleanup::Cleaned::default();
+            for component in ["interference", "load"] {
+                let sel = format!(
+                    "{},{}={component}",
+                    cleanup::selector(Some(&self.experiment)),
+                    labels::COMPONENT
+                );
+                if let Err(e) = cleanup::delete_components(client, &sel, &mut out).await {
+                    eprintln!("aefm: deleting {component} objects: {e}");
+                }
+            }
+            out
+        };
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), work).await })
+        {
+            Ok(out) => eprintln!("aefm: deleted {} interference/load object(s)", out.deleted.len()),
+            Err(_) => eprintln!(
+                "aefm: the API server did not answer within 10 s; `aefm clean {}` removes what is left",
+                self.experiment
+            ),
+        }
+    }
+
+    /// Prepares the cluster for this run: removes the load objects earlier runs of the experiment
+    /// left behind and returns warnings about other experiments' stress pods on the testbed
+    /// nodes (they would interfere with every case).
+    pub fn prepare_run(&self) -> Result<Vec<String>, KubeError> {
+        self.rt.block_on(async {
+            let client = self.kube.client();
+            let stale = cleanup::remove_stale_runs(client, &self.experiment, &self.run_id).await?;
+            for o in &stale.deleted {
+                tracing::info!("removed {o}, left by an earlier run of this experiment");
+            }
+            let foreign =
+                cleanup::foreign_stressors(client, &self.experiment, &self.cfg.interference_nodes())
+                    .await?;
+            Ok(foreign
+                .into_iter()
+                .map(|p| format!("stress pod {p} is not this experiment's: it interferes with every case (`aefm clean` removes AEFM's)"))
+                .collect())
+        })
+    }
+}
+
+/// A fresh run id: 8 lowercase hex digits, valid in DNS names and label values.
+pub fn new_run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
 }
 
 /// A current-thread runtime for the one-shot CLI entry points (`clean`, `auto-config`).
@@ -256,11 +339,23 @@ pub fn clean(
     kubeconfig: Option<&std::path::Path>,
     context: Option<&str>,
     experiment: Option<&str>,
+    opts: cleanup::CleanOptions,
 ) -> Result<cleanup::Cleaned, KubeError> {
     let rt = current_thread_runtime()?;
     rt.block_on(async {
         let c = client::connect_with(kubeconfig, context).await?;
-        cleanup::clean(&c, experiment).await
+        cleanup::clean(&c, experiment, opts).await
+    })
+}
+
+/// `aefm doctor`: connects with the config's `kubernetes:` section and runs every check of
+/// [`doctor`] (pulling the images first with `pre_pull`).
+pub fn doctor(config: &Config, pre_pull: bool) -> Result<Vec<doctor::Finding>, KubeError> {
+    let cfg = section_of(config)?;
+    let rt = current_thread_runtime()?;
+    rt.block_on(async {
+        let c = client::connect(&cfg).await?;
+        doctor::diagnose(&c, config, &cfg, pre_pull).await
     })
 }
 

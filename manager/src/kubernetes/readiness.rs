@@ -1,21 +1,31 @@
-//! Waiting for exactly the objects we applied to become ready, with watches (no fixed sleeps),
-//! and explaining a timeout pod by pod (image pull, crash loop, unschedulable, ...).
+//! Waiting for exactly the objects we applied to become ready, with watches that survive
+//! interruptions (no fixed sleeps), giving up early on pods that waiting will not fix, and
+//! explaining a failure pod by pod (image pull, crash loop, unschedulable, ...): [`pod_problem`]
+//! says what is wrong with a pod, [`pod_trouble`] whether it is the kind of wrong that does not
+//! pass.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
 
 use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ListParams};
-use kube::runtime::wait::await_condition;
-use kube::Client;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 
 use super::client::ObjectRef;
 use super::error::KubeError;
+use super::watch::{bounded, failing_line, watch_until, FailFast, Grace, Limits};
+
+mod pods;
+pub use pods::{pod_problem, pod_trouble, Trouble};
 
 /// Kinds whose readiness we wait for; everything else is ready once applied.
 pub fn is_waitable(kind: &str) -> bool {
@@ -69,101 +79,256 @@ pub fn job_outcome(j: &Job) -> Option<Result<(), String>> {
     None
 }
 
-/// Waits until every waitable object in `refs` is ready, or fails after `timeout` naming the
-/// objects and each pod that is not ready and why. A failed Job fails at once.
-pub async fn wait_ready(
-    client: &Client,
-    refs: &[ObjectRef],
-    timeout: Duration,
-) -> Result<(), KubeError> {
-    let pending: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut futs = Vec::new();
-    for r in refs.iter().filter(|r| is_waitable(&r.kind)) {
-        pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(r.to_string());
-        futs.push(wait_one(client.clone(), r.clone(), pending.clone()));
+/// How an applied kind tells that it is ready and which pods are its own.
+trait Waitable:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// `Ok(true)` ready, `Ok(false)` not yet, `Err(why)` failed for good (a failed Job).
+    fn verdict(&self) -> Result<bool, String>;
+    /// The labels selecting its pods (`matchLabels`), once known.
+    fn pod_labels(&self) -> Option<BTreeMap<String, String>>;
+}
+
+impl Waitable for Deployment {
+    fn verdict(&self) -> Result<bool, String> {
+        Ok(deployment_ready(self))
     }
-    match tokio::time::timeout(timeout, try_join_all(futs)).await {
-        Ok(res) => res.map(|_| ()),
-        Err(_) => {
-            let still: Vec<String> = pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect();
-            let mut pods = Vec::new();
-            for r in refs.iter().filter(|r| still.contains(&r.to_string())) {
-                pods.extend(explain(client, r).await);
-            }
-            Err(KubeError::NotReady {
-                secs: timeout.as_secs(),
-                objects: still.join(", "),
-                pods,
-            })
-        }
+    fn pod_labels(&self) -> Option<BTreeMap<String, String>> {
+        self.spec.as_ref()?.selector.match_labels.clone()
     }
 }
 
-async fn wait_one(
-    client: Client,
-    r: ObjectRef,
-    pending: Arc<Mutex<BTreeSet<String>>>,
+impl Waitable for StatefulSet {
+    fn verdict(&self) -> Result<bool, String> {
+        Ok(statefulset_ready(self))
+    }
+    fn pod_labels(&self) -> Option<BTreeMap<String, String>> {
+        self.spec.as_ref()?.selector.match_labels.clone()
+    }
+}
+
+impl Waitable for DaemonSet {
+    fn verdict(&self) -> Result<bool, String> {
+        Ok(daemonset_ready(self))
+    }
+    fn pod_labels(&self) -> Option<BTreeMap<String, String>> {
+        self.spec.as_ref()?.selector.match_labels.clone()
+    }
+}
+
+impl Waitable for Job {
+    fn verdict(&self) -> Result<bool, String> {
+        match job_outcome(self) {
+            Some(Ok(())) => Ok(true),
+            Some(Err(why)) => Err(why),
+            None => Ok(false),
+        }
+    }
+    /// The server-set selector (the Job's uid), else the `job-name` label every Job pod carries.
+    fn pod_labels(&self) -> Option<BTreeMap<String, String>> {
+        let set = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.match_labels.clone());
+        set.or_else(|| {
+            let name = self.metadata.name.clone()?;
+            Some(BTreeMap::from([("job-name".to_string(), name)]))
+        })
+    }
+}
+
+/// The objects a deploy wait still waits for (`kind/namespace/name`), with their namespace and,
+/// once seen, the labels of their pods: which failing pod belongs to which object.
+#[derive(Default)]
+struct Pending {
+    objects: BTreeMap<String, (String, Option<BTreeMap<String, String>>)>,
+}
+
+impl Pending {
+    /// The waited-for object `p` belongs to, if any.
+    fn owner_of(&self, p: &Pod) -> Option<&str> {
+        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+        let labels = p.metadata.labels.as_ref();
+        self.objects.iter().find_map(|(id, (o_ns, sel))| {
+            let sel = sel.as_ref().filter(|s| !s.is_empty())?;
+            let matches = o_ns == ns
+                && sel
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+            matches.then_some(id.as_str())
+        })
+    }
+}
+
+type Shared = Arc<Mutex<Pending>>;
+
+fn lock(p: &Shared) -> std::sync::MutexGuard<'_, Pending> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits until every waitable object in `refs` is ready, with watches that survive interruptions
+/// ([`super::watch`]). Fails at once on a failed Job; early, with [`KubeError::Failing`], on a pod
+/// of a waited object that waiting will not fix ([`FailFast`]); after `limits.timeout` with
+/// [`KubeError::NotReady`] naming each object and pod not ready and why; and with
+/// [`KubeError::Cancelled`] once `limits.cancel` is cancelled.
+pub async fn wait_ready(
+    client: &Client,
+    refs: &[ObjectRef],
+    limits: &Limits,
 ) -> Result<(), KubeError> {
-    let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
-    let watch_err = |e: kube::runtime::wait::Error| KubeError::Transport {
-        action: "watch".into(),
-        object: r.to_string(),
-        message: e.to_string(),
+    let pending: Shared = Arc::default();
+    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in refs.iter().filter(|r| is_waitable(&r.kind)) {
+        let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
+        lock(&pending)
+            .objects
+            .insert(r.to_string(), (ns.clone(), None));
+        groups
+            .entry((r.kind.clone(), ns))
+            .or_default()
+            .push(r.name.clone());
+    }
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let namespaces: BTreeSet<String> = groups.keys().map(|(_, ns)| ns.clone()).collect();
+    let objects =
+        try_join_all(groups.into_iter().map(|((kind, ns), names)| {
+            watch_group(client.clone(), kind, ns, names, pending.clone())
+        }));
+    let started = Instant::now();
+    let pods =
+        try_join_all(namespaces.into_iter().map(|ns| {
+            watch_failing_pods(client.clone(), ns, pending.clone(), limits.grace, started)
+        }));
+    let both = async {
+        tokio::select! {
+            r = objects => r.map(|_| ()),
+            Err(e) = pods => Err(e),
+        }
     };
-    match r.kind.as_str() {
-        "Deployment" => {
-            let api: Api<Deployment> = Api::namespaced(client, &ns);
-            await_condition(api, &r.name, |o: Option<&Deployment>| {
-                o.is_some_and(deployment_ready)
-            })
-            .await
-            .map_err(watch_err)?;
-        }
-        "StatefulSet" => {
-            let api: Api<StatefulSet> = Api::namespaced(client, &ns);
-            await_condition(api, &r.name, |o: Option<&StatefulSet>| {
-                o.is_some_and(statefulset_ready)
-            })
-            .await
-            .map_err(watch_err)?;
-        }
-        "DaemonSet" => {
-            let api: Api<DaemonSet> = Api::namespaced(client, &ns);
-            await_condition(api, &r.name, |o: Option<&DaemonSet>| {
-                o.is_some_and(daemonset_ready)
-            })
-            .await
-            .map_err(watch_err)?;
-        }
-        "Job" => {
-            let api: Api<Job> = Api::namespaced(client, &ns);
-            let job = await_condition(api, &r.name, |o: Option<&Job>| {
-                o.is_some_and(|j| job_outcome(j).is_some())
-            })
-            .await
-            .map_err(watch_err)?;
-            if let Some(Err(why)) = job.as_ref().and_then(job_outcome) {
-                return Err(KubeError::Failed {
-                    object: r.to_string(),
-                    message: why,
-                });
+    match bounded(limits, both).await? {
+        Some(()) => Ok(()),
+        None => Err(not_ready(client, refs, &pending, limits.timeout).await),
+    }
+}
+
+/// The timeout error: the objects still not ready and each of their pods' reasons.
+async fn not_ready(
+    client: &Client,
+    refs: &[ObjectRef],
+    pending: &Shared,
+    timeout: std::time::Duration,
+) -> KubeError {
+    let still: Vec<String> = lock(pending).objects.keys().cloned().collect();
+    let mut pods = Vec::new();
+    for r in refs.iter().filter(|r| still.contains(&r.to_string())) {
+        pods.extend(explain(client, r).await);
+    }
+    KubeError::NotReady {
+        secs: timeout.as_secs(),
+        objects: still.join(", "),
+        pods,
+    }
+}
+
+async fn watch_group(
+    client: Client,
+    kind: String,
+    ns: String,
+    names: Vec<String>,
+    pending: Shared,
+) -> Result<(), KubeError> {
+    match kind.as_str() {
+        "Deployment" => watch_kind::<Deployment>(client, &ns, names, pending).await,
+        "StatefulSet" => watch_kind::<StatefulSet>(client, &ns, names, pending).await,
+        "DaemonSet" => watch_kind::<DaemonSet>(client, &ns, names, pending).await,
+        "Job" => watch_kind::<Job>(client, &ns, names, pending).await,
+        _ => Ok(()),
+    }
+}
+
+/// Watches the objects of one kind in one namespace (by name when there is one) until all
+/// `names` have been ready; records their pod labels for [`watch_failing_pods`].
+async fn watch_kind<K: Waitable>(
+    client: Client,
+    ns: &str,
+    names: Vec<String>,
+    pending: Shared,
+) -> Result<(), KubeError> {
+    let kind = K::kind(&()).to_string();
+    let config = match names.as_slice() {
+        [one] => watcher::Config::default().fields(&format!("metadata.name={one}")),
+        _ => watcher::Config::default(),
+    };
+    let mut left: BTreeSet<String> = names.into_iter().collect();
+    let api: Api<K> = Api::namespaced(client, ns);
+    let what = format!("{kind}s in {ns}");
+    watch_until(api, config, &what, |objects| {
+        for (name, o) in objects.iter().filter(|(n, _)| left.contains(*n)) {
+            let id = format!("{kind}/{ns}/{name}");
+            let mut p = lock(&pending);
+            if let Some(entry) = p.objects.get_mut(&id) {
+                entry.1 = o.pod_labels();
+            }
+            match o.verdict() {
+                Ok(true) => {
+                    p.objects.remove(&id);
+                }
+                Ok(false) => {}
+                Err(why) => {
+                    return Some(Err(KubeError::Failed {
+                        object: id,
+                        message: why,
+                    }))
+                }
             }
         }
-        _ => {}
-    }
-    pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&r.to_string());
-    Ok(())
+        let p = lock(&pending);
+        left.retain(|n| p.objects.contains_key(&format!("{kind}/{ns}/{n}")));
+        left.is_empty().then_some(Ok(()))
+    })
+    .await
+}
+
+/// Watches the pods of `ns` and ends with [`KubeError::Failing`] when one that belongs to a
+/// still-pending object is past hope ([`FailFast`]); otherwise never ends.
+async fn watch_failing_pods(
+    client: Client,
+    ns: String,
+    pending: Shared,
+    grace: Grace,
+    started: Instant,
+) -> Result<std::convert::Infallible, KubeError> {
+    let mut judge = FailFast::new(grace);
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let what = format!("pods in {ns}");
+    watch_until(api, watcher::Config::default(), &what, |pods| {
+        let p = lock(&pending);
+        let mine: Vec<(&Pod, &str)> = pods
+            .values()
+            .filter_map(|pod| p.owner_of(pod).map(|o| (pod, o)))
+            .collect();
+        let (pod, rule) = judge.judge(mine.iter().map(|(pod, _)| *pod), Instant::now())?;
+        let owner = mine
+            .iter()
+            .find(|(x, _)| std::ptr::eq(*x, pod))
+            .map(|(_, o)| o.to_string())
+            .unwrap_or_default();
+        Some(Err(KubeError::Failing {
+            secs: started.elapsed().as_secs(),
+            objects: owner,
+            pods: vec![failing_line(pod, &rule)],
+        }))
+    })
+    .await
 }
 
 /// Label selector string from a LabelSelector's `matchLabels` (what our workloads use).
@@ -234,74 +399,6 @@ pub async fn explain_pods(client: &Client, ns: &str, selector: &str, owner: &str
     }
 }
 
-/// Why a pod is not ready (`None` when it is): a waiting or terminated container's reason and
-/// message (ErrImagePull, ImagePullBackOff, CrashLoopBackOff with restarts), an unschedulable
-/// pod's scheduler message, or its phase.
-pub fn pod_problem(p: &Pod) -> Option<String> {
-    let Some(status) = p.status.as_ref() else {
-        return Some("no status yet (not scheduled)".into());
-    };
-    let phase = status.phase.clone().unwrap_or_else(|| "Unknown".into());
-    if phase == "Succeeded" {
-        return None;
-    }
-    let ready = status
-        .conditions
-        .as_ref()
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    if ready && phase == "Running" {
-        return None;
-    }
-    let mut reasons = Vec::new();
-    for cs in status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-    {
-        let st = cs.state.as_ref();
-        if let Some(w) = st.and_then(|s| s.waiting.as_ref()) {
-            let mut line = format!(
-                "container {} waiting: {}",
-                cs.name,
-                w.reason.clone().unwrap_or_else(|| "unknown reason".into())
-            );
-            if let Some(m) = &w.message {
-                line.push_str(&format!(" ({m})"));
-            }
-            if cs.restart_count > 0 {
-                line.push_str(&format!(", {} restarts", cs.restart_count));
-            }
-            reasons.push(line);
-        } else if let Some(t) = st.and_then(|s| s.terminated.as_ref()) {
-            reasons.push(format!(
-                "container {} terminated: {} (exit code {})",
-                cs.name,
-                t.reason.clone().unwrap_or_default(),
-                t.exit_code
-            ));
-        } else if !cs.ready {
-            reasons.push(format!("container {} not ready", cs.name));
-        }
-    }
-    for c in status.conditions.iter().flatten() {
-        if c.type_ == "PodScheduled" && c.status == "False" {
-            reasons.push(format!(
-                "pending: {} ({})",
-                c.reason.clone().unwrap_or_else(|| "not scheduled".into()),
-                c.message.clone().unwrap_or_default()
-            ));
-        }
-    }
-    if reasons.is_empty() {
-        reasons.push(format!("phase {phase}"));
-        if let Some(m) = &status.message {
-            reasons.push(m.clone());
-        }
-    }
-    Some(reasons.join(", "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,28 +420,23 @@ mod tests {
     }
 
     #[test]
-    fn pod_problems_name_the_reason() {
-        let p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "status": {"phase": "Pending", "containerStatuses": [{
-                "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""}}
-            }]}
-        }))
-        .unwrap();
-        let why = pod_problem(&p).unwrap();
-        assert!(
-            why.contains("ImagePullBackOff") && why.contains("pulling image"),
-            "{why}"
-        );
-        let p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]}
-        }))
-        .unwrap();
-        assert!(pod_problem(&p).unwrap().contains("Unschedulable"));
-        let ok: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})).unwrap();
-        assert_eq!(pod_problem(&ok), None);
+    fn failing_pods_are_matched_to_the_object_selecting_them() {
+        let mut p = Pending::default();
+        let sel = |k: &str, v: &str| Some(BTreeMap::from([(k.to_string(), v.to_string())]));
+        p.objects
+            .insert("Deployment/a/web".into(), ("a".into(), sel("app", "web")));
+        p.objects.insert("Job/a/load".into(), ("a".into(), None));
+        let pod = |ns: &str, app: &str| -> Pod {
+            serde_json::from_value(
+                json!({"metadata": {"name": "x", "namespace": ns, "labels": {"app": app}}}),
+            )
+            .unwrap()
+        };
+        assert_eq!(p.owner_of(&pod("a", "web")), Some("Deployment/a/web"));
+        assert_eq!(p.owner_of(&pod("b", "web")), None, "other namespace");
+        assert_eq!(p.owner_of(&pod("a", "db")), None);
+        let j: Job = serde_json::from_value(json!({"metadata": {"name": "load"}})).unwrap();
+        assert_eq!(j.pod_labels(), sel("job-name", "load"));
     }
 
     #[test]

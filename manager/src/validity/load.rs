@@ -28,6 +28,10 @@ pub struct LoadFigures {
     pub send_lag_count: u64,
     /// The busiest generator thread's CPU share of the run (0..1), when known.
     pub generator_busy: f64,
+    /// Distributed load: latest generator start minus earliest, seconds.
+    pub start_spread_s: Option<f64>,
+    /// Distributed load: generators whose report is missing (`who: why`).
+    pub failed_generators: Vec<String>,
 }
 
 impl LoadFigures {
@@ -50,6 +54,8 @@ impl LoadFigures {
             send_lag_p99_us: raw.map(|x| x.send_lag.stats.p99),
             send_lag_count: raw.map(|x| x.send_lag.stats.count).unwrap_or(0),
             generator_busy: raw.map(|x| x.summary.generator_busy).unwrap_or(0.0),
+            start_spread_s: r.start_spread_s,
+            failed_generators: r.failed_generators.clone(),
         }
     }
 
@@ -134,6 +140,34 @@ pub fn check(f: &LoadFigures, cfg: &ValidityConfig) -> Vec<Reason> {
     if let Some(r) = overloaded(f, cfg) {
         out.push(r);
     }
+    out.extend(distributed(f, cfg));
+    out
+}
+
+/// Distributed load: every generator reported (a missing one's requests are in no figure), and
+/// they started together (else the merged figures describe a rate never offered at once).
+fn distributed(f: &LoadFigures, cfg: &ValidityConfig) -> Vec<Reason> {
+    let mut out = Vec::new();
+    if !f.failed_generators.is_empty() {
+        out.push(Reason::new(
+            "load_pod_failed",
+            format!(
+                "{} load generator(s) gave no report, so the figures hold only the others' requests: {}",
+                f.failed_generators.len(),
+                f.failed_generators.join("; ")
+            ),
+        ));
+    }
+    let bound = cfg.max_load_start_spread.as_secs_f64();
+    if let Some(spread) = f.start_spread_s.filter(|s| *s > bound) {
+        out.push(Reason::new(
+            "load_start_spread",
+            format!(
+                "the load generators started {:.3} s apart (bound {:.3} s): the merged rate was never offered at once",
+                spread, bound
+            ),
+        ));
+    }
     out
 }
 
@@ -186,7 +220,32 @@ mod tests {
             send_lag_p99_us: Some(80),
             send_lag_count: 995,
             generator_busy: 0.2,
+            start_spread_s: Some(0.004),
+            failed_generators: vec![],
         }
+    }
+
+    #[test]
+    fn distributed_load_needs_every_generator_and_one_start() {
+        let f = LoadFigures {
+            start_spread_s: Some(0.25),
+            failed_generators: vec!["load pod aefm-load-x-1-abcde: Evicted".into()],
+            ..good()
+        };
+        let r = check(&f, &ValidityConfig::default());
+        let codes: Vec<&str> = r.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["load_pod_failed", "load_start_spread"]);
+        assert!(
+            r[0].message.contains("aefm-load-x-1-abcde: Evicted"),
+            "{}",
+            r[0].message
+        );
+        assert!(r[1].message.contains("0.250 s"), "{}", r[1].message);
+        let cfg = ValidityConfig {
+            max_load_start_spread: std::time::Duration::from_millis(300),
+            ..Default::default()
+        };
+        assert_eq!(check(&f, &cfg).len(), 1);
     }
 
     fn codes(f: &LoadFigures) -> Vec<String> {

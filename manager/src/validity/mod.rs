@@ -158,6 +158,11 @@ pub struct ValidityConfig {
     pub min_trace_coverage: f64,
     /// With `on_invalid: rerun`, attempts per case in all (the first included). Default `3`.
     pub attempts: usize,
+    /// Distributed load: largest spread of the generators' start instants (latest minus
+    /// earliest); beyond it the merged figures describe a rate the service never got at once.
+    /// Default `100ms`.
+    #[serde(with = "crate::config::serde_dur")]
+    pub max_load_start_spread: Duration,
 }
 
 impl ValidityConfig {
@@ -189,6 +194,7 @@ impl Default for ValidityConfig {
             min_scrape_share: 0.9,
             min_trace_coverage: 0.0,
             attempts: 3,
+            max_load_start_spread: Duration::from_millis(100),
         }
     }
 }

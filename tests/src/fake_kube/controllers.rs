@@ -1,16 +1,18 @@
 //! Simulated controllers of the fake cluster, run on a short tick: Deployment → ReplicaSet →
-//! pods, StatefulSet and DaemonSet → pods, Job → one pod; the scheduler (node affinity on
-//! `kubernetes.io/hostname`); the kubelet (readiness after a delay, or the failure injected for an
-//! image: pull error, crash loop, unschedulable; configMap volumes of Job pods, see
-//! [`mount_config_maps`]); status of every workload.
+//! pods, StatefulSet and DaemonSet → pods, Job → one pod, PersistentVolumeClaim → a bound
+//! PersistentVolume; the garbage collector ([`super::deletion::collect`]); the scheduler and
+//! kubelet ([`super::kubelet`]); status of every workload. Controllers ignore terminating pods
+//! when they count replicas, as the real ones do, and delete pods gracefully.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::store::{Key, Store};
+use super::deletion::{self, DeleteOptions};
+use super::kubelet::{kubelet, mount_config_maps, rewrite_mounted};
+use super::store::{key_of, Key, Store};
 
 /// A failure injected into pods whose image contains a given text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +26,13 @@ pub enum PodFailure {
 }
 
 /// Everything injected by a test.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Faults {
     /// Image substring → failure.
     pub images: Vec<(String, PodFailure)>,
-    /// (verb, plural) pairs answered with 403 Forbidden; verb `*` matches all.
+    /// (verb, resource) pairs answered with 403 Forbidden, resource being a plural or
+    /// `plural/subresource` (`("get", "pods/log")`, `("create", "pods/proxy")`,
+    /// `("list", "jobs")`); `*` matches any verb or resource. See [`super::rbac`].
     pub forbidden: Vec<(String, String)>,
     /// Maximum pods per namespace; creating more is refused with 403 exceeded quota.
     pub pod_quota: Option<usize>,
@@ -37,6 +41,35 @@ pub struct Faults {
     pub error_status: Option<u16>,
     /// Time from pod creation to readiness.
     pub ready_delay: Duration,
+    /// Cut every watch connection this long after it opened (abruptly, as a load balancer or
+    /// a restarting API server does).
+    pub drop_watches_every: Option<Duration>,
+    /// The next this many watches are answered with an ERROR event, 410 Expired.
+    pub gone_next_watches: u32,
+    /// Every this long, compact the event history and send 410 Expired to every open watch.
+    pub gone_every: Option<Duration>,
+    /// Interval of BOOKMARK events on watches that allow them (a real server: about a minute).
+    pub bookmark_every: Duration,
+    /// How long a deleted pod's containers take to stop: the pod disappears after the shorter
+    /// of this and its grace period (a real container that handles SIGTERM stops quickly).
+    pub termination_delay: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            images: Vec::new(),
+            forbidden: Vec::new(),
+            pod_quota: None,
+            error_status: None,
+            ready_delay: Duration::ZERO,
+            drop_watches_every: None,
+            gone_next_watches: 0,
+            gone_every: None,
+            bookmark_every: Duration::from_secs(1),
+            termination_delay: Duration::from_secs(1),
+        }
+    }
 }
 
 /// A Job pod the harness should run (with the job runner).
@@ -49,6 +82,15 @@ pub struct JobRun {
     /// Container args (under configMap mount paths rewritten to local dirs, see
     /// [`mount_config_maps`]).
     pub args: Vec<String>,
+    /// Container image (what a local runner may take the program name from when there is no
+    /// command).
+    pub image: String,
+    /// Container environment, `valueFrom` Secret and ConfigMap keys resolved.
+    pub env: Vec<(String, String)>,
+    /// Container port mapping, as a container runtime gives one: (containerPort declared by the
+    /// container, free port on 127.0.0.1 the local process should listen on instead). The pod
+    /// proxy forwards `pods/NAME:containerPort/proxy/...` there.
+    pub ports: Vec<(u16, u16)>,
 }
 
 /// Mutable world state besides the store.
@@ -63,10 +105,16 @@ pub struct World {
     pub log_lines: HashMap<Key, Vec<(std::time::SystemTime, String)>>,
     /// Job pods already handed to the runner.
     pub started_jobs: HashSet<Key>,
+    /// Container port → local port of each Job pod run by the harness ([`JobRun::ports`]).
+    pub pod_ports: HashMap<Key, Vec<(u16, u16)>>,
     /// Job pods finished by the runner: exit code.
     pub finished_jobs: HashMap<Key, i32>,
     /// Where the kubelet emulation writes configMap volumes (created on first use).
     pub volumes_dir: Option<tempfile::TempDir>,
+    /// When each Job started (for `activeDeadlineSeconds`).
+    pub job_started: HashMap<Key, Instant>,
+    /// Pods being deleted: when their containers will have stopped.
+    pub terminating: HashMap<Key, Instant>,
     counter: u64,
 }
 
@@ -81,6 +129,7 @@ fn owner_ref(o: &Value, kind: &str, api_version: &str) -> Value {
     json!([{"apiVersion": api_version, "kind": kind, "name": o["metadata"]["name"], "uid": o["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}])
 }
 
+/// Objects owned by `owner`; terminating pods are left out, as controllers do when counting.
 fn owned_by<'a>(store: &'a Store, plural: &str, owner: &Value) -> Vec<&'a Value> {
     let ns = owner["metadata"]["namespace"].as_str().unwrap_or_default();
     store
@@ -89,6 +138,7 @@ fn owned_by<'a>(store: &'a Store, plural: &str, owner: &Value) -> Vec<&'a Value>
         .filter(|((p, n, _), o)| {
             p == plural
                 && n == ns
+                && o["metadata"]["deletionTimestamp"].is_null()
                 && o["metadata"]["ownerReferences"]
                     .as_array()
                     .is_some_and(|r| r.iter().any(|r| r["uid"] == owner["metadata"]["uid"]))
@@ -147,17 +197,24 @@ fn next_suffix(world: &mut World) -> String {
 
 /// One tick of every controller.
 pub fn tick(store: &mut Store, world: &mut World, faults: &Faults) -> Vec<JobRun> {
-    deployments(store);
-    replicasets(store, world);
-    statefulsets(store, world);
+    deletion::collect(store, world, faults);
+    deployments(store, world, faults);
+    replicasets(store, world, faults);
+    statefulsets(store, world, faults);
     daemonsets(store, world);
-    let runs = jobs(store, world);
+    claims(store);
+    let runs = jobs(store, world, faults);
     kubelet(store, world, faults);
     statuses(store);
     runs
 }
 
-fn deployments(store: &mut Store) {
+/// Deletes a pod (or any object) the way a controller does: through the API, gracefully.
+fn delete_gracefully(store: &mut Store, world: &mut World, faults: &Faults, key: &Key) {
+    deletion::request(store, world, faults, key, &DeleteOptions::default());
+}
+
+fn deployments(store: &mut Store, world: &mut World, faults: &Faults) {
     for d in store.list("deployments", None) {
         let hash = short_hash(&d["spec"]["template"]);
         let rs_name = format!(
@@ -171,7 +228,7 @@ fn deployments(store: &mut Store) {
             .collect();
         for rs in &existing {
             if rs["metadata"]["name"] != rs_name.as_str() {
-                store.delete(&super::store::key_of("replicasets", rs));
+                delete_gracefully(store, world, faults, &key_of("replicasets", rs));
             }
         }
         let ns = d["metadata"]["namespace"].clone();
@@ -203,6 +260,7 @@ fn deployments(store: &mut Store) {
 fn scale_pods(
     store: &mut Store,
     world: &mut World,
+    faults: &Faults,
     owner: &Value,
     kind: &str,
     want: i64,
@@ -216,74 +274,56 @@ fn scale_pods(
     if have < want {
         for i in have..want {
             let name = name_for(world, i as usize);
-            new_pod(world, store, owner, kind, "apps/v1", name, json!({}));
+            let ns = owner["metadata"]["namespace"].as_str().unwrap_or_default();
+            // A StatefulSet waits until the terminating pod of the same name is gone.
+            if store.get("pods", ns, &name).is_none() {
+                new_pod(world, store, owner, kind, "apps/v1", name, json!({}));
+            }
         }
     } else if have > want {
         for p in pods.iter().skip(want as usize) {
-            store.delete(&super::store::key_of("pods", p));
+            delete_gracefully(store, world, faults, &key_of("pods", p));
         }
     }
 }
 
-fn replicasets(store: &mut Store, world: &mut World) {
+fn replicasets(store: &mut Store, world: &mut World, faults: &Faults) {
     for rs in store.list("replicasets", None) {
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1);
         let base = rs["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        scale_pods(store, world, &rs, "ReplicaSet", want, &|w, _| {
+        scale_pods(store, world, faults, &rs, "ReplicaSet", want, &|w, _| {
             format!("{base}-{}", next_suffix(w))
         });
     }
 }
 
-fn statefulsets(store: &mut Store, world: &mut World) {
+fn statefulsets(store: &mut Store, world: &mut World, faults: &Faults) {
     for s in store.list("statefulsets", None) {
         let want = s["spec"]["replicas"].as_i64().unwrap_or(1);
         let base = s["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        scale_pods(store, world, &s, "StatefulSet", want, &|_, i| {
+        scale_pods(store, world, faults, &s, "StatefulSet", want, &|_, i| {
             format!("{base}-{i}")
         });
     }
 }
 
-fn nodes(store: &Store) -> Vec<Value> {
-    store.list("nodes", None)
-}
-
-/// Node names a pod spec allows through `kubernetes.io/hostname In [...]`; `None` = any.
-fn allowed_nodes(spec: &Value) -> Option<Vec<String>> {
-    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"]
-        .as_array()?;
-    let mut out = Vec::new();
-    for t in terms {
-        for e in t["matchExpressions"].as_array().into_iter().flatten() {
-            if e["key"] == "kubernetes.io/hostname" && e["operator"] == "In" {
-                out.extend(
-                    e["values"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|v| v.as_str().map(str::to_string)),
-                );
-            }
-        }
-    }
-    Some(out)
-}
-
 fn daemonsets(store: &mut Store, world: &mut World) {
     for ds in store.list("daemonsets", None) {
-        let allowed = allowed_nodes(&ds["spec"]["template"]["spec"]);
-        let targets: Vec<String> = nodes(store)
+        let spec = &ds["spec"]["template"]["spec"];
+        let targets: Vec<String> = store
+            .list("nodes", None)
             .iter()
+            .filter(|n| {
+                super::scheduler::affinity_matches(spec, n)
+                    && super::scheduler::taints_tolerated(spec, n)
+            })
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
-            .filter(|n| allowed.as_ref().is_none_or(|a| a.contains(n)))
             .collect();
         let pods: Vec<Value> = owned_by(store, "pods", &ds).into_iter().cloned().collect();
         for node in &targets {
@@ -301,9 +341,53 @@ fn daemonsets(store: &mut Store, world: &mut World) {
     }
 }
 
-fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
+/// A free local port for every `containerPort` the container declares.
+fn host_ports(container: &Value) -> Vec<(u16, u16)> {
+    container["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let cp = u16::try_from(p["containerPort"].as_u64()?).ok()?;
+            let local = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            Some((cp, local.local_addr().ok()?.port()))
+        })
+        .collect()
+}
+
+/// A Job active longer than its `activeDeadlineSeconds` fails (DeadlineExceeded) and its active
+/// pods are deleted, as the Job controller does.
+fn job_deadline(store: &mut Store, world: &mut World, faults: &Faults, j: &Value) {
+    let key = key_of("jobs", j);
+    let started = *world.job_started.entry(key).or_insert_with(Instant::now);
+    let Some(deadline) = j["spec"]["activeDeadlineSeconds"].as_u64() else {
+        return;
+    };
+    if !j["status"]["conditions"].is_null() || started.elapsed() < Duration::from_secs(deadline) {
+        return;
+    }
+    let mut failed = j.clone();
+    failed["status"]["conditions"] = json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+        "message": "Job was active longer than specified deadline"}]);
+    store.update("jobs", failed);
+    let active: Vec<Key> = owned_by(store, "pods", j)
+        .into_iter()
+        .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .map(|p| key_of("pods", p))
+        .collect();
+    for k in active {
+        delete_gracefully(store, world, faults, &k);
+    }
+}
+
+fn jobs(store: &mut Store, world: &mut World, faults: &Faults) -> Vec<JobRun> {
     let mut runs = Vec::new();
     for j in store.list("jobs", None) {
+        job_deadline(store, world, faults, &j);
+        let (_, ns, name) = key_of("jobs", &j);
+        let Some(j) = store.get("jobs", &ns, &name) else {
+            continue;
+        };
         let name = j["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -320,7 +404,7 @@ fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
             .cloned()
             .collect::<Vec<_>>()
         {
-            let key = super::store::key_of("pods", &p);
+            let key = key_of("pods", &p);
             if p["status"]["phase"] == "Running" && !world.started_jobs.contains(&key) {
                 let c = &p["spec"]["containers"][0];
                 let strs = |v: &Value| {
@@ -334,11 +418,20 @@ fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
                 let Some(mounts) = mount_config_maps(store, world, &p) else {
                     continue;
                 };
+                let ns = key.1.clone();
+                let Some(env) = resolve_env(store, &ns, &c["env"]) else {
+                    continue;
+                };
                 world.started_jobs.insert(key.clone());
+                let ports = host_ports(c);
+                world.pod_ports.insert(key.clone(), ports.clone());
                 runs.push(JobRun {
+                    ports,
                     pod: key,
                     command: rewrite_mounted(strs(&c["command"]), &mounts),
                     args: rewrite_mounted(strs(&c["args"]), &mounts),
+                    image: c["image"].as_str().unwrap_or_default().to_string(),
+                    env,
                 });
             }
         }
@@ -346,230 +439,73 @@ fn jobs(store: &mut Store, world: &mut World) -> Vec<JobRun> {
     runs
 }
 
-/// Kubelet emulation for Job pods, which the harness runs as local processes: every configMap
-/// volume mounted in the pod's first container is materialised as a local directory holding one
-/// file per key of the ConfigMap's `data` (or per `items` entry, at its `path`), under a temp dir
-/// of the fake. Returns (mountPath, local directory) pairs, or `None` while a ConfigMap is missing
-/// (a kubelet keeps such a pod in ContainerCreating; here the run is retried on the next tick).
-/// `binaryData`, `subPath` and other volume kinds are not emulated.
-pub fn mount_config_maps(
-    store: &Store,
-    world: &mut World,
-    pod: &Value,
-) -> Option<Vec<(String, std::path::PathBuf)>> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-    let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
-    let volumes = pod["spec"]["volumes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+/// A container's environment with `valueFrom` Secret and ConfigMap keys resolved; `None` while
+/// one is missing (a kubelet keeps the container in CreateContainerConfigError).
+fn resolve_env(store: &Store, ns: &str, env: &Value) -> Option<Vec<(String, String)>> {
+    use base64::Engine;
     let mut out = Vec::new();
-    for m in pod["spec"]["containers"][0]["volumeMounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let (Some(vol_name), Some(mount_path)) = (m["name"].as_str(), m["mountPath"].as_str())
-        else {
-            continue;
+    for e in env.as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default().to_string();
+        let from = &e["valueFrom"];
+        let value = if let Some(v) = e["value"].as_str() {
+            v.to_string()
+        } else if from["secretKeyRef"].is_object() {
+            let r = &from["secretKeyRef"];
+            let secret = store.get("secrets", ns, r["name"].as_str().unwrap_or_default())?;
+            let raw = secret["data"][r["key"].as_str().unwrap_or_default()].as_str()?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(raw).ok()?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else if from["configMapKeyRef"].is_object() {
+            let r = &from["configMapKeyRef"];
+            let cm = store.get("configmaps", ns, r["name"].as_str().unwrap_or_default())?;
+            cm["data"][r["key"].as_str().unwrap_or_default()]
+                .as_str()?
+                .to_string()
+        } else {
+            String::new()
         };
-        let Some(cm_name) = volumes
-            .iter()
-            .find(|v| v["name"] == vol_name)
-            .and_then(|v| v["configMap"]["name"].as_str())
-        else {
-            continue;
-        };
-        let cm = store.get("configmaps", ns, cm_name)?;
-        let root = world
-            .volumes_dir
-            .get_or_insert_with(|| tempfile::tempdir().expect("kubelet volumes dir"))
-            .path()
-            .to_path_buf();
-        let dir = root.join(ns).join(pod_name).join(vol_name);
-        std::fs::create_dir_all(&dir).expect("create volume dir");
-        let data = cm["data"].as_object().cloned().unwrap_or_default();
-        let files: Vec<(String, String)> = match cm_items(&volumes, vol_name) {
-            Some(items) => items
-                .into_iter()
-                .filter(|(k, _)| data.contains_key(k))
-                .collect(),
-            None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
-        };
-        for (key, path) in files {
-            let file = dir.join(&path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).expect("create volume subdir");
-            }
-            std::fs::write(&file, data[&key].as_str().unwrap_or_default())
-                .expect("write volume file");
-        }
-        out.push((mount_path.trim_end_matches('/').to_string(), dir));
+        out.push((name, value));
     }
     Some(out)
 }
 
-fn cm_items(volumes: &[Value], vol_name: &str) -> Option<Vec<(String, String)>> {
-    let v = volumes.iter().find(|v| v["name"] == vol_name)?;
-    let items = v["configMap"]["items"].as_array()?;
-    Some(
-        items
-            .iter()
-            .filter_map(|i| Some((i["key"].as_str()?.into(), i["path"].as_str()?.into())))
-            .collect(),
-    )
-}
-
-/// Rewrites arguments under a mount path (the path itself or `mountPath/...`) to the local
-/// directory the kubelet emulation materialised it in.
-fn rewrite_mounted(args: Vec<String>, mounts: &[(String, std::path::PathBuf)]) -> Vec<String> {
-    args.into_iter()
-        .map(|a| {
-            for (mount, dir) in mounts {
-                if let Some(rest) = a.strip_prefix(mount.as_str()) {
-                    if rest.is_empty() || rest.starts_with('/') {
-                        return format!("{}{rest}", dir.display());
-                    }
-                }
-            }
-            a
-        })
-        .collect()
-}
-
-fn failure_for(faults: &Faults, spec: &Value) -> Option<PodFailure> {
-    let images: Vec<String> = spec["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["image"].as_str().map(str::to_string))
-        .collect();
-    faults
-        .images
-        .iter()
-        .find(|(sub, _)| images.iter().any(|i| i.contains(sub.as_str())))
-        .map(|(_, f)| *f)
-}
-
-fn container_statuses(spec: &Value, state: Value, ready: bool, restarts: i64) -> Value {
-    Value::Array(
-        spec["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": ready, "restartCount": restarts, "state": state, "started": ready}))
-            .collect(),
-    )
-}
-
-/// Scheduler and kubelet: bind pods to nodes, then run them (or fail them as injected).
-fn kubelet(store: &mut Store, world: &mut World, faults: &Faults) {
-    let node_list = nodes(store);
-    let node_ip = |name: &str| -> Option<String> {
-        node_list
-            .iter()
-            .find(|n| n["metadata"]["name"] == name)
-            .and_then(|n| {
-                n["status"]["addresses"]
-                    .as_array()?
-                    .iter()
-                    .find(|a| a["type"] == "InternalIP")
-                    .and_then(|a| a["address"].as_str().map(str::to_string))
-            })
-    };
-    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
-    for p in store.list("pods", None) {
-        if let Some(n) = p["spec"]["nodeName"].as_str() {
-            *per_node.entry(n.to_string()).or_default() += 1;
-        }
-    }
-    for mut p in store.list("pods", None) {
-        let key = super::store::key_of("pods", &p);
-        let phase = p["status"]["phase"]
-            .as_str()
-            .unwrap_or("Pending")
-            .to_string();
-        if phase == "Succeeded" || phase == "Failed" {
+/// The volume binder with a default dynamic provisioner: a Pending claim is bound to a new
+/// PersistentVolume of its requested size on the next tick; a volume whose claim is gone is
+/// deleted (reclaim policy Delete).
+fn claims(store: &mut Store) {
+    for mut c in store.list("persistentvolumeclaims", None) {
+        if c["status"]["phase"] == "Bound" || c["metadata"]["deletionTimestamp"].is_string() {
             continue;
         }
-        let failure = failure_for(faults, &p["spec"]);
-        // A pod bound to a node that no longer exists is evicted (the node controller).
-        if let Some(n) = p["spec"]["nodeName"].as_str() {
-            if node_ip(n).is_none() && !node_list.iter().any(|x| x["metadata"]["name"] == n) {
-                store.delete(&key);
-                continue;
-            }
-        }
-        if p["spec"]["nodeName"].is_null() {
-            let allowed = allowed_nodes(&p["spec"]);
-            let candidates: Vec<String> = node_list
-                .iter()
-                .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
-                .filter(|n| allowed.as_ref().is_none_or(|a| a.contains(n)))
-                .collect();
-            if candidates.is_empty() || failure == Some(PodFailure::Unschedulable) {
-                p["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": format!("0/{} nodes are available: {} node(s) didn't match Pod's node affinity/selector.", node_list.len(), node_list.len())}]});
-                store.update("pods", p);
-                continue;
-            }
-            let node = candidates
-                .iter()
-                .min_by_key(|n| per_node.get(*n).copied().unwrap_or(0))
-                .cloned()
-                .unwrap_or_default();
-            *per_node.entry(node.clone()).or_default() += 1;
-            p["spec"]["nodeName"] = json!(node);
-        }
-        let node = p["spec"]["nodeName"]
+        let uid = c["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let host_ip = node_ip(&node).unwrap_or_else(|| "10.0.0.254".into());
-        let age = world
-            .born
-            .get(&key)
-            .map(|b| b.elapsed())
-            .unwrap_or(Duration::MAX);
-        let sched = json!({"type": "PodScheduled", "status": "True"});
-        let status = if age < faults.ready_delay {
-            json!({"phase": "Pending", "hostIP": host_ip, "conditions": [sched],
-                   "containerStatuses": container_statuses(&p["spec"], json!({"waiting": {"reason": "ContainerCreating"}}), false, 0)})
-        } else {
-            match failure {
-                Some(PodFailure::ImagePull) => {
-                    let image = p["spec"]["containers"][0]["image"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    let reason = if age < faults.ready_delay * 2 {
-                        "ErrImagePull"
-                    } else {
-                        "ImagePullBackOff"
-                    };
-                    json!({"phase": "Pending", "hostIP": host_ip, "conditions": [sched, {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
-                           "containerStatuses": container_statuses(&p["spec"], json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image \"{image}\"")}}), false, 0)})
-                }
-                Some(PodFailure::CrashLoop) => {
-                    let restarts = (age.as_millis() / 500) as i64 + 1;
-                    json!({"phase": "Running", "hostIP": host_ip, "conditions": [sched, {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
-                           "containerStatuses": container_statuses(&p["spec"], json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}), false, restarts.min(5))})
-                }
-                _ => {
-                    if let Some(code) = world.finished_jobs.get(&key) {
-                        let phase = if *code == 0 { "Succeeded" } else { "Failed" };
-                        json!({"phase": phase, "hostIP": host_ip, "conditions": [sched, {"type": "Ready", "status": "False"}],
-                               "containerStatuses": container_statuses(&p["spec"], json!({"terminated": {"exitCode": code, "reason": if *code == 0 {"Completed"} else {"Error"}}}), false, 0)})
-                    } else {
-                        json!({"phase": "Running", "hostIP": host_ip, "podIP": format!("10.244.0.{}", 2 + key.2.len()),
-                               "conditions": [sched, {"type": "Ready", "status": "True"}],
-                               "containerStatuses": container_statuses(&p["spec"], json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}), true, 0)})
-                    }
-                }
-            }
+        let pv_name = format!("pvc-{uid}");
+        let size = c["spec"]["resources"]["requests"]["storage"].clone();
+        let modes = c["spec"]["accessModes"].clone();
+        store.create("persistentvolumes", json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": pv_name},
+            "spec": {"capacity": {"storage": size}, "accessModes": modes, "persistentVolumeReclaimPolicy": "Delete",
+                     "storageClassName": c["spec"]["storageClassName"], "hostPath": {"path": format!("/var/lib/fake-kube/{pv_name}")},
+                     "claimRef": {"kind": "PersistentVolumeClaim", "namespace": c["metadata"]["namespace"], "name": c["metadata"]["name"], "uid": uid}},
+            "status": {"phase": "Bound"},
+        }));
+        c["spec"]["volumeName"] = json!(pv_name);
+        c["status"] =
+            json!({"phase": "Bound", "capacity": {"storage": size}, "accessModes": modes});
+        store.update("persistentvolumeclaims", c);
+    }
+    for pv in store.list("persistentvolumes", None) {
+        let r = &pv["spec"]["claimRef"];
+        let (Some(ns), Some(name)) = (r["namespace"].as_str(), r["name"].as_str()) else {
+            continue;
         };
-        p["status"] = status;
-        store.update("pods", p);
+        let claim = store.get("persistentvolumeclaims", ns, name);
+        if claim.is_none_or(|c| c["metadata"]["uid"] != r["uid"]) {
+            store.remove(&key_of("persistentvolumes", &pv));
+        }
     }
 }
 
@@ -638,49 +574,5 @@ fn statuses(store: &mut Store) {
         }
         j["status"] = st;
         store.update("jobs", j);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kubelet_emulation_materialises_config_map_volumes() {
-        let mut store = Store::default();
-        let mut world = World::default();
-        let pod = json!({
-            "metadata": {"name": "p", "namespace": "ns"},
-            "spec": {
-                "volumes": [{"name": "v", "configMap": {"name": "cm"}}],
-                "containers": [{"volumeMounts": [{"name": "v", "mountPath": "/etc/x/"}]}],
-            },
-        });
-        assert!(
-            mount_config_maps(&store, &mut world, &pod).is_none(),
-            "waits for the ConfigMap"
-        );
-        store.create(
-            "configmaps",
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                   "metadata": {"name": "cm", "namespace": "ns"}, "data": {"s.lua": "x = 1"}}),
-        );
-        let mounts = mount_config_maps(&store, &mut world, &pod).unwrap();
-        let dir = mounts[0].1.clone();
-        assert_eq!(std::fs::read_to_string(dir.join("s.lua")).unwrap(), "x = 1");
-        let args = rewrite_mounted(
-            vec![
-                "-s".into(),
-                "/etc/x/s.lua".into(),
-                "/etc/xy".into(),
-                "/etc/x".into(),
-            ],
-            &mounts,
-        );
-        let d = dir.display().to_string();
-        assert_eq!(
-            args,
-            ["-s".to_string(), format!("{d}/s.lua"), "/etc/xy".into(), d]
-        );
     }
 }

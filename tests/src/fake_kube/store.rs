@@ -1,7 +1,9 @@
 //! The fake API server's object store: objects by resource, namespace and name, a global
-//! resourceVersion, and the event history watches replay (ADDED, MODIFIED, DELETED).
+//! resourceVersion, and the event history watches replay (ADDED, MODIFIED, DELETED). Like etcd
+//! and the watch cache, only the last [`Store::window`] events are kept: a watch from a
+//! resourceVersion older than that is answered 410 Gone ([`Store::too_old`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
 
@@ -161,22 +163,68 @@ pub struct Event {
     pub object: Value,
 }
 
+/// Events kept by default (a real API server keeps about five minutes of them).
+pub const DEFAULT_WINDOW: usize = 10_000;
+
 /// Objects plus history.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     /// Objects.
     pub objects: BTreeMap<Key, Value>,
     /// Last resourceVersion handed out.
     pub rv: u64,
-    /// Every change, oldest first.
-    pub events: Vec<Event>,
+    /// The retained changes, oldest first.
+    pub events: VecDeque<Event>,
+    /// Highest resourceVersion whose event is no longer retained (0: none dropped yet).
+    pub compacted: u64,
+    /// How many events are retained.
+    pub window: usize,
     uid: u64,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            objects: BTreeMap::new(),
+            rv: 0,
+            events: VecDeque::new(),
+            compacted: 0,
+            window: DEFAULT_WINDOW,
+            uid: 0,
+        }
+    }
 }
 
 impl Store {
     fn bump(&mut self) -> u64 {
         self.rv += 1;
         self.rv
+    }
+
+    fn record(&mut self, event: Event) {
+        self.events.push_back(event);
+        while self.events.len() > self.window {
+            if let Some(e) = self.events.pop_front() {
+                self.compacted = e.rv;
+            }
+        }
+    }
+
+    /// Forgets every retained event, as an etcd compaction does: watches must then start from
+    /// the current resourceVersion (a fresh list).
+    pub fn compact(&mut self) {
+        self.events.clear();
+        self.compacted = self.rv;
+    }
+
+    /// Whether a watch from `rv` can no longer be served (events after it were dropped).
+    pub fn too_old(&self, rv: u64) -> bool {
+        rv < self.compacted
+    }
+
+    /// The 410 `Expired` message for a watch from `rv`, worded as a real API server does.
+    pub fn too_old_message(&self, rv: u64) -> String {
+        format!("too old resource version: {rv} ({})", self.compacted + 1)
     }
 
     /// Inserts a new object: fills uid, resourceVersion, generation, creationTimestamp.
@@ -187,10 +235,10 @@ impl Store {
         meta["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", self.uid));
         meta["resourceVersion"] = json!(rv.to_string());
         meta["generation"] = json!(1);
-        meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        meta["creationTimestamp"] = json!(now_rfc3339());
         let key = key_of(plural, &obj);
         self.objects.insert(key, obj.clone());
-        self.events.push(Event {
+        self.record(Event {
             rv,
             plural: plural.to_string(),
             kind: "ADDED",
@@ -221,7 +269,7 @@ impl Store {
         let rv = self.bump();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.objects.insert(key, obj.clone());
-        self.events.push(Event {
+        self.record(Event {
             rv,
             plural: plural.to_string(),
             kind: "MODIFIED",
@@ -230,18 +278,26 @@ impl Store {
         obj
     }
 
-    /// Removes an object and, recursively, every object it owns (garbage collection).
-    pub fn delete(&mut self, key: &Key) -> Option<Value> {
+    /// Removes one object now (a DELETED event), leaving what it owns.
+    pub fn remove(&mut self, key: &Key) -> Option<Value> {
         let obj = self.objects.remove(key)?;
         let rv = self.bump();
         let mut gone = obj.clone();
         gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.events.push(Event {
+        self.record(Event {
             rv,
             plural: key.0.clone(),
             kind: "DELETED",
             object: gone,
         });
+        Some(obj)
+    }
+
+    /// Removes an object and, recursively, every object it owns, at once (what the pod garbage
+    /// collector does to pods of a vanished node; API deletions go through
+    /// [`super::deletion::request`]).
+    pub fn delete(&mut self, key: &Key) -> Option<Value> {
+        let obj = self.remove(key)?;
         let uid = obj["metadata"]["uid"].clone();
         let owned: Vec<Key> = self
             .objects
@@ -379,6 +435,11 @@ pub fn merge(base: &mut Value, patch: &Value) {
     }
 }
 
+/// The current time as the API server writes timestamps (RFC 3339, seconds, UTC).
+pub fn now_rfc3339() -> String {
+    format!("{:.0}", k8s_openapi::jiff::Timestamp::now())
+}
+
 /// A Kubernetes `Status` failure body.
 pub fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
@@ -409,5 +470,25 @@ mod tests {
         s.create("pods", json!({"metadata": {"name": "p", "namespace": "n", "ownerReferences": [{"uid": d["metadata"]["uid"]}]}}));
         s.delete(&("deployments".into(), "n".into(), "d".into()));
         assert!(s.list("pods", None).is_empty());
+    }
+
+    #[test]
+    fn history_is_a_window() {
+        let mut s = Store {
+            window: 3,
+            ..Store::default()
+        };
+        for i in 0..5 {
+            s.create(
+                "configmaps",
+                json!({"metadata": {"name": format!("c{i}"), "namespace": "n"}}),
+            );
+        }
+        assert_eq!(s.events.len(), 3);
+        assert_eq!(s.events[0].rv, 3);
+        assert!(s.too_old(1) && !s.too_old(2) && !s.too_old(5));
+        assert_eq!(s.too_old_message(1), "too old resource version: 1 (3)");
+        s.compact();
+        assert!(s.events.is_empty() && s.too_old(4) && !s.too_old(5));
     }
 }
