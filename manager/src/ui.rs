@@ -86,8 +86,11 @@ impl<'a> MakeWriter<'a> for LogFile {
 
 /// Installs logging: console at `level` (or `RUST_LOG`), file at debug. Safe to call twice.
 pub fn init_logging(level: &str) {
-    let console_filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // kube's client logs every non-2xx answer at ERROR, including the ones AEFM expects and
+    // handles (a 503 from a load pod not listening yet, a 410 the watch recovers from); our own
+    // messages say what failed and where. They stay in aefm.log.
+    let console_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},kube_client=off,kube_runtime=off")));
     let console = tracing_subscriber::fmt::layer()
         .with_writer(Console)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -16,10 +16,10 @@ use serde_json::json;
 mod fake;
 #[path = "kubernetes/load.rs"]
 mod load;
-#[path = "kubernetes/waits.rs"]
-mod waits;
 #[path = "kubernetes/ops.rs"]
 mod ops;
+#[path = "kubernetes/waits.rs"]
+mod waits;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes/repo")
@@ -371,7 +371,8 @@ fn clean_removes_everything_of_one_experiment() {
     // Another experiment's object must survive.
     fake.insert("configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other", "namespace": "hotel", "labels": {"aefm.io/experiment": "exp2"}}}));
     let kc = fake.kubeconfig();
-    let cleaned = aefm::kubernetes::clean(Some(&kc), None, Some("exp1"), Default::default()).unwrap();
+    let cleaned =
+        aefm::kubernetes::clean(Some(&kc), None, Some("exp1"), Default::default()).unwrap();
     assert!(
         cleaned
             .deleted

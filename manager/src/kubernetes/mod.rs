@@ -65,10 +65,13 @@ pub fn plan_manifests(config: &Config) -> Result<String, KubeError> {
 
 /// The config's `kubernetes:` section, resolved; an error naming the key when it is missing.
 fn section_of(config: &Config) -> Result<KubernetesConfig, KubeError> {
-    let section = config.kubernetes.as_ref().ok_or_else(|| KubeError::Config {
-        key: "kubernetes".into(),
-        message: "missing (required by `backend: kubernetes` and `aefm doctor`)".into(),
-    })?;
+    let section = config
+        .kubernetes
+        .as_ref()
+        .ok_or_else(|| KubeError::Config {
+            key: "kubernetes".into(),
+            message: "missing (required by `backend: kubernetes` and `aefm doctor`)".into(),
+        })?;
     Ok(resolved(section, &config.base_dir))
 }
 

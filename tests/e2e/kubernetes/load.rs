@@ -563,3 +563,87 @@ fn distributed_load_ships_the_lua_script_in_a_config_map() {
         .iter()
         .any(|r| r.starts_with("PATCH")));
 }
+
+/// A load pod evicted mid-case (the kubelet's memory pressure): the case keeps the other pods'
+/// reports, merged, and is invalid with `load_pod_failed` naming the pod and the eviction.
+#[test]
+fn an_evicted_load_pod_keeps_the_others_reports_and_invalidates_the_case() {
+    let s = setup(
+        "  load: {max_rate_per_generator: 15, generators: 3}\n",
+        None,
+    );
+    let mut comps = aefm::backend::build_components(&s.config).unwrap();
+    let mut ctx = context(&s, 0);
+    let (report, victim) = std::thread::scope(|scope| {
+        let evictor = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < deadline {
+                if let Some((ns, name)) = running_load_pod(&s.fake, 2) {
+                    // Mid-case: a second into its 2 s of load.
+                    std::thread::sleep(Duration::from_millis(1000));
+                    assert!(s.fake.evict_pod(&ns, &name));
+                    return Some(name);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        });
+        let report = comps
+            .workload
+            .run(
+                &ctx,
+                &spec(s.app.url("/"), vec![]),
+                &aefm::load::CancelToken::new(),
+            )
+            .unwrap();
+        (report, evictor.join().unwrap())
+    });
+    let victim = victim.expect("no load pod was evicted");
+    assert_eq!(
+        report.failed_generators.len(),
+        1,
+        "{:?}",
+        report.failed_generators
+    );
+    let why = &report.failed_generators[0];
+    assert!(why.contains(&victim) && why.contains("Evicted"), "{why}");
+    let kept: u64 = s
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.pod != victim)
+        .map(|r| {
+            aefm_loadgen::frame::decode(&r.log)
+                .unwrap()
+                .corrected()
+                .len()
+        })
+        .sum();
+    assert!(kept > 0);
+    assert_eq!(
+        report.requests, kept,
+        "exactly the other two pods' requests"
+    );
+    ctx.report = Some(report);
+    let verdict = aefm::validity::judge(&ctx);
+    assert!(
+        verdict
+            .reasons
+            .iter()
+            .any(|r| r.code == "load_pod_failed" && r.message.contains(&victim)),
+        "{verdict:?}"
+    );
+}
+
+/// A Running pod of load Job `index`, as (namespace, name).
+fn running_load_pod(fake: &FakeKube, index: usize) -> Option<(String, String)> {
+    fake.labelled("pods", "aefm.io/component", "load")
+        .into_iter()
+        .find_map(|p| {
+            let name = p["metadata"]["name"].as_str()?.to_string();
+            let ns = p["metadata"]["namespace"].as_str()?.to_string();
+            (p["status"]["phase"] == "Running" && job_index(&name) == Some(index))
+                .then_some((ns, name))
+        })
+}
