@@ -81,13 +81,7 @@ async fn watches_expire_with_410_send_bookmarks_time_out_and_drop() {
     let cms: Api<ConfigMap> = Api::namespaced(client(&fake).await, "default");
     let cm = |n: String| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}});
     apply(&cms, "c0", cm("c0".into())).await.unwrap();
-    let old_rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let old_rv = current_rv(&cms).await;
     for i in 1..=10 {
         apply(&cms, &format!("c{i}"), cm(format!("c{i}")))
             .await
@@ -109,13 +103,7 @@ async fn watches_expire_with_410_send_bookmarks_time_out_and_drop() {
     }
 
     // From a fresh list: new events, a BOOKMARK with the current rv, and the end at timeoutSeconds.
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = current_rv(&cms).await;
     let wp = WatchParams::default().timeout(3); // bookmarks are asked for by default
     let started = Instant::now();
     let mut stream = cms.watch(&wp, &rv).await.unwrap().boxed();
@@ -139,13 +127,7 @@ async fn watches_expire_with_410_send_bookmarks_time_out_and_drop() {
 
     // An injected 410 on the next watch; the one after is served.
     fake.faults(|f| f.gone_next_watches = 1);
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = current_rv(&cms).await;
     let first: Vec<_> = cms
         .watch(&WatchParams::default().timeout(1), &rv)
         .await
@@ -165,13 +147,7 @@ async fn watches_expire_with_410_send_bookmarks_time_out_and_drop() {
     assert!(second.iter().all(|e| e.is_ok()), "{second:?}");
 
     // Expiry mid-stream: an open watch gets 410 and ends; resuming from its rv is 410 too.
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = current_rv(&cms).await;
     let mut stream = cms
         .watch(&WatchParams::default().timeout(60), &rv)
         .await
@@ -195,13 +171,7 @@ async fn watches_expire_with_410_send_bookmarks_time_out_and_drop() {
     // Dropped connections: the stream ends long before its timeout (kube reads the cut as an
     // end of stream), and on the wire without the chunked terminator: the connection was cut.
     fake.faults(|f| f.drop_watches_every = Some(Duration::from_millis(500)));
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = current_rv(&cms).await;
     let started = Instant::now();
     let stream = cms
         .watch(&WatchParams::default().timeout(60), &rv)
@@ -520,13 +490,7 @@ async fn deleting_a_pod_is_graceful_and_asynchronous() {
         (pods.get("p").await.unwrap().status?.phase.as_deref() == Some("Running")).then_some(())
     })
     .await;
-    let rv = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = current_rv(&pods).await;
     let mut stream = pods
         .watch(
             &WatchParams::default().fields("metadata.name=p").timeout(30),
@@ -572,4 +536,17 @@ async fn deleting_a_pod_is_graceful_and_asynchronous() {
         .unwrap();
     assert!(answer.is_right(), "a Status: deleted now");
     assert!(pods.get_opt("q").await.unwrap().is_none());
+}
+
+/// The collection's current resourceVersion, from a fresh list.
+async fn current_rv<K>(api: &Api<K>) -> String
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
 }

@@ -137,6 +137,18 @@ fn context(s: &Setup, case: usize) -> aefm::context::Context {
     ctx
 }
 
+/// Runs the distributed load of `ctx`'s case with fresh components, as the workflow does.
+fn run_load(
+    config: &aefm::config::Config,
+    ctx: &aefm::context::Context,
+    spec: &aefm::load::LoadSpec,
+) -> Result<aefm::load::LoadReport, aefm::components::ComponentError> {
+    let mut comps = aefm::backend::build_components(config).unwrap();
+    comps
+        .workload
+        .run(ctx, spec, &aefm::load::CancelToken::new())
+}
+
 fn reports(seen: &Seen) -> Vec<aefm_loadgen::Report> {
     seen.lock()
         .unwrap()
@@ -151,16 +163,8 @@ fn distributed_load_runs_jobs_and_merges_histograms_exactly() {
         "  load: {max_rate_per_generator: 15, generators: 4}\n",
         None,
     );
-    let mut comps = aefm::backend::build_components(&s.config).unwrap();
     let ctx = context(&s, 0);
-    let report = comps
-        .workload
-        .run(
-            &ctx,
-            &spec(s.app.url("/"), vec![]),
-            &aefm::load::CancelToken::new(),
-        )
-        .unwrap();
+    let report = run_load(&s.config, &ctx, &spec(s.app.url("/"), vec![])).unwrap();
     let parts = reports(&s.seen);
     assert_eq!(parts.len(), 4, "every generator's report is in its log");
     let total: u64 = parts.iter().map(|p| p.corrected().len()).sum();
@@ -341,16 +345,8 @@ fn one_failed_load_pod_keeps_the_others_reports_and_invalidates_the_case() {
         "  load: {max_rate_per_generator: 15, generators: 3}\n",
         Some(1),
     );
-    let mut comps = aefm::backend::build_components(&s.config).unwrap();
     let mut ctx = context(&s, 0);
-    let report = comps
-        .workload
-        .run(
-            &ctx,
-            &spec(s.app.url("/"), vec![]),
-            &aefm::load::CancelToken::new(),
-        )
-        .unwrap();
+    let report = run_load(&s.config, &ctx, &spec(s.app.url("/"), vec![])).unwrap();
     let seen = s.seen.lock().unwrap().clone();
     let victim = seen.iter().find(|r| job_index(&r.pod) == Some(1)).unwrap();
     let kept: Vec<aefm_loadgen::Report> = seen
@@ -404,17 +400,13 @@ fn noisy_script_output_and_secret_headers_stay_out_of_the_way() {
     )
     .unwrap();
     let secret = "Bearer top-s3cret-value";
-    let mut comps = aefm::backend::build_components(&s.config).unwrap();
     let ctx = context(&s, 0);
     let mut sp = spec(
         s.app.url("/"),
         vec![("Authorization".into(), secret.into())],
     );
     sp.script = Some(script);
-    let report = comps
-        .workload
-        .run(&ctx, &sp, &aefm::load::CancelToken::new())
-        .unwrap();
+    let report = run_load(&s.config, &ctx, &sp).unwrap();
     let seen = s.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for r in &seen {
@@ -468,19 +460,12 @@ fn noisy_script_output_and_secret_headers_stay_out_of_the_way() {
         "the Secret is deleted with the Jobs"
     );
 }
+
 fn scripted_spec(url: String, script: PathBuf) -> aefm::load::LoadSpec {
     aefm::load::LoadSpec {
-        url,
-        rate: 40.0,
-        duration: Duration::from_secs(2),
-        warmup: Duration::ZERO,
-        threads: 1,
-        connections: 2,
-        timeout: Duration::from_secs(2),
-        headers: vec![],
         script: Some(script),
         script_args: vec!["k8s".into()],
-        cores: None,
+        ..spec(url, vec![])
     }
 }
 
@@ -506,14 +491,10 @@ fn distributed_load_ships_the_lua_script_in_a_config_map() {
         "  load: {max_rate_per_generator: 15}\n",
     );
     let config = std::sync::Arc::new(aefm::config::Config::load(&path).unwrap());
-    let mut comps = aefm::backend::build_components(&config).unwrap();
     let cases = std::sync::Arc::new(aefm::sweep::expand(&config));
     let ctx = aefm::context::Context::new(config.clone(), dir.path().to_path_buf(), cases.clone());
     let spec = scripted_spec(app.url("/"), script.clone());
-    let report = comps
-        .workload
-        .run(&ctx, &spec, &aefm::load::CancelToken::new())
-        .unwrap();
+    let report = run_load(&config, &ctx, &spec).unwrap();
     // The script was applied as a ConfigMap and every Job named it at its mount path.
     let reqs = fake.requests();
     assert!(
@@ -549,13 +530,7 @@ fn distributed_load_ships_the_lua_script_in_a_config_map() {
     // A script that cannot be read fails before anything is created, naming the file.
     let missing = dir.path().join("missing.lua");
     let before = fake.requests().len();
-    let err = comps
-        .workload
-        .run(
-            &ctx,
-            &scripted_spec(app.url("/"), missing),
-            &aefm::load::CancelToken::new(),
-        )
+    let err = run_load(&config, &ctx, &scripted_spec(app.url("/"), missing))
         .unwrap_err()
         .to_string();
     assert!(err.contains("missing.lua"), "{err}");
@@ -572,7 +547,6 @@ fn an_evicted_load_pod_keeps_the_others_reports_and_invalidates_the_case() {
         "  load: {max_rate_per_generator: 15, generators: 3}\n",
         None,
     );
-    let mut comps = aefm::backend::build_components(&s.config).unwrap();
     let mut ctx = context(&s, 0);
     let (report, victim) = std::thread::scope(|scope| {
         let evictor = scope.spawn(|| {
@@ -588,14 +562,7 @@ fn an_evicted_load_pod_keeps_the_others_reports_and_invalidates_the_case() {
             }
             None
         });
-        let report = comps
-            .workload
-            .run(
-                &ctx,
-                &spec(s.app.url("/"), vec![]),
-                &aefm::load::CancelToken::new(),
-            )
-            .unwrap();
+        let report = run_load(&s.config, &ctx, &spec(s.app.url("/"), vec![])).unwrap();
         (report, evictor.join().unwrap())
     });
     let victim = victim.expect("no load pod was evicted");
