@@ -463,17 +463,30 @@ kubernetes:
     path
 }
 
-#[test]
-fn experiment_end_to_end_with_the_fake_cluster() {
-    let fake = FakeKube::start().with_standard_nodes();
+/// `aefm run` of [`experiment_config`] with 1 s cases against `fake`, load on a local test app;
+/// the output, the directory holding `results/`, and the app.
+fn run_experiment(
+    fake: &FakeKube,
+) -> (
+    std::process::Output,
+    tempfile::TempDir,
+    aefm_tests::http_server::HttpServer,
+) {
     let app = aefm_tests::http_server::HttpServer::start(Default::default());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = experiment_config(&fake, dir.path(), &app.url("/"), "1s", "");
+    let cfg = experiment_config(fake, dir.path(), &app.url("/"), "1s", "");
     let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
         .args(["run", "--no-progress"])
         .arg(&cfg)
         .output()
         .unwrap();
+    (out, dir, app)
+}
+
+#[test]
+fn experiment_end_to_end_with_the_fake_cluster() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let (out, dir, app) = run_experiment(&fake);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Exit 3: the fake places the stressor pods but, unlike a kubelet, runs no container in
     // them, so they never report; a stressor that cannot show it ran makes its case invalid.

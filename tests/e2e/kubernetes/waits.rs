@@ -166,14 +166,7 @@ fn an_experiment_completes_while_watches_drop_and_expire() {
         f.gone_every = Some(Duration::from_secs(2));
         f.gone_next_watches = 3;
     });
-    let app = aefm_tests::http_server::HttpServer::start(Default::default());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = super::experiment_config(&fake, dir.path(), &app.url("/"), "1s", "");
-    let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
-        .args(["run", "--no-progress"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let (out, dir, _app) = super::run_experiment(&fake);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // 3, not 0: the fake runs no stressor container, so the interference case is invalid
     // (stressor_no_reports); what matters here is that no case failed.
