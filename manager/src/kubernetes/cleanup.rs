@@ -15,8 +15,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::discovery::{verbs, ApiResource, Discovery, Scope};
-use kube::Resource;
-use serde::de::DeserializeOwned;
 
 use super::error::{is_not_found, KubeError};
 use super::labels;
@@ -165,39 +163,6 @@ async fn delete_created_namespaces(
     Ok(())
 }
 
-/// Deletes the objects of kind `K` matching `sel` in every namespace.
-async fn delete_kind<K>(
-    client: &kube::Client,
-    sel: &str,
-    out: &mut Cleaned,
-) -> Result<(), KubeError>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let kind = K::kind(&()).to_string();
-    let all: Api<K> = Api::all(client.clone());
-    let list = match all.list(&ListParams::default().labels(sel)).await {
-        Ok(l) => l,
-        Err(e) if is_not_found(&e) => return Ok(()),
-        Err(e) => return Err(KubeError::from_kube("list", format!("{kind} ({sel})"), e)),
-    };
-    for o in list.items {
-        let ns = o.meta().namespace.clone().unwrap_or_default();
-        let name = o.meta().name.clone().unwrap_or_default();
-        let api: Api<K> = Api::namespaced(client.clone(), &ns);
-        let obj = format!("{kind}/{ns}/{name}");
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => out.deleted.push(obj),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(KubeError::from_kube("delete", obj, e)),
-        }
-    }
-    Ok(())
-}
-
 /// Deletes the Jobs, pods, ConfigMaps and Secrets matching `sel` (what interference and load
 /// leave: the objects of a run that outlive it).
 pub async fn delete_components(
@@ -205,10 +170,23 @@ pub async fn delete_components(
     sel: &str,
     out: &mut Cleaned,
 ) -> Result<(), KubeError> {
-    delete_kind::<Job>(client, sel, out).await?;
-    delete_kind::<Pod>(client, sel, out).await?;
-    delete_kind::<ConfigMap>(client, sel, out).await?;
-    delete_kind::<Secret>(client, sel, out).await
+    for ar in [
+        ApiResource::erase::<Job>(&()),
+        ApiResource::erase::<Pod>(&()),
+        ApiResource::erase::<ConfigMap>(&()),
+        ApiResource::erase::<Secret>(&()),
+    ] {
+        let skipped = out.skipped.len();
+        delete_labelled(client, &ar, true, sel, out).await?;
+        // Here a kind we cannot list is an error: these are the objects a run must remove.
+        if let Some(why) = out.skipped.get(skipped) {
+            return Err(KubeError::Failed {
+                object: format!("{} ({sel})", ar.kind),
+                message: format!("may not list: {why}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Selectors of the load objects of `experiment` that are not from run `run_id`: labelled with

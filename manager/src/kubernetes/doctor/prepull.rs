@@ -1,17 +1,18 @@
 //! `aefm doctor --pre-pull`: one Job per node and image runs the image's binary with
-//! `--version`, which makes the node pull it; the doctor waits for them (15 minutes at most) and
-//! removes them. A node that cannot pull reports the kubelet's reason.
+//! `--version`, which makes the node pull it; the doctor waits for them with the run's own wait
+//! (15 minutes at most; a pull that keeps failing fails it with the kubelet's reason) and removes
+//! them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{json, Value};
 
 use crate::config::kubernetes::KubernetesConfig;
 use crate::kubernetes::error::KubeError;
 use crate::kubernetes::labels;
-use crate::kubernetes::readiness::job_outcome;
+use crate::kubernetes::readiness::wait_ready;
+use crate::kubernetes::watch::Limits;
+use crate::kubernetes::Kube;
 
 /// A Job that pulls `image` on `node` by running its binary's `--version`.
 pub fn prepull_job(cfg: &KubernetesConfig, experiment: &str, image: &str, node: &str) -> Value {
@@ -64,67 +65,31 @@ pub async fn pull(
     experiment: &str,
     wanted: &[(String, Vec<String>)],
 ) -> Result<(), KubeError> {
-    let ns = &cfg.interference.namespace;
-    crate::kubernetes::namespace::ensure(client, ns, experiment).await?;
-    let api: Api<Job> = Api::namespaced(client.clone(), ns);
-    let mut names = Vec::new();
-    for (image, nodes) in wanted {
+    crate::kubernetes::namespace::ensure(client, &cfg.interference.namespace, experiment).await?;
+    let kube = Kube::new(client.clone(), &cfg.field_manager);
+    let mut refs = Vec::new();
+    let mut applied = Ok(());
+    'apply: for (image, nodes) in wanted {
         for node in nodes {
-            let job = prepull_job(cfg, experiment, image, node);
-            let name = job["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            api.patch(
-                &name,
-                &PatchParams::apply(&cfg.field_manager).force(),
-                &Patch::Apply(&job),
-            )
-            .await
-            .map_err(|e| KubeError::from_kube("apply", format!("Job/{ns}/{name}"), e))?;
-            names.push(name);
+            match kube.apply(&prepull_job(cfg, experiment, image, node)).await {
+                Ok(r) => refs.push(r),
+                Err(e) => {
+                    applied = Err(e);
+                    break 'apply;
+                }
+            }
         }
     }
-    let result = wait_all(&api, ns, &names).await;
-    for n in &names {
-        let _ = api.delete(n, &DeleteParams::background()).await;
+    // The run's own wait: a failed Job (a node that cannot pull) fails it with the reason.
+    let limits = Limits::cleanup(cfg, Duration::from_secs(900));
+    let result = match applied {
+        Ok(()) => wait_ready(client, &refs, &limits).await,
+        Err(e) => Err(e),
+    };
+    for r in &refs {
+        let _ = kube.delete(r).await;
     }
     result
-}
-
-async fn wait_all(api: &Api<Job>, ns: &str, names: &[String]) -> Result<(), KubeError> {
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut pending: Vec<&String> = names.iter().collect();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for n in pending {
-            let job = api
-                .get(n)
-                .await
-                .map_err(|e| KubeError::from_kube("get", format!("Job/{ns}/{n}"), e))?;
-            match job_outcome(&job) {
-                Some(Ok(())) => {}
-                Some(Err(why)) => {
-                    return Err(KubeError::Failed {
-                        object: format!("Job/{ns}/{n}"),
-                        message: format!("pulling the image failed: {why}"),
-                    })
-                }
-                None => still.push(n),
-            }
-        }
-        pending = still;
-        if !pending.is_empty() {
-            if Instant::now() > deadline {
-                return Err(KubeError::Failed {
-                    object: format!("Job/{ns}/{}", pending[0]),
-                    message: "image pull not finished after 15 minutes".into(),
-                });
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
