@@ -1,19 +1,26 @@
 //! The `aefm-load` command line: wrk2's options (short and long, before or after the URL, `--`
 //! then script arguments, unit suffixes, `-U` implying `-L`), plus aefm-load's own (`--json`,
-//! `--hdr-log`, `--warmup`, `--model`, `--max-connections`, `--pin`, and for distributed runs
-//! [`ControlFlags`]: `--control-port`, `--start-at`, `--start-timeout`, `--header-file`,
-//! `--report-frame`). Parsing turns arguments into a [`Spec`] and output options; it never
-//! touches the network (it reads `--header-file`).
+//! `--hdr-log`, `--warmup`, `--model`, `--max-connections`, `--pin`, `--metrics-addr`, and for
+//! distributed runs [`ControlFlags`]: `--control-port`, `--start-at`, `--start-timeout`,
+//! `--header-file`, `--report-frame`). Parsing turns arguments into a [`Spec`] and output options; it never
+//! touches the network (it reads `--header-file`). Rate profiles (`-R 1000:5000:60s`,
+//! `-R 1000@0s,5000@30s`, `--rate-file`), `-D`/`--seed` and the refusal of DeathStarBench's
+//! fork-only flags are here too; their model is [`crate::schedule`].
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 
+use crate::schedule::{Distribution, RateProfile};
 use crate::source::Workload;
-use crate::spec::{Model, Spec};
-use crate::units::{parse_count, parse_metric, parse_time};
+use crate::spec::{CatchUp, Model, Spec};
+use crate::units::{parse_count, parse_time};
+
+mod encode;
+pub use encode::LoadArgs;
 
 /// The usage text, modelled on wrk2's.
 pub const USAGE: &str = "\
@@ -35,8 +42,17 @@ Usage: aefm-load <options> <url> [-- script args]
     -R, --rate        <T>  work rate (throughput)
                            in requests/sec (total)
                            [Required Parameter]
+                           Also 1000:5000:60s (ramp from 1000 to 5000 over 60s,
+                           then hold) or 1000@0s,5000@30s,2000~60s (step to a
+                           rate at a time with @, ramp to reach it with ~)
+    -D, --dist        <S>  Gaps between sends: fixed (default), exp (Poisson),
+                           norm (sd 0.25 of the mean), zipf (as DeathStarBench)
 
   aefm-load options:
+        --seed        <N>  Seed of the random gaps of -D (default 0; same seed,
+                           same schedule)
+        --rate-file   <F>  Offered rate from F instead of -R: lines
+                           'TIME RATE [step|ramp]', the first at 0
         --json        <F>  Write the JSON report to F ('-': stdout, instead of the text report)
         --hdr-log     <F>  Write an HdrHistogram interval log (1 s, corrected latency) to F
         --warmup      <T>  Discard latencies of the first T (default 0; '10s' is like wrk2)
@@ -45,6 +61,9 @@ Usage: aefm-load <options> <url> [-- script args]
         --pin         <L>  Pin threads to cores, round-robin (e.g. 0,1 or 0-3)
         --pacing-tolerance <T>  Let requests leave up to T early (never late), so sends
                            within T share a timer wake-up (default 400us)
+        --catch-up    <C>  serial (default, wrk2's) or pipeline: how a connection behind
+                           its schedule sends its due requests (pipeline: up to 64 in one
+                           write, so a backlog drains at the server's speed)
         --header-file <F>  Add the headers of file F, one \"Name: value\" a line
                            (secrets stay out of the command line)
         --control-port <P> Listen on P: GET /ready, then wait for
@@ -54,6 +73,11 @@ Usage: aefm-load <options> <url> [-- script args]
                            (default 600s)
         --report-frame     Print the JSON report as framed lines (base64 of gzip)
                            instead of the text report (for container logs)
+        --metrics-addr <A> Serve live Prometheus metrics on A (IP:PORT, e.g.
+                           0.0.0.0:9102, or :PORT) at GET /metrics during the run
+
+  DeathStarBench's wrk2 fork: -D works, -S is accepted (one URL is always
+  separate); -P, -p, -r and several URLs are not supported.
 
   Numeric arguments may include a SI unit (1k, 1M, 1G) and fractions (1.5k)
   Time arguments may include a time unit (500ms, 1.5s, 2m, 2h)
@@ -85,8 +109,23 @@ struct Args {
     batch_latency: bool,
     #[arg(short = 'T', long = "timeout", value_parser = parse_time, default_value = "2")]
     timeout: Duration,
-    #[arg(short = 'R', long = "rate", value_parser = parse_metric)]
-    rate: Option<f64>,
+    #[arg(short = 'R', long = "rate", value_parser = parse_rate)]
+    rate: Option<RateProfile>,
+    #[arg(long = "rate-file")]
+    rate_file: Option<PathBuf>,
+    #[arg(short = 'D', long = "dist", value_parser = parse_dist, default_value = "fixed")]
+    dist: Distribution,
+    #[arg(long = "seed", default_value_t = crate::schedule::DEFAULT_SEED)]
+    seed: u64,
+    /// DeathStarBench's fork: -P, -p, -r are refused by [`fork_only`]; -S is a no-op.
+    #[arg(short = 'P', hide = true)]
+    fork_print_each: bool,
+    #[arg(short = 'p', hide = true)]
+    fork_print_p99: bool,
+    #[arg(short = 'r', long = "requests", hide = true)]
+    fork_requests: bool,
+    #[arg(short = 'S', long = "separate", hide = true)]
+    _fork_separate: bool,
     #[arg(short = 'v', long = "version")]
     version: bool,
     #[arg(short = 'h', short_alias = '?', long = "help")]
@@ -105,6 +144,8 @@ struct Args {
     pin: Option<Cores>,
     #[arg(long = "pacing-tolerance", value_parser = parse_time, default_value = "400us")]
     pacing_tolerance: Duration,
+    #[arg(long = "catch-up", value_parser = ["serial", "pipeline"], default_value = "serial")]
+    catch_up: String,
     #[arg(long = "header-file")]
     header_file: Option<PathBuf>,
     #[arg(long = "control-port")]
@@ -115,6 +156,8 @@ struct Args {
     start_timeout: Option<Duration>,
     #[arg(long = "report-frame")]
     report_frame: bool,
+    #[arg(long = "metrics-addr", value_parser = parse_metrics_addr)]
+    metrics_addr: Option<SocketAddr>,
     url: Option<String>,
     args: Vec<String>,
 }
@@ -143,6 +186,76 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
     Ok(Cores(out))
 }
 
+/// `-R`: a constant rate or a profile (see [`RateProfile::parse`]).
+fn parse_rate(text: &str) -> Result<RateProfile, String> {
+    RateProfile::parse(text).map_err(|e| e.0)
+}
+
+/// `-D`: a distribution name.
+fn parse_dist(text: &str) -> Result<Distribution, String> {
+    text.parse().map_err(|e: crate::schedule::ProfileError| e.0)
+}
+
+/// Refuses the flags of DeathStarBench's wrk2 fork that have no counterpart here, naming them.
+fn fork_only(a: &Args) -> Result<(), CliError> {
+    let unsupported = [
+        (
+            a.fork_print_each,
+            "-P",
+            "it writes each request's latency to files; use --json or --hdr-log",
+        ),
+        (
+            a.fork_print_p99,
+            "-p",
+            "it writes the p99 latency every 0.2s to a file; use --hdr-log or --metrics-addr",
+        ),
+        (
+            a.fork_requests,
+            "-r",
+            "it prints the number of sent requests; --json reports it (summary.sent)",
+        ),
+    ];
+    if let Some((_, flag, why)) = unsupported.into_iter().find(|(given, ..)| *given) {
+        return Err(CliError(format!(
+            "{flag} is a flag of DeathStarBench's wrk2 fork that aefm-load does not support: {why}"
+        )));
+    }
+    // Without a script, extra arguments are ignored: a URL there is the fork's multi-URL run.
+    if let (None, Some(url)) = (&a.script, a.args.iter().find(|x| x.contains("://"))) {
+        return Err(CliError(format!(
+            "several URLs ({url}) are a feature of DeathStarBench's wrk2 fork that aefm-load \
+             does not support: run one aefm-load per URL"
+        )));
+    }
+    Ok(())
+}
+
+/// The offered rate of `-R` or `--rate-file` (exactly one of them).
+fn rate_profile(a: &Args) -> Result<RateProfile, CliError> {
+    match (&a.rate, &a.rate_file) {
+        (Some(_), Some(_)) => Err(CliError("-R and --rate-file exclude each other".into())),
+        (Some(p), None) => Ok(p.clone()),
+        (None, Some(path)) => {
+            RateProfile::read_file(path).map_err(|e| CliError(format!("--rate-file {e}")))
+        }
+        (None, None) => Err(CliError(
+            "Throughput MUST be specified with the --rate or -R option".into(),
+        )),
+    }
+}
+
+/// `IP:PORT` (`0.0.0.0:9102`, `[::]:9102`, `127.0.0.1:0`) or `:PORT` (all IPv4 interfaces).
+/// No host names: parsing never touches the network.
+fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    full.parse().map_err(|_| {
+        format!("invalid metrics address '{text}' (expected IP:PORT, e.g. 0.0.0.0:9102, or :PORT)")
+    })
+}
+
 /// Where and how to print the results.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Output {
@@ -154,6 +267,9 @@ pub struct Output {
     pub json: Option<String>,
     /// `--hdr-log`: interval log file.
     pub hdr_log: Option<PathBuf>,
+    /// `--metrics-addr`: serve live Prometheus metrics there during the run (see
+    /// [`crate::metrics`]).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Output {
@@ -270,11 +386,8 @@ where
         }
         return Err(CliError("missing URL".into()));
     };
-    let Some(rate) = a.rate else {
-        return Err(CliError(
-            "Throughput MUST be specified with the --rate or -R option".into(),
-        ));
-    };
+    fork_only(&a)?;
+    let profile = rate_profile(&a)?;
     let mut warnings = Vec::new();
     let mut headers = Vec::new();
     for h in &a.headers {
@@ -322,12 +435,13 @@ where
         },
         None => Workload::Static,
     };
-    let spec = Spec {
+    let mut spec = Spec {
         url,
         threads,
         connections,
         duration: a.duration,
-        rate,
+        // Set from the profile (after the duration, which its mean depends on).
+        rate: 0.0,
         timeout: a.timeout,
         headers,
         workload,
@@ -336,7 +450,16 @@ where
         pin: a.pin.map(|c| c.0),
         batch_latency: a.batch_latency,
         pacing_tolerance: a.pacing_tolerance,
+        catch_up: if a.catch_up == "pipeline" {
+            CatchUp::Pipeline
+        } else {
+            CatchUp::Serial
+        },
+        distribution: a.dist,
+        seed: a.seed,
+        rate_profile: None,
     };
+    spec.set_rate_profile(profile);
     spec.validate().map_err(|e| CliError(e.to_string()))?;
     Ok(Command::Run {
         spec: Box::new(spec),
@@ -345,6 +468,7 @@ where
             u_latency: a.u_latency,
             json: a.json,
             hdr_log: a.hdr_log,
+            metrics_addr: a.metrics_addr,
         },
         warnings,
         control: ControlFlags {
@@ -526,10 +650,116 @@ mod tests {
     }
 
     #[test]
+    fn metrics_address_forms() {
+        let (_, o, _) = run(&["-R1", "http://h/"]);
+        assert_eq!(o.metrics_addr, None);
+        for (arg, want) in [
+            ("0.0.0.0:9102", "0.0.0.0:9102"),
+            (":9102", "0.0.0.0:9102"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::]:9102", "[::]:9102"),
+        ] {
+            let (_, o, _) = run(&["-R1", "--metrics-addr", arg, "http://h/"]);
+            assert_eq!(o.metrics_addr, Some(want.parse().unwrap()), "{arg}");
+        }
+        for bad in ["localhost:9102", "9102", "0.0.0.0", ":http"] {
+            let e = err(&["-R1", "--metrics-addr", bad, "http://h/"]);
+            assert!(
+                e.contains("invalid metrics address") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn header_without_space_is_accepted_with_warning() {
         let (s, _, w) = run(&["-R1", "-H", "X:y", "http://h/"]);
         assert_eq!(s.headers, vec![("X".to_string(), "y".to_string())]);
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn deathstarbench_command_shape_parses() {
+        // DeathStarBench's documented command line.
+        let dsb = "-D exp -t 2 -c 10 -d 30 -L -s script.lua http://h:8080/ -R 100";
+        let (s, o, _) = run(&dsb.split(' ').collect::<Vec<_>>());
+        assert_eq!(s.distribution, Distribution::Exp);
+        assert_eq!((s.threads, s.connections, s.rate), (2, 10, 100.0));
+        assert_eq!(s.duration, Duration::from_secs(30));
+        assert!(o.latency && s.rate_profile.is_none());
+        assert!(matches!(s.workload, Workload::Script { .. }));
+        assert_eq!(s.seed, crate::schedule::DEFAULT_SEED);
+        let (s, _, _) = run(&["--dist=zipf", "--seed", "77", "-S", "-R1k", "http://h/"]);
+        assert_eq!((s.distribution, s.seed), (Distribution::Zipf, 77));
+        let (s, _, _) = run(&["-R1", "http://h/"]);
+        assert_eq!(s.distribution, Distribution::Fixed);
+    }
+
+    #[test]
+    fn fork_only_flags_are_named() {
+        for flag in ["-P", "-p", "-r", "--requests"] {
+            let e = err(&["-R10", flag, "http://h/"]);
+            let short = if flag == "--requests" { "-r" } else { flag };
+            assert!(
+                e.starts_with(&format!(
+                    "{short} is a flag of DeathStarBench's wrk2 fork that aefm-load does not support: "
+                )),
+                "{flag}: {e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = err(&["-R10", "http://a/", "http://b/"]);
+        assert!(
+            e.starts_with("several URLs (http://b/) are a feature of DeathStarBench"),
+            "{e}"
+        );
+        let e = err(&["-R10", "-D", "uniform", "http://h/"]);
+        assert!(e.contains("invalid distribution 'uniform'"), "{e}");
+    }
+
+    #[test]
+    fn rate_profiles_from_r_and_rate_file() {
+        let (s, _, _) = run(&["-d", "120", "-R", "1000:5000:60s", "http://h/"]);
+        assert_eq!(s.rate, 4000.0);
+        let profile = s.rate_profile.expect("a ramp is a profile");
+        assert_eq!(
+            profile,
+            RateProfile::ramp(1000.0, 5000.0, Duration::from_secs(60)).unwrap()
+        );
+        let (s, _, _) = run(&["-d", "60", "-R", "1000@0s,5000@30s", "http://h/"]);
+        assert_eq!(s.rate, 3000.0);
+        assert_eq!(s.rate_profile.unwrap().offered_in(45), 5000.0);
+        let (s, _, _) = run(&["-R", "10M", "http://h/"]);
+        assert_eq!((s.rate, s.rate_profile), (1e7, None));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rates");
+        std::fs::write(&file, "0 100\n5s 300 ramp\n").unwrap();
+        let f = file.to_str().unwrap();
+        let (s, _, _) = run(&["-d", "10", "--rate-file", f, "http://h/"]);
+        assert_eq!(s.rate, 250.0);
+        for (args, needle) in [
+            (
+                &["-R", "5", "--rate-file", f, "http://h/"][..],
+                "exclude each other",
+            ),
+            (
+                &["-R", "1000@0s,5000@0s", "http://h/"][..],
+                "'5000@0s': times must increase",
+            ),
+            (&["-R", "1k:2k", "http://h/"][..], "invalid rate '1k:2k'"),
+            (
+                &["-d", "5", "-R", "0,9@10s", "http://h/"][..],
+                "offers no requests",
+            ),
+            (
+                &["--rate-file", "/nonexistent/r", "http://h/"][..],
+                "--rate-file /nonexistent/r",
+            ),
+        ] {
+            let e = err(args);
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "{args:?}: {e}");
+        }
     }
 
     #[test]

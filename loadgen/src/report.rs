@@ -52,7 +52,7 @@ impl Errors {
         self.connect + self.read + self.write + self.timeout > 0
     }
 
-    fn add(&mut self, o: &Errors) {
+    pub(crate) fn add(&mut self, o: &Errors) {
         self.connect += o.connect;
         self.read += o.read;
         self.write += o.write;
@@ -98,7 +98,7 @@ impl StatusClasses {
         }
     }
 
-    fn add(&mut self, o: &StatusClasses) {
+    pub(crate) fn add(&mut self, o: &StatusClasses) {
         self.informational += o.informational;
         self.success += o.success;
         self.redirection += o.redirection;
@@ -242,6 +242,10 @@ pub struct Second {
     pub completed: u64,
     /// Errors (all kinds) in this interval.
     pub errors: u64,
+    /// Requests the schedule offered in this interval: `Λ(t + duration) - Λ(t)` of the rate
+    /// profile (fractional; see [`crate::schedule`]). 0 in reports that predate it.
+    #[serde(default)]
+    pub offered: f64,
     /// Corrected latency median of responses completed in this interval, µs.
     pub p50: u64,
     /// Corrected latency 99th percentile, µs.
@@ -269,6 +273,7 @@ impl Second {
             sent,
             completed,
             errors,
+            offered: 0.0,
             p50: histogram::value_at_percentile(&histogram, 50.0),
             p99: histogram::value_at_percentile(&histogram, 99.0),
             max: histogram::max(&histogram),
@@ -276,7 +281,14 @@ impl Second {
         }
     }
 
+    /// The same second with the offered request count set.
+    pub fn with_offered(mut self, offered: f64) -> Self {
+        self.offered = offered;
+        self
+    }
+
     fn merge(&mut self, o: &Second) {
+        let offered = self.offered + o.offered;
         self.duration_us = self.duration_us.max(o.duration_us);
         self.sent += o.sent;
         self.completed += o.completed;
@@ -289,7 +301,8 @@ impl Second {
             self.completed,
             self.errors,
             std::mem::replace(&mut self.histogram, histogram::new_histogram()),
-        );
+        )
+        .with_offered(offered);
     }
 }
 
@@ -638,5 +651,22 @@ mod tests {
             let hist: u64 = m.per_second.iter().map(|s| s.histogram.len()).sum();
             assert_eq!(hist, 8, "every per-second sample kept");
         }
+    }
+
+    #[test]
+    fn offered_adds_up_and_defaults_to_zero() {
+        let mut a = sample(&[100], 1);
+        let h = a.corrected().clone();
+        a.per_second = vec![Second::new(0, 1_000_000, 10, 10, 0, h).with_offered(12.5)];
+        let mut m = a.clone();
+        m.merge(&a);
+        assert_eq!(m.per_second[0].offered, 25.0);
+        assert_eq!(m.per_second[0].completed, 20);
+        let json = a.to_json();
+        assert_eq!(Report::from_json(&json).unwrap(), a);
+        // Reports written before the field existed still read.
+        let old = json.replace("\"offered\": 12.5,", "");
+        assert_ne!(old, json);
+        assert_eq!(Report::from_json(&old).unwrap().per_second[0].offered, 0.0);
     }
 }

@@ -1,79 +1,29 @@
 //! Running a [`Spec`]: resolve and test the target, build every thread's request source (and the
-//! script's main state) before the clock starts, start the workers on a common instant, gather
-//! their per-second ticks into progress reports, and merge their totals into a [`Report`].
+//! script's main state) before the clock starts, start the workers on a common instant
+//! (submodule `workers`), gather their per-second ticks into progress reports and live metrics
+//! (`coordinator`), and merge their totals into a [`Report`] (`merge`).
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Notify;
-
-use crate::connection::{ConnectError, Connection, Endpoint};
-use crate::histogram::new_histogram;
-use crate::report::{Errors, HistogramReport, Report, Second, StatusClasses, Summary};
+use crate::connection::{ConnectError, Endpoint};
+use crate::metrics::MetricsServer;
+use crate::report::{Report, Second};
 use crate::request::{static_request, Seed};
 use crate::script::{DoneInput, MainScript, ScriptTarget};
-use crate::source::{SourceError, Workload};
-use crate::spec::{Model, Spec, SpecError, Target};
-use crate::worker::{self, Msg, ThreadConfig, ThreadOutput};
+use crate::source::Workload;
+use crate::spec::{Model, Spec, Target};
 
-/// Why a run could not start or was stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The spec is invalid.
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// The host name does not resolve.
-    #[error("unable to resolve {host}:{port} {reason}")]
-    Resolve {
-        /// Host from the URL.
-        host: String,
-        /// Port.
-        port: u16,
-        /// Resolver message.
-        reason: String,
-    },
-    /// No address of the host accepts connections.
-    #[error("unable to connect to {host}:{port} {reason}")]
-    Connect {
-        /// Host from the URL.
-        host: String,
-        /// Port.
-        port: u16,
-        /// The last connect error.
-        reason: String,
-    },
-    /// A request source (script or generator) failed: at load, or during the run. The message
-    /// is the source's one line (not repeated as a cause).
-    #[error("{0}")]
-    Source(SourceError),
-    /// A worker thread could not be set up.
-    #[error("worker thread {0}: {1}")]
-    Thread(usize, String),
-    /// TLS set-up failed.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The test TLS handshake with the target failed or timed out (an https URL on a
-    /// plain-HTTP port, or a server that never answers the handshake). The message names the
-    /// address.
-    #[error("{0}")]
-    TlsHandshake(String),
-    /// The open-file limit is too low for the connections.
-    #[error(transparent)]
-    OpenFiles(#[from] crate::system::OpenFilesError),
-    /// [`Run::execute`] was called twice.
-    #[error("this run has already been executed")]
-    AlreadyExecuted,
-}
+mod coordinator;
+mod merge;
+mod workers;
 
-impl From<SourceError> for Error {
-    fn from(e: SourceError) -> Self {
-        Error::Source(e)
-    }
-}
+pub use crate::error::Error;
+
+use merge::Ending;
+use workers::Workers;
 
 /// A cloneable cancellation flag. Cancelling stops the run at once; the partial report is
 /// returned as usual (like wrk2's Ctrl-C).
@@ -125,6 +75,7 @@ pub struct RunControl {
     progress: Option<Arc<Mutex<Box<ProgressFn>>>>,
     on_start: Option<Arc<Mutex<Box<StartFn>>>>,
     start_at: Option<SystemTime>,
+    metrics: Option<Arc<MetricsServer>>,
 }
 
 impl RunControl {
@@ -153,6 +104,23 @@ impl RunControl {
     pub fn start_at(mut self, at: SystemTime) -> Self {
         self.start_at = Some(at);
         self
+    }
+
+    /// Serves the run's live metrics on `server` (see [`crate::metrics`]), updated once per
+    /// worker tick. Bind the server before [`Run::prepare`] so that an address in use fails
+    /// before anything else. The server stops when the run ends: it serves one run.
+    pub fn with_metrics(mut self, server: MetricsServer) -> Self {
+        self.metrics = Some(Arc::new(server));
+        self
+    }
+
+    /// Where the live metrics are served (the port actually bound), if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&MetricsServer> {
+        self.metrics.as_deref()
     }
 
     fn started(&self) {
@@ -218,12 +186,8 @@ fn resolve(target: &Target, timeout: Duration) -> Result<SocketAddr, Error> {
 /// instead of turning every request of the run into a connect error.
 fn probe_tls(target: &Target, addr: SocketAddr, timeout: Duration) -> Result<(), Error> {
     let endpoint = Endpoint::new(addr, Some(&target.host)).map_err(Error::Tls)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Tls(format!("cannot start the handshake runtime: {e}")))?;
-    match rt.block_on(Connection::connect(&endpoint, false, timeout)) {
-        Ok(_) => Ok(()),
+    match crate::connection::probe(&endpoint, timeout) {
+        Ok(()) => Ok(()),
         Err(e @ ConnectError::Tls { .. }) => Err(Error::TlsHandshake(e.to_string())),
         Err(ConnectError::Tcp { source, .. }) => Err(Error::Connect {
             host: target.host.clone(),
@@ -303,247 +267,49 @@ impl Run {
     }
 
     /// Runs the load (blocking) and returns the report. Cancelling through `control` ends the
-    /// run early with a partial report. Can be called once.
+    /// run early with a partial report. Can be called once. The live metrics, if any, stop
+    /// with it, whatever the outcome.
     pub fn execute(&mut self, control: &RunControl) -> Result<Report, Error> {
+        let result = self.execute_load(control);
+        if let Some(m) = control.metrics() {
+            m.run_ended();
+        }
+        result
+    }
+
+    fn execute_load(&mut self, control: &RunControl) -> Result<Report, Error> {
         let seeds = self.seeds.take().ok_or(Error::AlreadyExecuted)?;
         let spec = &self.spec;
-        let threads = spec.threads;
-        let per_thread = spec.connections_per_thread();
-        let thread_rate = spec.rate / threads as f64;
-        let max_per_thread = match spec.model {
-            Model::Wrk2 => per_thread,
-            Model::Open { max_connections } => (max_connections / threads).max(per_thread),
-        };
-        let tls_host = self.target.is_tls().then_some(self.target.host.as_str());
-        let (tx, rx) = mpsc::channel();
-        let mut starts = Vec::with_capacity(threads);
-        let mut stops = Vec::with_capacity(threads);
-        let mut handles = Vec::with_capacity(threads);
-        let mut spawn_error = None;
-        for (index, (seed, addr)) in seeds.into_iter().enumerate() {
-            let endpoint = Endpoint::new(addr, tls_host).map_err(Error::Tls)?;
-            let cfg = ThreadConfig {
-                index,
-                threads,
-                connections: per_thread,
-                rate: thread_rate,
-                phase: Duration::from_secs_f64(index as f64 / spec.rate),
-                endpoint,
-                timeout: spec.timeout,
-                model: spec.model,
-                max_connections: max_per_thread,
-                warmup: spec.warmup,
-                duration: spec.duration,
-                batch_latency: spec.batch_latency,
-                core: spec.pin.as_ref().map(|p| p[index % p.len()]),
-                pacing_tolerance: spec.pacing_tolerance,
-            };
-            let (stx, srx) = mpsc::channel();
-            let stop = Arc::new(Notify::new());
-            match worker::spawn(cfg, seed, tx.clone(), srx, stop.clone()) {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    spawn_error = Some(Error::Thread(index, e.to_string()));
-                    break;
-                }
-            }
-            starts.push(stx);
-            stops.push(stop);
-        }
-        drop(tx);
-        let spawned = handles.len();
-        let mut first_error = spawn_error;
-        let mut ready = 0;
-        while ready < spawned {
-            match rx.recv() {
-                Ok(Msg::Ready(Ok(()))) => ready += 1,
-                Ok(Msg::Ready(Err(e))) => {
-                    first_error.get_or_insert(e);
-                    ready += 1;
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        if let Some(e) = first_error {
-            for s in &starts {
-                let _ = s.send(None);
-            }
-            for h in handles {
-                let _ = h.join();
-            }
-            return Err(e);
-        }
+        let workers = Workers::spawn(spec, &self.target, seeds)?;
         control.started();
-        // A small margin so every worker is waiting on its timer when the first request is due
-        // (otherwise the first sends carry the threads' wake-up time as send lag).
-        let margin = Duration::from_millis(10);
-        let (now, now_wall) = (Instant::now(), SystemTime::now());
-        let wait = control
-            .start_at
-            .and_then(|at| at.duration_since(now_wall).ok())
-            .filter(|w| *w > margin)
-            .unwrap_or(margin);
-        let start = now + wait;
-        let start_wall = now_wall + wait;
-        for s in &starts {
-            let _ = s.send(Some(start));
+        let start = workers.start(control.start_at);
+        if let Some(m) = control.metrics() {
+            m.run_started(spec.rate, spec.duration, start.at, start.wall);
         }
-
-        let mut pending: BTreeMap<u64, (usize, Second)> = BTreeMap::new();
-        let mut seconds: Vec<Second> = Vec::new();
-        let mut outputs: Vec<(usize, ThreadOutput)> = Vec::new();
-        let mut run_error: Option<Error> = None;
-        let mut cancelled = false;
-        let mut done = 0;
-        let (mut sent, mut completed, mut errors) = (0u64, 0u64, 0u64);
-        let stop_all = |stops: &[Arc<Notify>]| {
-            for s in stops {
-                s.notify_one();
-            }
-        };
-        if control.cancel.is_cancelled() {
-            cancelled = true;
-            stop_all(&stops);
-        }
-        while done < spawned {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Msg::Tick(t)) => {
-                    sent += t.sent;
-                    completed += t.completed;
-                    errors += t.errors;
-                    let entry = pending
-                        .entry(t.index)
-                        .or_insert_with(|| (0, Second::new(t.index, 0, 0, 0, 0, new_histogram())));
-                    entry.0 += 1;
-                    let s = &mut entry.1;
-                    s.duration_us = s.duration_us.max(t.duration.as_micros() as u64);
-                    s.sent += t.sent;
-                    s.completed += t.completed;
-                    s.errors += t.errors;
-                    let _ = s.histogram.add(&t.histogram);
-                    if entry.0 == spawned {
-                        let (_, s) = pending.remove(&t.index).expect("entry exists");
-                        let s = finish_second(s);
-                        control.report(&Progress {
-                            elapsed: Duration::from_secs(s.t)
-                                + Duration::from_micros(s.duration_us),
-                            sent,
-                            completed,
-                            errors,
-                            rate: if s.duration_us > 0 {
-                                s.completed as f64 * 1e6 / s.duration_us as f64
-                            } else {
-                                0.0
-                            },
-                            second: s.clone(),
-                        });
-                        seconds.push(s);
-                    }
-                }
-                Ok(Msg::Done(index, out)) => {
-                    done += 1;
-                    match *out {
-                        Ok(o) => outputs.push((index, o)),
-                        Err(e) => {
-                            run_error.get_or_insert(e);
-                            stop_all(&stops);
-                        }
-                    }
-                }
-                Ok(Msg::Ready(..)) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if !cancelled && control.cancel.is_cancelled() {
-                cancelled = true;
-                stop_all(&stops);
-            }
-        }
-        let ended = Instant::now().max(start);
-        for h in handles {
-            let _ = h.join();
-        }
-        if let Some(e) = run_error {
+        let gathered = coordinator::gather(&workers.msgs, &workers.stops, workers.len(), control);
+        let ended = Instant::now().max(start.at);
+        workers.join();
+        if let Some(e) = gathered.error {
             return Err(e);
         }
-        seconds.extend(pending.into_values().map(|(_, s)| finish_second(s)));
-        seconds.sort_by_key(|s| s.t);
-        outputs.sort_by_key(|(i, _)| *i);
-
-        let duration = if cancelled {
-            ended.duration_since(start)
-        } else {
-            ended.duration_since(start).min(spec.duration)
+        let ran = ended.duration_since(start.at);
+        let ending = Ending {
+            start_wall: start.wall,
+            // A cancelled run lasted what it lasted; a full one, its duration (the last tick
+            // arrives a little after it).
+            duration: if gathered.cancelled {
+                ran
+            } else {
+                ran.min(spec.duration)
+            },
+            cancelled: gathered.cancelled,
         };
-        let mut corrected = new_histogram();
-        let mut uncorrected = new_histogram();
-        let mut send_lag = new_histogram();
-        let mut reqsec = new_histogram();
-        let mut summary = Summary {
-            target_rate: spec.rate,
-            duration_us: duration.as_micros() as u64,
-            cancelled,
-            errors: Errors::default(),
-            responses: StatusClasses::default(),
-            ..Summary::default()
-        };
-        let mut calibration = Vec::new();
-        for (_, o) in &outputs {
-            let _ = corrected.add(&o.corrected);
-            let _ = uncorrected.add(&o.uncorrected);
-            let _ = send_lag.add(&o.send_lag);
-            let _ = reqsec.add(&o.reqsec);
-            summary.requests += o.requests;
-            summary.sent += o.sent;
-            summary.bytes += o.bytes;
-            let e = &mut summary.errors;
-            e.connect += o.errors.connect;
-            e.read += o.errors.read;
-            e.write += o.errors.write;
-            e.timeout += o.errors.timeout;
-            e.status += o.errors.status;
-            let r = &mut summary.responses;
-            r.informational += o.responses.informational;
-            r.success += o.responses.success;
-            r.redirection += o.responses.redirection;
-            r.client_error += o.responses.client_error;
-            r.server_error += o.responses.server_error;
-            r.other += o.responses.other;
-            e.tls += o.errors.tls;
-            e.protocol += o.errors.protocol;
-            summary.reconnects += o.reconnects;
-            summary.outstanding += o.outstanding;
-            summary.generator_busy = summary.generator_busy.max(o.busy);
-            if summary.first_bad_answer.is_none() {
-                summary.first_bad_answer.clone_from(&o.first_bad);
-            }
-            calibration.extend(o.calibration);
-        }
-        let secs = duration.as_secs_f64();
-        summary.achieved_rate = if secs > 0.0 {
-            summary.requests as f64 / secs
-        } else {
-            0.0
-        };
-        Ok(Report {
-            tool: format!("aefm-load {}", env!("CARGO_PKG_VERSION")),
-            url: spec.url.clone(),
-            threads,
-            connections: spec.connections,
-            model: spec.model,
-            warmup_us: spec.warmup.as_micros() as u64,
-            start_time: start_wall
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-            summary,
-            corrected: HistogramReport::new(corrected),
-            uncorrected: HistogramReport::new(uncorrected),
-            send_lag: HistogramReport::new(send_lag),
-            requests_per_thread: HistogramReport::new(reqsec),
-            calibration,
-            per_second: seconds,
-        })
+        Ok(merge::report(
+            spec,
+            &gathered.outputs,
+            gathered.seconds,
+            &ending,
+        ))
     }
 
     /// Calls the script's `done(summary, latency, requests)` (after the report was printed).
@@ -555,17 +321,6 @@ impl Run {
         main.done(&DoneInput::from_report(report))?;
         Ok(())
     }
-}
-
-fn finish_second(s: Second) -> Second {
-    Second::new(
-        s.t,
-        s.duration_us,
-        s.sent,
-        s.completed,
-        s.errors,
-        s.histogram,
-    )
 }
 
 /// Runs `spec` to completion (blocking): prepare, execute, then the script's `done()`.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::schedule::{Distribution, RateProfile};
 use crate::source::Workload;
 
 /// How requests are paced.
@@ -24,6 +25,22 @@ pub enum Model {
     },
 }
 
+/// What a connection that fell behind its schedule does when it is free again (wrk2's model).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// wrk2's way: the due requests go one at a time, each after the previous answer. After a
+    /// server stall the backlog drains at `connections / round trip`, which adds to the
+    /// corrected latencies of the requests that waited (a few per cent of a stall's tail).
+    #[default]
+    Serial,
+    /// The due requests go pipelined, up to 64 batches in one write, so the backlog drains at
+    /// the server's own speed, as it would with an open population of clients queued at the
+    /// server. Needs a server that handles HTTP/1.1 pipelining; changes what an overload run
+    /// measures (pipelined throughput), so it is off by default.
+    Pipeline,
+}
+
 /// Default of [`Spec::pacing_tolerance`].
 pub const DEFAULT_PACING_TOLERANCE: Duration = Duration::from_micros(400);
 
@@ -38,7 +55,9 @@ pub struct Spec {
     pub connections: usize,
     /// Length of the run (wrk2 default: 10 s).
     pub duration: Duration,
-    /// Target throughput, requests/s over all threads (fractions allowed).
+    /// Target throughput, requests/s over all threads (fractions allowed). With a
+    /// [`Spec::rate_profile`], the profile's mean over `duration` (see
+    /// [`Spec::set_rate_profile`]), for reports and warnings: the profile paces the run.
     pub rate: f64,
     /// A request whose response has not completed this long after its send counts as a timeout
     /// (once); the response is still awaited and its latency recorded. wrk2 default: 2 s.
@@ -64,6 +83,17 @@ pub struct Spec {
     /// CPU at moderate rates (each wake-up is costly, above all on virtual machines), smaller
     /// paces more exactly. Default 400 µs (wrk2: 0.5 to 1.5 ms, always late).
     pub pacing_tolerance: Duration,
+    /// How a connection behind its schedule catches up (`--catch-up`; default serial, wrk2's).
+    pub catch_up: CatchUp,
+    /// Distribution of the gaps between an arrival process's sends (`-D`; default fixed,
+    /// wrk2's grid). See [`crate::schedule`].
+    pub distribution: Distribution,
+    /// Seed of the random gaps (`--seed`; default [`crate::schedule::DEFAULT_SEED`]): the same
+    /// seed and spec give the same intended send times.
+    pub seed: u64,
+    /// A time-varying offered rate (`-R 1000:5000:60s`, `-R 1000@0s,5000@30s`,
+    /// `--rate-file`); `None`: the constant `rate`. Set with [`Spec::set_rate_profile`].
+    pub rate_profile: Option<RateProfile>,
 }
 
 impl Spec {
@@ -84,6 +114,33 @@ impl Spec {
             pin: None,
             batch_latency: false,
             pacing_tolerance: DEFAULT_PACING_TOLERANCE,
+            catch_up: CatchUp::Serial,
+            distribution: Distribution::Fixed,
+            seed: crate::schedule::DEFAULT_SEED,
+            rate_profile: None,
+        }
+    }
+
+    /// Paces the run by `profile` and sets `rate` to its mean over `duration` (so set the
+    /// duration first); a constant profile just sets `rate`.
+    pub fn set_rate_profile(&mut self, profile: RateProfile) {
+        match profile.as_constant() {
+            Some(rate) => {
+                self.rate = rate;
+                self.rate_profile = None;
+            }
+            None => {
+                self.rate = profile.mean_rate(self.duration);
+                self.rate_profile = Some(profile);
+            }
+        }
+    }
+
+    /// The offered rate in effect: the profile, or the constant `rate`.
+    pub fn profile(&self) -> Result<RateProfile, SpecError> {
+        match &self.rate_profile {
+            Some(p) => Ok(p.clone()),
+            None => RateProfile::constant(self.rate).map_err(|e| SpecError::Value(e.0)),
         }
     }
 
@@ -104,6 +161,9 @@ impl Spec {
         }
         if self.duration.is_zero() {
             return Err(SpecError::Value("duration must be greater than 0".into()));
+        }
+        if let Some(profile) = &self.rate_profile {
+            check_profile(profile, self.rate, self.duration)?;
         }
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err(SpecError::Value(format!(
@@ -181,6 +241,24 @@ impl Spec {
         }
         out
     }
+}
+
+/// A rate profile must offer requests during the run, and `rate` must be its mean (a duration
+/// changed after [`Spec::set_rate_profile`] leaves it stale).
+fn check_profile(profile: &RateProfile, rate: f64, duration: Duration) -> Result<(), SpecError> {
+    let mean = profile.mean_rate(duration);
+    if mean == 0.0 {
+        return Err(SpecError::Value(format!(
+            "the rate profile offers no requests in the run's {duration:?}"
+        )));
+    }
+    if (rate - mean).abs() > 1e-9 * mean {
+        return Err(SpecError::Value(format!(
+            "rate ({rate}) is not the rate profile's mean over the duration ({mean}): \
+             call Spec::set_rate_profile after setting the duration"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a `--pin` core list against the CPUs this process may run on: pinning to a core
@@ -334,6 +412,30 @@ mod tests {
         assert!(Target::parse("ftp://h/").is_err());
         assert!(Target::parse("localhost:8080").is_err());
         assert!(Target::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn rate_profile_keeps_rate_its_mean() {
+        let mut s = Spec::new("http://127.0.0.1:1/", 100.0);
+        assert_eq!(s.distribution, Distribution::Fixed);
+        assert_eq!(s.profile().unwrap(), RateProfile::constant(100.0).unwrap());
+        s.duration = Duration::from_secs(20);
+        s.set_rate_profile(RateProfile::parse("1000:3000:10s").unwrap());
+        assert_eq!(s.rate, 2500.0);
+        assert!(s.validate().is_ok());
+        assert_eq!(
+            s.profile().unwrap(),
+            RateProfile::parse("1000:3000:10s").unwrap()
+        );
+        s.duration = Duration::from_secs(10);
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("not the rate profile's mean"), "{e}");
+        s.set_rate_profile(RateProfile::parse("0,100@20s").unwrap());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("offers no requests in the run's 10s"), "{e}");
+        // A constant profile is the plain rate.
+        s.set_rate_profile(RateProfile::constant(7.0).unwrap());
+        assert_eq!((s.rate, s.rate_profile.is_none()), (7.0, true));
     }
 
     #[test]

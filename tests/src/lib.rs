@@ -1,5 +1,6 @@
 //! Harness shared by the end-to-end tests: binaries, test servers, fakes of external services.
 
+pub mod bench;
 pub mod bins;
 pub mod experiment;
 pub mod fake_kube;

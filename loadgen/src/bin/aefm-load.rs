@@ -65,6 +65,18 @@ fn run(
     for w in warnings {
         eprintln!("aefm-load: warning: {w}");
     }
+    // The metrics address is bound first: one in use fails before anything else, and a
+    // scraper sees `aefm_load_running 0` while the run prepares and waits for its start.
+    let metrics = output
+        .metrics_addr
+        .map(aefm_loadgen::metrics::MetricsServer::bind)
+        .transpose()?;
+    if let Some(m) = &metrics {
+        eprintln!(
+            "aefm-load: serving metrics on http://{}/metrics",
+            m.local_addr()
+        );
+    }
     // The control port opens before the (possibly slow) preparation, so a controller sees
     // "preparing" rather than a refused connection.
     let barrier = flags
@@ -105,20 +117,11 @@ fn run(
     if let Some(at) = start_at {
         control = control.start_at(at);
     }
+    if let Some(m) = metrics {
+        control = control.with_metrics(m);
+    }
     // Ctrl-C ends the run early with the normal report and exit 0, like wrk2.
-    let token = control.cancel.clone();
-    std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    token.cancel();
-                }
-            });
-        }
-    });
+    ctrl_c::cancel_on_ctrl_c(control.cancel.clone())?;
     let report = prepared.execute(&control)?;
     if text {
         let opts = ReportOptions {
@@ -154,4 +157,63 @@ fn run(
     }
     prepared.finish(&report)?;
     Ok(())
+}
+
+/// Ctrl-C without an async runtime: a SIGINT handler writes one byte to a pipe (all a handler may
+/// safely do) and a thread waiting on the pipe cancels the run.
+mod ctrl_c {
+    use std::fs::File;
+    use std::io::Read as _;
+    use std::os::fd::FromRawFd as _;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use aefm_loadgen::CancelToken;
+
+    /// Write end of the pipe, for the handler.
+    static PIPE: AtomicI32 = AtomicI32::new(-1);
+
+    extern "C" fn on_sigint(_: libc::c_int) {
+        let fd = PIPE.load(Ordering::Relaxed);
+        // SAFETY: write(2) is async-signal-safe; the byte is a static.
+        unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+    }
+
+    /// The first Ctrl-C cancels `token` (the run stops and reports, like wrk2); the handler is
+    /// then removed, so a second Ctrl-C stops the process at once.
+    pub fn cancel_on_ctrl_c(token: CancelToken) -> std::io::Result<()> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        PIPE.store(fds[1], Ordering::Relaxed);
+        // SAFETY: fds[0] is a fresh descriptor owned by nothing else.
+        let mut wake = unsafe { File::from_raw_fd(fds[0]) };
+        set_handler(on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t)?;
+        std::thread::spawn(move || {
+            if wake.read_exact(&mut [0u8]).is_ok() {
+                token.cancel();
+                let _ = set_handler(libc::SIG_DFL);
+            }
+        });
+        Ok(())
+    }
+
+    /// Installs `handler` (a function address or `SIG_DFL`) for SIGINT. SA_RESTART, so that
+    /// blocking calls elsewhere are not cut short by the signal.
+    fn set_handler(handler: libc::sighandler_t) -> std::io::Result<()> {
+        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler only calls
+        // write(2).
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut())
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 }

@@ -3,7 +3,6 @@
 //! a generator without a report is named in the case's load report (and its verdict).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{to_component, Shared};
 use crate::components::{ComponentError, WorkloadGenerator};
@@ -26,32 +25,23 @@ pub fn load_args(
     rate: f64,
     flags: &aefm_loadgen::cli::ControlFlags,
 ) -> Vec<String> {
-    let ms = |d: Duration| format!("{}ms", d.as_millis());
-    let mut args = vec![
-        "-t".to_string(),
-        spec.threads.max(1).to_string(),
-        "-c".into(),
-        spec.connections.max(spec.threads.max(1)).to_string(),
-        "-d".into(),
-        ms(spec.warmup + spec.duration),
-        "--warmup".into(),
-        ms(spec.warmup),
-        "-T".into(),
-        ms(spec.timeout),
-        "-R".into(),
-        format!("{rate}"),
-    ];
-    if let Some(script) = &spec.script {
-        args.push("-s".into());
-        args.push(dist::script_pod_path(script));
+    let threads = spec.threads.max(1);
+    aefm_loadgen::cli::LoadArgs {
+        threads,
+        connections: spec.connections.max(threads),
+        // aefm-load's `-d` counts the warm-up in.
+        duration: spec.warmup + spec.duration,
+        warmup: spec.warmup,
+        timeout: spec.timeout,
+        script: spec
+            .script
+            .as_deref()
+            .map(|s| dist::script_pod_path(s).into()),
+        script_args: spec.script_args.clone(),
+        control: flags.clone(),
+        ..aefm_loadgen::cli::LoadArgs::new(spec.url.clone(), rate)
     }
-    args.extend(flags.to_args());
-    args.push(spec.url.clone());
-    if spec.script.is_some() && !spec.script_args.is_empty() {
-        args.push("--".into());
-        args.extend(spec.script_args.iter().cloned());
-    }
-    args
+    .to_args()
 }
 
 /// The flags every load Job runs with: the control port of the start barrier, report frames,
@@ -172,6 +162,7 @@ pub fn merge_reports(outcomes: &[dist::GeneratorOutcome]) -> Result<Merged, Comp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn load_args_are_aefm_load_cli_and_carry_no_header_values() {

@@ -1,0 +1,126 @@
+//! The end of a run: the threads' outputs added up into one [`Report`] (histograms added,
+//! counters summed, the first bad answer kept, calibrations listed by thread).
+
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+
+use crate::histogram::new_histogram;
+use crate::report::{HistogramReport, Report, Second, Summary};
+use crate::spec::Spec;
+use crate::worker::ThreadOutput;
+
+/// How the run went, beside the threads' outputs.
+pub(super) struct Ending {
+    /// When the clock started, on the wall clock.
+    pub start_wall: SystemTime,
+    /// How long the load ran.
+    pub duration: Duration,
+    /// True when the run was cancelled.
+    pub cancelled: bool,
+}
+
+/// The report of `spec` from the threads' `outputs` (in thread order) and the run's `seconds`.
+pub(super) fn report(
+    spec: &Spec,
+    outputs: &[(usize, ThreadOutput)],
+    seconds: Vec<Second>,
+    ending: &Ending,
+) -> Report {
+    let h = Histograms::of(outputs);
+    Report {
+        tool: format!("aefm-load {}", env!("CARGO_PKG_VERSION")),
+        url: spec.url.clone(),
+        threads: spec.threads,
+        connections: spec.connections,
+        model: spec.model,
+        warmup_us: spec.warmup.as_micros() as u64,
+        start_time: ending
+            .start_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        summary: summary(spec, outputs, ending),
+        corrected: HistogramReport::new(h.corrected),
+        uncorrected: HistogramReport::new(h.uncorrected),
+        send_lag: HistogramReport::new(h.send_lag),
+        requests_per_thread: HistogramReport::new(h.reqsec),
+        calibration: outputs.iter().filter_map(|(_, o)| o.calibration).collect(),
+        per_second: with_offered(spec, seconds),
+    }
+}
+
+/// The threads' histograms added up.
+struct Histograms {
+    corrected: Histogram<u64>,
+    uncorrected: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    reqsec: Histogram<u64>,
+}
+
+impl Histograms {
+    fn of(outputs: &[(usize, ThreadOutput)]) -> Self {
+        let mut h = Histograms {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+            send_lag: new_histogram(),
+            reqsec: new_histogram(),
+        };
+        // All histograms share one range, so adding never fails.
+        for (_, o) in outputs {
+            let _ = h.corrected.add(&o.corrected);
+            let _ = h.uncorrected.add(&o.uncorrected);
+            let _ = h.send_lag.add(&o.send_lag);
+            let _ = h.reqsec.add(&o.reqsec);
+        }
+        h
+    }
+}
+
+/// The run's counters: the threads' sums, the achieved rate over the run's duration.
+fn summary(spec: &Spec, outputs: &[(usize, ThreadOutput)], ending: &Ending) -> Summary {
+    let mut s = Summary {
+        target_rate: spec.rate,
+        duration_us: ending.duration.as_micros() as u64,
+        cancelled: ending.cancelled,
+        ..Summary::default()
+    };
+    for (_, o) in outputs {
+        s.requests += o.requests;
+        s.sent += o.sent;
+        s.bytes += o.bytes;
+        s.errors.add(&o.errors);
+        s.responses.add(&o.responses);
+        s.reconnects += o.reconnects;
+        s.outstanding += o.outstanding;
+        s.generator_busy = s.generator_busy.max(o.busy);
+        if s.first_bad_answer.is_none() {
+            s.first_bad_answer.clone_from(&o.first_bad);
+        }
+    }
+    let secs = ending.duration.as_secs_f64();
+    s.achieved_rate = if secs > 0.0 {
+        s.requests as f64 / secs
+    } else {
+        0.0
+    };
+    s
+}
+
+/// Each second with the requests the spec's schedule offered in it (see [`crate::schedule`]).
+fn with_offered(spec: &Spec, seconds: Vec<Second>) -> Vec<Second> {
+    let Ok(profile) = spec.profile() else {
+        return seconds;
+    };
+    let offered = |s: &Second| {
+        let from = s.t as f64;
+        profile.offered_between(from, from + s.duration_us as f64 / 1e6)
+    };
+    seconds
+        .into_iter()
+        .map(|s| {
+            let o = offered(&s);
+            s.with_offered(o)
+        })
+        .collect()
+}
