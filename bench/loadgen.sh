@@ -115,6 +115,9 @@ run_stall() {
   echo "== the issue's stall test: -t2 -c8 -R800, 35 s, one 4 s stall at +15 s; corrected p90 vs the model"
   echo "-- aefm-load (records from the start: W = 35 s, p90 model 4 - 0.1 * 35 = 0.5 s)"
   co_run --cmd "$AEFM_CO" --threads 2 --conns 8 --rate 800 --duration 35 --stall-at 15 --stall-for 4 --judge p90
+  echo "-- aefm-load --catch-up pipeline (the backlog drains at the server's speed)"
+  co_run --cmd "${AEFM_CO/ -U / -U --catch-up pipeline }" --threads 2 --conns 8 --rate 800 --duration 35 \
+    --stall-at 15 --stall-for 4 --judge p90
   if [ -n "$WRK2" ]; then
     echo "-- wrk2 (records after its calibration, 10 s + 5 ms x 4 connections per thread)"
     co_run --cmd "$WRK2_CO" --threads 2 --conns 8 --rate 800 --duration 35 --stall-at 15 --stall-for 4 \

@@ -60,7 +60,8 @@ Usage: aefm-load <options> <url> [-- script args]
         --max-connections <N>  Connection cap of the open model (default 10 x connections)
         --pin         <L>  Pin threads to cores, round-robin (e.g. 0,1 or 0-3)
         --pacing-tolerance <T>  Let requests leave up to T early (never late), so sends
-                           within T share a timer wake-up (default 400us)
+                           within T share a wake-up (default 1ms; 20us with -D
+                           exp|norm|zipf, whose short gaps are the point)
         --catch-up    <C>  serial (default, wrk2's) or pipeline: how a connection behind
                            its schedule sends its due requests (pipeline: up to 64 in one
                            write, so a backlog drains at the server's speed)
@@ -142,8 +143,8 @@ struct Args {
     max_connections: Option<u64>,
     #[arg(long = "pin", value_parser = parse_cores)]
     pin: Option<Cores>,
-    #[arg(long = "pacing-tolerance", value_parser = parse_time, default_value = "400us")]
-    pacing_tolerance: Duration,
+    #[arg(long = "pacing-tolerance", value_parser = parse_time)]
+    pacing_tolerance: Option<Duration>,
     #[arg(long = "catch-up", value_parser = ["serial", "pipeline"], default_value = "serial")]
     catch_up: String,
     #[arg(long = "header-file")]
@@ -599,7 +600,7 @@ mod tests {
             "http://h/",
         ]);
         assert!(o.json_on_stdout());
-        assert_eq!(s.pacing_tolerance, Duration::from_micros(200));
+        assert_eq!(s.pacing_tolerance, Some(Duration::from_micros(200)));
         assert_eq!(s.warmup, Duration::from_secs(5));
         assert_eq!(
             s.model,

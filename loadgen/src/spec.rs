@@ -41,8 +41,12 @@ pub enum CatchUp {
     Pipeline,
 }
 
-/// Default of [`Spec::pacing_tolerance`].
-pub const DEFAULT_PACING_TOLERANCE: Duration = Duration::from_micros(400);
+/// Pacing tolerance with fixed gaps when none is set: wrk2's own granularity (its timer is
+/// 1 ms-grained and always late; ours sends up to this early, never late).
+pub const DEFAULT_PACING_TOLERANCE: Duration = Duration::from_millis(1);
+/// Pacing tolerance with random gaps (`-D exp|norm|zipf`) when none is set: small, because the
+/// short gaps are the point of such a schedule.
+pub const RANDOM_GAPS_PACING_TOLERANCE: Duration = Duration::from_micros(20);
 
 /// Everything a run needs. Build with [`Spec::new`] and set fields; call [`Spec::validate`].
 #[derive(Clone, Debug)]
@@ -78,11 +82,12 @@ pub struct Spec {
     /// response (`-B`).
     pub batch_latency: bool,
     /// A request may leave up to this much *before* its intended time, so that sends due within
-    /// this of each other share one timer wake-up (see [`crate::timer`]); the timer never makes
-    /// a request late, and an early request is timed from when it left. Larger saves generator
-    /// CPU at moderate rates (each wake-up is costly, above all on virtual machines), smaller
-    /// paces more exactly. Default 400 µs (wrk2: 0.5 to 1.5 ms, always late).
-    pub pacing_tolerance: Duration,
+    /// this of each other share one wake-up; the worker never makes a request late, and an early
+    /// request is timed from when it left. Larger saves generator CPU at moderate rates (each
+    /// wake-up is costly, above all on virtual machines), smaller paces more exactly. `None`:
+    /// [`DEFAULT_PACING_TOLERANCE`] (1 ms) with fixed gaps, [`RANDOM_GAPS_PACING_TOLERANCE`]
+    /// (20 µs) with random ones; see [`Spec::effective_pacing_tolerance`].
+    pub pacing_tolerance: Option<Duration>,
     /// How a connection behind its schedule catches up (`--catch-up`; default serial, wrk2's).
     pub catch_up: CatchUp,
     /// Distribution of the gaps between an arrival process's sends (`-D`; default fixed,
@@ -113,12 +118,21 @@ impl Spec {
             warmup: Duration::ZERO,
             pin: None,
             batch_latency: false,
-            pacing_tolerance: DEFAULT_PACING_TOLERANCE,
+            pacing_tolerance: None,
             catch_up: CatchUp::Serial,
             distribution: Distribution::Fixed,
             seed: crate::schedule::DEFAULT_SEED,
             rate_profile: None,
         }
+    }
+
+    /// The pacing tolerance the run uses: the one set, else the default for the gap
+    /// distribution (see [`Spec::pacing_tolerance`]).
+    pub fn effective_pacing_tolerance(&self) -> Duration {
+        self.pacing_tolerance.unwrap_or(match self.distribution {
+            Distribution::Fixed => DEFAULT_PACING_TOLERANCE,
+            _ => RANDOM_GAPS_PACING_TOLERANCE,
+        })
     }
 
     /// Paces the run by `profile` and sets `rate` to its mean over `duration` (so set the
@@ -180,10 +194,12 @@ impl Spec {
                 self.warmup, self.duration
             )));
         }
-        if self.pacing_tolerance > Duration::from_secs(1) {
+        if let Some(t) = self
+            .pacing_tolerance
+            .filter(|t| *t > Duration::from_secs(1))
+        {
             return Err(SpecError::Value(format!(
-                "pacing tolerance ({:?}) must be at most 1s",
-                self.pacing_tolerance
+                "pacing tolerance ({t:?}) must be at most 1s"
             )));
         }
         if let Model::Open { max_connections } = self.model {

@@ -199,7 +199,7 @@ fn early_sends_never_record_less_than_the_service_time() {
         ..ServerOptions::default()
     });
     let mut s = spec(&server.url("/"), 2000.0, 1.0, 1, 20);
-    s.pacing_tolerance = Duration::from_millis(5);
+    s.pacing_tolerance = Some(Duration::from_millis(5));
     let report = run(&s, &RunControl::new()).unwrap();
     assert!(report.summary.requests > 500, "{:?}", report.summary);
     let (c, u) = (&report.corrected.stats, &report.uncorrected.stats);

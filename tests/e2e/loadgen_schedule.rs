@@ -96,7 +96,7 @@ fn exponential_gaps_are_exponential_fixed_gaps_are_even() {
         };
         s.distribution = d;
         s.seed = 7;
-        s.pacing_tolerance = Duration::from_micros(5);
+        s.pacing_tolerance = Some(Duration::from_micros(5));
         let sends = noting(&mut s);
         let report = run(&s, &RunControl::new()).unwrap();
         assert_eq!(

@@ -65,7 +65,7 @@ fn thread_config(
         duration: spec.duration,
         batch_latency: spec.batch_latency,
         core: spec.pin.as_ref().map(|p| p[index % p.len()]),
-        pacing_tolerance: spec.pacing_tolerance,
+        pacing_tolerance: spec.effective_pacing_tolerance(),
         profile: profile.clone(),
         distribution: spec.distribution,
         seed: spec.seed,

@@ -25,7 +25,9 @@ use crate::source::{RequestSource, SourceError};
 mod links;
 mod send;
 
-/// Most due batches one write carries when catching up (`--catch-up pipeline`).
+/// Most due batches one write carries when catching up (`--catch-up pipeline`). Deeper bursts
+/// measured slower (256: +3 % over the open-loop model after a 4 s stall, 64: +1.6 %): the
+/// server answers a burst in few large writes, whose bytes all arrive when the last is ready.
 pub(super) const CATCH_UP_MAX: usize = 64;
 
 /// The periodic chores' next times.
@@ -292,7 +294,7 @@ impl<'a> Driver<'a> {
             stampless: &mut self.stampless,
         };
         let result = conn.read(&mut ctx, now);
-        let partial = result.is_ok() && conn.mid_response();
+        let partial = result.is_ok() && conn.needs_attention();
         self.set_partial(i, partial);
         match result {
             Ok(()) if was_busy && self.conns[i].idle() => self.free(i, now.instant),
@@ -301,8 +303,8 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Keeps count of the connections holding part of a response: a large response may wait
-    /// for room in the socket buffer, so while one is partial the thread wakes on its data.
+    /// Keeps count of the connections that need attention (see [`Conn::needs_attention`]):
+    /// while there are any, the thread wakes on their data.
     fn set_partial(&mut self, i: usize, on: bool) {
         let conn = &mut self.conns[i];
         match (conn.partial, on) {
