@@ -147,6 +147,25 @@ pub struct Summary {
     pub first_bad_answer: Option<String>,
 }
 
+impl Summary {
+    /// Adds `o`'s counters (requests, bytes, errors, responses, reconnects, outstanding), keeps
+    /// the busier generator and the first bad answer: what the parts of one run, or several
+    /// runs, sum to.
+    pub(crate) fn add_counts(&mut self, o: &Summary) {
+        self.requests += o.requests;
+        self.sent += o.sent;
+        self.bytes += o.bytes;
+        self.errors.add(&o.errors);
+        self.responses.add(&o.responses);
+        self.reconnects += o.reconnects;
+        self.outstanding += o.outstanding;
+        self.generator_busy = self.generator_busy.max(o.generator_busy);
+        if self.first_bad_answer.is_none() {
+            self.first_bad_answer.clone_from(&o.first_bad_answer);
+        }
+    }
+}
+
 /// Precomputed statistics of one histogram, in the histogram's unit (µs for latencies).
 /// Percentiles use HdrHistogram_c's rank rule, as the text report does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -395,18 +414,8 @@ impl Report {
         s.target_rate += o.target_rate;
         s.achieved_rate += o.achieved_rate;
         s.duration_us = span_us;
-        s.requests += o.requests;
-        s.sent += o.sent;
-        s.bytes += o.bytes;
-        s.errors.add(&o.errors);
-        s.responses.add(&o.responses);
-        s.reconnects += o.reconnects;
         s.cancelled |= o.cancelled;
-        s.outstanding += o.outstanding;
-        s.generator_busy = s.generator_busy.max(o.generator_busy);
-        if s.first_bad_answer.is_none() {
-            s.first_bad_answer.clone_from(&o.first_bad_answer);
-        }
+        s.add_counts(o);
         self.corrected.merge(&other.corrected);
         self.uncorrected.merge(&other.uncorrected);
         self.send_lag.merge(&other.send_lag);

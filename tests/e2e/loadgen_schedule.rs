@@ -109,22 +109,41 @@ fn exponential_gaps_are_exponential_fixed_gaps_are_even() {
         assert!(g.len() > 550, "{} sends", g.len());
         g
     };
-    let exp = run_with(Distribution::Exp);
-    let (mean, cv) = mean_cv(&exp);
-    assert!((mean - 0.01).abs() < 0.0006, "exp mean gap {mean}");
-    assert!(
-        (0.85..1.15).contains(&cv),
-        "exp coefficient of variation {cv}"
-    );
-    // n ~ 600: the 1 % critical value is 0.067; fixed gaps would be at ~0.63.
-    let d = ks_exponential(&exp, mean);
-    assert!(d < 0.1, "KS distance to the exponential law {d}");
-
-    let fixed = run_with(Distribution::Fixed);
-    let (mean, cv) = mean_cv(&fixed);
-    assert!((mean - 0.01).abs() < 0.0003, "fixed mean gap {mean}");
-    assert!(cv < 0.25, "fixed coefficient of variation {cv}");
-    assert!(ks_exponential(&fixed, mean) > 0.4);
+    // A busy machine can wake the worker milliseconds late and bunch a few sends: each check
+    // gets three runs and fails only if all three miss.
+    let judge = |d: Distribution, check: &dyn Fn(&[f64]) -> Result<(), String>| {
+        let mut misses = Vec::new();
+        for _ in 0..3 {
+            match check(&run_with(d)) {
+                Ok(()) => return,
+                Err(e) => misses.push(e),
+            }
+        }
+        panic!("{d:?} gaps missed in all three runs: {misses:?}");
+    };
+    judge(Distribution::Exp, &|g| {
+        let (mean, cv) = mean_cv(g);
+        // n ~ 600: the 1 % critical value is 0.067; fixed gaps would be at ~0.63.
+        let d = ks_exponential(g, mean);
+        if (mean - 0.01).abs() < 0.0006 && (0.85..1.15).contains(&cv) && d < 0.1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "mean gap {mean}, coefficient of variation {cv}, KS distance {d}"
+            ))
+        }
+    });
+    judge(Distribution::Fixed, &|g| {
+        let (mean, cv) = mean_cv(g);
+        let d = ks_exponential(g, mean);
+        if (mean - 0.01).abs() < 0.0003 && cv < 0.25 && d > 0.4 {
+            Ok(())
+        } else {
+            Err(format!(
+                "mean gap {mean}, coefficient of variation {cv}, KS distance {d}"
+            ))
+        }
+    });
 }
 
 #[test]
@@ -164,7 +183,20 @@ fn correction_follows_the_changing_schedule_through_a_stall() {
     // A ramp from 100 to 300 req/s over 3 s; the server stalls for 500 ms in the middle.
     // Every request due during the stall completes when it ends, so the number of corrected
     // latencies of at least x is the number of requests due in [stall start, stall end - x):
-    // the integral of the ramp, not of a constant rate.
+    // the integral of the ramp, not of a constant rate. The stall's edges are placed by this
+    // test's own thread, which a busy machine can delay: three tries, failing only if all miss.
+    let mut misses = Vec::new();
+    for _ in 0..3 {
+        match stall_in_a_ramp() {
+            Ok(()) => return,
+            Err(e) => misses.push(e),
+        }
+    }
+    panic!("all three runs missed: {misses:#?}");
+}
+
+/// One run of [`correction_follows_the_changing_schedule_through_a_stall`].
+fn stall_in_a_ramp() -> Result<(), String> {
     let server = Arc::new(HttpServer::start(ServerOptions::default()));
     let profile = RateProfile::parse("100:300:3s").unwrap();
     let mut s = spec(&server.url("/"), 1.0, 4);
@@ -192,11 +224,15 @@ fn correction_follows_the_changing_schedule_through_a_stall() {
         let got = h.count_between((x * 1e6) as u64, u64::MAX) as f64;
         // The start instant is known to ~10 ms (r ~ 200/s: ~2 requests), a stall's edges to a
         // few ms; the server answers in well under x.
-        assert!(
-            (got - want).abs() <= want * 0.1 + 6.0,
-            "latencies >= {x}s: {got}, the schedule says {want:.1} (stall {s0:.3}..{s1:.3})"
-        );
+        if (got - want).abs() > want * 0.1 + 6.0 {
+            return Err(format!(
+                "latencies >= {x}s: {got}, the schedule says {want:.1} (stall {s0:.3}..{s1:.3})"
+            ));
+        }
     }
     let max = report.corrected.stats.max as f64 / 1e6;
-    assert!((0.45..0.8).contains(&max), "corrected max {max}");
+    if !(0.45..0.8).contains(&max) {
+        return Err(format!("corrected max {max}"));
+    }
+    Ok(())
 }

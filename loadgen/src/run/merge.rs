@@ -86,17 +86,18 @@ fn summary(spec: &Spec, outputs: &[(usize, ThreadOutput)], ending: &Ending) -> S
         ..Summary::default()
     };
     for (_, o) in outputs {
-        s.requests += o.requests;
-        s.sent += o.sent;
-        s.bytes += o.bytes;
-        s.errors.add(&o.errors);
-        s.responses.add(&o.responses);
-        s.reconnects += o.reconnects;
-        s.outstanding += o.outstanding;
-        s.generator_busy = s.generator_busy.max(o.busy);
-        if s.first_bad_answer.is_none() {
-            s.first_bad_answer.clone_from(&o.first_bad);
-        }
+        s.add_counts(&Summary {
+            requests: o.requests,
+            sent: o.sent,
+            bytes: o.bytes,
+            errors: o.errors,
+            responses: o.responses,
+            reconnects: o.reconnects,
+            outstanding: o.outstanding,
+            generator_busy: o.busy,
+            first_bad_answer: o.first_bad.clone(),
+            ..Summary::default()
+        });
     }
     let secs = ending.duration.as_secs_f64();
     s.achieved_rate = if secs > 0.0 {
