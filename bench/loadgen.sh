@@ -2,7 +2,7 @@
 # Benchmarks of aefm-load against wrk (Debian) and wrk2 (built from source, optional). Prints
 # figures; not part of `cargo test`. What each mode measures: bench/README.md.
 #
-#   bench/loadgen.sh [table|syscalls|stall|co|co0|lua|mem|hyper|all]     (default: all)
+#   bench/loadgen.sh [table|syscalls|stall|co|co0|lua|mem|hyper|traceparent|all]     (default: all)
 #
 # Environment: WRK2 (path to a wrk2 binary; when set, every table also runs wrk2, alternating
 # with the others in the same invocation), WRK (wrk; default `wrk`), REPEAT (runs per table row;
@@ -158,6 +158,14 @@ run_mem() {
   nginx_down
 }
 
+run_traceparent() {
+  echo "== cost of --traceparent 1 (every request traced, the slowest kept) at -t1 -c50 -d10s, median of $REPEAT"
+  nginx_up
+  sweep --rates 5000,20000 --baseline plain --cmd "plain=$LOAD -t1 -c50 -d10s -R{rate} -U {url}" \
+    --cmd "traced=$LOAD -t1 -c50 -d10s -R{rate} -U --traceparent 1 {url}"
+  nginx_down
+}
+
 run_hyper() {
   echo "== hand-written client vs hyper 1 at -t1 -c50 -d10s, alternating (loadgen/examples/hyper_client.rs)"
   cargo build --quiet --release -p aefm-loadgen --example hyper_client
@@ -176,7 +184,8 @@ co0) run_co0 ;;
 lua) WRK=$WRK AEFM_LOAD=$LOAD PORT=$PORT REPEAT=$REPEAT bash "$ROOT/bench/lua.sh" ;;
 mem) run_mem ;;
 hyper) run_hyper ;;
+traceparent) run_traceparent ;;
 all) run_table; run_syscalls; run_stall; run_co; run_co0; run_mem
   WRK=$WRK AEFM_LOAD=$LOAD PORT=$PORT REPEAT=$REPEAT bash "$ROOT/bench/lua.sh" ;;
-*) echo "usage: $0 [table|syscalls|stall|co|co0|lua|mem|hyper|all]" >&2; exit 1 ;;
+*) echo "usage: $0 [table|syscalls|stall|co|co0|lua|mem|hyper|traceparent|all]" >&2; exit 1 ;;
 esac

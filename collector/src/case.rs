@@ -28,6 +28,19 @@ pub struct CaseSources {
     pub wrk_text: Option<String>,
     /// Rows scraped from exposition endpoints during the case (see [`crate::scrape::Scraper`]).
     pub scraped: Option<Vec<MetricRow>>,
+    /// A running OTLP receiver (shared across cases) whose spans of the window become the
+    /// case's trace tables. One trace source per case: not together with `jaeger`.
+    pub otlp: Option<OtlpSource>,
+}
+
+/// A running OTLP receiver as a case's trace source (cheap to clone: the receiver is shared).
+#[derive(Clone)]
+pub struct OtlpSource(pub std::sync::Arc<crate::otlp::Receiver>);
+
+impl std::fmt::Debug for OtlpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OtlpSource({})", self.0.addr())
+    }
 }
 
 /// The outcome of one source.
@@ -141,7 +154,7 @@ pub fn collect_case(
                 .map(|r| r.iter().map(|x| x.requests).sum())
         });
 
-    let (prom, jaeger) = std::thread::scope(|s| {
+    let (prom, jaeger, otlp) = std::thread::scope(|s| {
         let p = s.spawn(|| {
             sources
                 .prometheus
@@ -150,17 +163,27 @@ pub fn collect_case(
         });
         let j = s.spawn(|| {
             sources.jaeger.as_ref().map(|j| {
-                crate::jaeger::collect(j, window, dir, requests_sent)
+                let mut j = j.clone();
+                j.wanted = slow_trace_ids(sources);
+                crate::jaeger::collect(&j, window, dir, requests_sent)
                     .map(|(_, fetch, written)| (fetch, written))
             })
+        });
+        let o = s.spawn(|| {
+            sources
+                .otlp
+                .as_ref()
+                .map(|o| otlp_outcome(&o.0, window, dir, requests_sent))
         });
         (
             p.join()
                 .unwrap_or_else(|_| Some(vec![panicked("prometheus")])),
             j.join()
                 .unwrap_or_else(|_| Some(Err(Error::Host("jaeger collection panicked".into())))),
+            o.join().unwrap_or_else(|_| Some(panicked("otlp"))),
         )
     });
+    out.sources.extend(otlp);
     if let Some(list) = prom {
         out.sources.extend(list);
     }
@@ -187,6 +210,9 @@ pub fn collect_case(
             source: "loadgen".into(),
             result: crate::loadgen::write_report(dir, report),
         });
+    }
+    if let Some(join) = join_traced(dir, sources) {
+        out.sources.push(join);
     }
     if let Some(text) = &sources.wrk_text {
         let result = crate::wrk::parse(text, "wrk output").and_then(|runs| {
@@ -230,6 +256,58 @@ pub fn collect_case(
     }
     write_manifest(dir, window, ctx, &mut out);
     out
+}
+
+/// The OTLP receiver's traces of `window` as a source outcome; completeness is traces against
+/// the requests sent, as for Jaeger.
+fn otlp_outcome(
+    receiver: &crate::otlp::Receiver,
+    window: &Window,
+    dir: &Path,
+    requests_sent: Option<u64>,
+) -> SourceOutcome {
+    let result = receiver.collect_window(window, dir);
+    let completeness = match (&result, requests_sent) {
+        (Ok((counts, _)), Some(sent)) => Some(Completeness {
+            present: counts.traces,
+            expected: sent,
+        }),
+        _ => None,
+    };
+    SourceOutcome {
+        completeness,
+        source: "otlp".into(),
+        result: result
+            .map(|(_, written)| written)
+            .map_err(|e| Error::Otlp(Box::new(e))),
+    }
+}
+
+/// The trace ids of the load generator's slow traced requests (`aefm-load --traceparent`).
+fn slow_trace_ids(sources: &CaseSources) -> Vec<String> {
+    sources
+        .loadgen
+        .as_ref()
+        .and_then(|r| r.traced.as_ref())
+        .map(|t| t.slowest.iter().map(|r| r.trace_id.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// `join.csv` of the slow traced requests against the case's `spans.csv`, when the load
+/// generator traced requests and a trace source wrote spans.
+fn join_traced(dir: &Path, sources: &CaseSources) -> Option<SourceOutcome> {
+    let traced = sources.loadgen.as_ref()?.traced.as_ref()?;
+    let spans = dir.join("spans.csv");
+    if !spans.exists() {
+        return None;
+    }
+    Some(SourceOutcome {
+        // How many were found is in join_summary.csv; a trace source's own completeness
+        // already judges the case.
+        completeness: None,
+        source: "join".into(),
+        result: crate::join::write_join(dir, traced, &spans),
+    })
 }
 
 fn panicked(what: &str) -> SourceOutcome {

@@ -154,6 +154,25 @@ pub enum CollectCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Receive OpenTelemetry spans over OTLP/HTTP (POST /v1/traces, protobuf or JSON) for a
+    /// while (Ctrl-C ends early), then write the trace tables (as `traces`).
+    Otlp {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        listen: std::net::SocketAddr,
+        /// How long to receive, e.g. 60s.
+        #[arg(long)]
+        duration: String,
+        /// Output directory (also holds the spill file while receiving).
+        #[arg(long)]
+        out: PathBuf,
+        /// Largest request body, in bytes (suffixes K, M, G: KiB, MiB, GiB).
+        #[arg(long, default_value = "16M")]
+        max_body: String,
+        /// Span bytes kept in memory before spilling to disk (suffixes K, M, G).
+        #[arg(long, default_value = "256M")]
+        memory_bound: String,
+    },
 }
 
 fn window(start: &str, end: &str) -> Result<Window> {
@@ -307,6 +326,23 @@ pub fn execute(cmd: &CollectCommand) -> Result<Vec<Written>> {
                     what: format!("{source} latency percentiles, throughput and errors"),
                 },
             ])
+        }
+        CollectCommand::Otlp {
+            listen,
+            duration,
+            out,
+            max_body,
+            memory_bound,
+        } => {
+            let settings = crate::otlp::Settings {
+                listen: *listen,
+                max_body: crate::otlp::parse_size(max_body)?,
+                memory_bound: crate::otlp::parse_size(memory_bound)?,
+                spill_dir: out.clone(),
+                ..Default::default()
+            };
+            crate::otlp::receive_for(settings, parse_duration(duration)?, out)
+                .map_err(|e| Error::io("collecting OTLP spans into", out, std::io::Error::other(e)))
         }
         CollectCommand::Scrape {
             urls,

@@ -102,6 +102,9 @@ pub enum Error {
     /// A process to sample does not exist or /proc is unreadable.
     #[error("host: {0}")]
     Host(String),
+    /// The OTLP receiver could not write a window's traces.
+    #[error(transparent)]
+    Otlp(Box<crate::otlp::OtlpError>),
 }
 
 impl Error {

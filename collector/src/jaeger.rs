@@ -39,6 +39,10 @@ pub struct JaegerSettings {
     pub keep_raw: bool,
     /// Timeout and retries.
     pub http: HttpSettings,
+    /// Trace ids to fetch one by one (`/api/traces/{id}`) when the window's search did not
+    /// return them: the load generator's slow traced requests, so that joining them with their
+    /// traces never depends on the search's paging or limits.
+    pub wanted: Vec<String>,
 }
 
 impl JaegerSettings {
@@ -54,6 +58,7 @@ impl JaegerSettings {
             grace: Duration::from_secs(10),
             keep_raw: true,
             http: HttpSettings::default(),
+            wanted: Vec::new(),
         }
     }
 }
@@ -69,6 +74,10 @@ pub struct FetchReport {
     pub traces: u64,
     /// Requests the load generator sent in the window, when known.
     pub requests_sent: Option<u64>,
+    /// Wanted traces the search missed, fetched by id.
+    pub by_id: usize,
+    /// Wanted traces Jaeger does not have (404 by id: not sampled, not yet stored, or lost).
+    pub by_id_missing: usize,
 }
 
 impl FetchReport {
@@ -205,6 +214,73 @@ impl JaegerClient {
         }
         self.get(url, &describe(s), &window_us(start_us, end_us))
     }
+
+    /// One trace by id (`/api/traces/{id}`) as the raw JSON answer (`{"data":[trace]}`);
+    /// `None` when Jaeger does not have it (404).
+    pub fn trace_by_id(&self, id: &str) -> Result<Option<bytes::Bytes>> {
+        let url = self
+            .base
+            .join(&format!("api/traces/{id}"))
+            .map_err(|e| Error::Invalid {
+                what: "Jaeger URL",
+                message: e.to_string(),
+            })?;
+        if let Fetched::Answer { status: 404, .. } = http::get(&url, &self.http) {
+            return Ok(None);
+        }
+        self.get(url, &format!("trace {id}"), "-").map(Some)
+    }
+}
+
+/// The spellings of a trace id that Jaeger's JSON may use: the id as given, and for a hex id the
+/// forms Jaeger versions print (32 digits; the high half without leading zeros; only the low 16
+/// digits when the high half is zero). Ids that are not hex have only their own spelling.
+pub fn jaeger_trace_ids(id: &str) -> Vec<String> {
+    let mut out = vec![id.trim().to_ascii_lowercase()];
+    if let Ok(v) = u128::from_str_radix(id.trim(), 16) {
+        let (high, low) = ((v >> 64) as u64, v as u64);
+        out.push(format!("{high:016x}{low:016x}"));
+        if high == 0 {
+            out.push(format!("{low:016x}"));
+        } else {
+            out.push(format!("{high:x}{low:016x}"));
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Fetches by id each of `settings.wanted` that the window's pages did not hold and adds it to
+/// `proc`, counting in `report` what was fetched and what Jaeger did not have.
+fn fetch_wanted(
+    client: &JaegerClient,
+    settings: &JaegerSettings,
+    proc: &mut TraceProcessor,
+    raw: Option<&mut BufWriter<tempfile::NamedTempFile>>,
+    report: &mut FetchReport,
+) -> Result<()> {
+    let mut raw = raw;
+    for id in &settings.wanted {
+        let spellings = jaeger_trace_ids(id);
+        if spellings.iter().any(|s| proc.has_trace(s)) {
+            continue;
+        }
+        let Some(page) = client.trace_by_id(&spellings[0])? else {
+            report.by_id_missing += 1;
+            continue;
+        };
+        report.requests += 1;
+        report.by_id += 1;
+        proc.add_page(&page, raw.as_deref_mut())
+            .map_err(|m| Error::Malformed {
+                origin: "jaeger",
+                url: settings.url.clone(),
+                what: format!("trace {id}"),
+                window: "-".into(),
+                message: m.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 fn describe(s: &JaegerSettings) -> String {
@@ -287,6 +363,7 @@ pub fn collect(
         proc.add_page(&page, raw.as_mut())
             .map_err(|m| malformed(m.to_string(), a, b))?;
     }
+    fetch_wanted(&client, settings, &mut proc, raw.as_mut(), &mut report)?;
     report.traces = proc.counts().traces;
     if report.traces == 0 {
         let known = client
@@ -308,6 +385,9 @@ pub fn collect(
     proc.add_summary("fetch_requests", report.requests.to_string());
     proc.add_summary("page_limit", limit.to_string());
     proc.add_summary("truncated_windows", report.truncated_windows.to_string());
+    proc.add_summary("wanted_by_id", settings.wanted.len().to_string());
+    proc.add_summary("fetched_by_id", report.by_id.to_string());
+    proc.add_summary("missing_by_id", report.by_id_missing.to_string());
     proc.add_summary("window_start_us", start.to_string());
     proc.add_summary("window_end_us", end.to_string());
     proc.add_summary(
@@ -338,4 +418,26 @@ pub fn collect(
         });
     }
     Ok((counts, report, written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_are_spelled_as_jaeger_spells_them() {
+        let full = "0af7651916cd43dd8448eb211c80319c";
+        assert_eq!(
+            jaeger_trace_ids(full),
+            vec![full.to_string(), "af7651916cd43dd8448eb211c80319c".into()]
+        );
+        assert_eq!(
+            jaeger_trace_ids("00000000000000000000000000000ABC"),
+            vec![
+                "00000000000000000000000000000abc".to_string(),
+                "0000000000000abc".into()
+            ]
+        );
+        assert_eq!(jaeger_trace_ids("not-hex"), vec!["not-hex".to_string()]);
+    }
 }

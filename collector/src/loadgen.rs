@@ -350,6 +350,7 @@ mod tests {
                 Second::new(0, 1_000_000, 501, 500, 0, s1.clone()),
                 Second::new(1, 500_000, 501, 500, 3, s1),
             ],
+            traced: None,
         };
         r.summary.errors.timeout = 3;
         r

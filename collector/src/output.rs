@@ -105,15 +105,40 @@ pub fn decode_labels(s: &str) -> Labels {
     labels
 }
 
-/// Writes one CSV field, quoted when needed (RFC 4180).
-pub fn csv_field<W: Write>(w: &mut W, s: &str) -> std::io::Result<()> {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
-        w.write_all(b"\"")?;
-        w.write_all(s.replace('"', "\"\"").as_bytes())?;
-        w.write_all(b"\"")
-    } else {
-        w.write_all(s.as_bytes())
+/// Whether `s` must be quoted as a CSV field (RFC 4180): it holds `,`, `"`, CR or LF.
+pub fn csv_needs_quotes(s: &[u8]) -> bool {
+    s.iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
+/// Writes one CSV field, quoted when needed (RFC 4180): text (`&str`, `String`) or bytes.
+pub fn csv_field<W: Write + ?Sized>(
+    w: &mut W,
+    s: &(impl AsRef<[u8]> + ?Sized),
+) -> std::io::Result<()> {
+    let s = s.as_ref();
+    csv_field_quoted(w, s, csv_needs_quotes(s))
+}
+
+/// Writes `s` as one CSV field, quoted (its quotes doubled) when `quote`: the crate's one CSV
+/// quoting routine. Callers that already know whether `s` needs quotes pass it (the trace
+/// scanner notes it while reading each string, see `traces/json/strings.rs`); others use
+/// [`csv_field`], which asks [`csv_needs_quotes`].
+pub fn csv_field_quoted<W: Write + ?Sized>(
+    w: &mut W,
+    s: &[u8],
+    quote: bool,
+) -> std::io::Result<()> {
+    if !quote {
+        return w.write_all(s);
     }
+    w.write_all(b"\"")?;
+    for (i, part) in s.split(|&c| c == b'"').enumerate() {
+        if i > 0 {
+            w.write_all(b"\"\"")?;
+        }
+        w.write_all(part)?;
+    }
+    w.write_all(b"\"")
 }
 
 /// Formats a float for CSV: integers without a fraction, `NaN`/`+Inf`/`-Inf` as Prometheus spells them.
@@ -248,7 +273,16 @@ mod tests {
         csv_field(&mut v, "plain").unwrap();
         v.push(b'|');
         csv_field(&mut v, "a,\"b\"").unwrap();
-        assert_eq!(String::from_utf8(v).unwrap(), "plain|\"a,\"\"b\"\"\"");
+        v.push(b'|');
+        csv_field(&mut v, b"\"\"x\r\n").unwrap();
+        v.push(b'|');
+        csv_field_quoted(&mut v, b"q\"", false).unwrap();
+        v.push(b'|');
+        csv_field_quoted(&mut v, b"", true).unwrap();
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "plain|\"a,\"\"b\"\"\"|\"\"\"\"\"x\r\n\"|q\"|\"\""
+        );
     }
 
     #[test]

@@ -76,6 +76,9 @@ Usage: aefm-load <options> <url> [-- script args]
                            instead of the text report (for container logs)
         --metrics-addr <A> Serve live Prometheus metrics on A (IP:PORT, e.g.
                            0.0.0.0:9102, or :PORT) at GET /metrics during the run
+        --traceparent <S>  Add a W3C traceparent header (sampled) to share S (0 to 1)
+                           of the requests; the JSON report keeps the slowest of them
+                           with their trace ids (everything above p99, bounded)
 
   DeathStarBench's wrk2 fork: -D works, -S is accepted (one URL is always
   separate); -P, -p, -r and several URLs are not supported.
@@ -159,6 +162,8 @@ struct Args {
     report_frame: bool,
     #[arg(long = "metrics-addr", value_parser = parse_metrics_addr)]
     metrics_addr: Option<SocketAddr>,
+    #[arg(long = "traceparent", value_parser = parse_share, default_value = "0")]
+    traceparent: f64,
     url: Option<String>,
     args: Vec<String>,
 }
@@ -190,6 +195,16 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
 /// `-R`: a constant rate or a profile (see [`RateProfile::parse`]).
 fn parse_rate(text: &str) -> Result<RateProfile, String> {
     RateProfile::parse(text).map_err(|e| e.0)
+}
+
+/// `--traceparent`: a share of requests, 0 to 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "invalid share '{text}' (expected a number from 0 to 1, e.g. 0.1)"
+        )),
+    }
 }
 
 /// `-D`: a distribution name.
@@ -459,6 +474,7 @@ where
         distribution: a.dist,
         seed: a.seed,
         rate_profile: None,
+        traceparent: a.traceparent,
     };
     spec.set_rate_profile(profile);
     spec.validate().map_err(|e| CliError(e.to_string()))?;

@@ -27,6 +27,11 @@
 //! (`--report-frame`), and [`Report::merge`] adds the reports up exactly, second by wall-clock
 //! second.
 //!
+//! To join slow requests with their server-side traces, [`Spec::traceparent`] (`--traceparent`)
+//! puts a W3C `traceparent` header (sampled) on a share of the requests, Lua scripts' too, and
+//! the report's [`Report::traced`] keeps the slowest of them with their trace ids, due and send
+//! times and latencies ([`traced`]); `aefm-collector` joins them with the traces (`join.csv`).
+//!
 //! While it runs, a run can serve live Prometheus metrics ([`metrics`], `--metrics-addr`,
 //! [`RunControl::with_metrics`]) for a cluster's Prometheus to scrape.
 //!
@@ -102,6 +107,7 @@ pub mod script;
 pub mod source;
 pub mod spec;
 pub mod system;
+pub mod traced;
 pub mod units;
 #[cfg(feature = "engine")]
 mod worker;
@@ -117,3 +123,4 @@ pub use report::{
 #[cfg(feature = "engine")]
 pub use run::{run, CancelToken, Error, Progress, Run, RunControl};
 pub use spec::{CatchUp, Model, Spec, SpecError, Target};
+pub use traced::{Traced, TracedRequest};

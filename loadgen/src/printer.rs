@@ -197,6 +197,22 @@ pub fn render_wrk2(report: &Report, opts: &ReportOptions) -> String {
             s.outstanding
         );
     }
+    if let Some(t) = &report.traced {
+        let slowest = t.slowest.first().map_or(String::new(), |r| {
+            format!(
+                ", slowest {} (trace {})",
+                format_time_us(r.latency_us as f64),
+                r.trace_id
+            )
+        });
+        let _ = writeln!(
+            out,
+            "  Traced requests: {} ({:.0}%), {} slowest kept{slowest}",
+            t.requests,
+            t.share * 100.0,
+            t.slowest.len()
+        );
+    }
     let (rps, bps) = if secs > 0.0 {
         (s.requests as f64 / secs, s.bytes as f64 / secs)
     } else {
@@ -271,6 +287,7 @@ mod tests {
                 sampling_interval_ms: 10,
             }],
             per_second: vec![],
+            traced: None,
         };
         let expected = "  Thread calibration: mean lat.: 0.823ms, rate sampling interval: 10ms
   Thread Stats   Avg      Stdev     Max   +/- Stdev

@@ -368,6 +368,10 @@ pub struct Report {
     pub calibration: Vec<Calibration>,
     /// Per-second throughput and corrected latency.
     pub per_second: Vec<Second>,
+    /// The slowest requests that carried a `traceparent` header (`--traceparent`), with their
+    /// trace ids; absent when no request was traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traced: Option<crate::traced::Traced>,
 }
 
 impl Report {
@@ -421,6 +425,11 @@ impl Report {
         self.send_lag.merge(&other.send_lag);
         self.requests_per_thread.merge(&other.requests_per_thread);
         self.calibration.extend_from_slice(&other.calibration);
+        match (&mut self.traced, &other.traced) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (None, Some(theirs)) => self.traced = Some(theirs.clone()),
+            _ => {}
+        }
     }
 
     /// Adds one second at its index shifted by `shift` whole seconds.
@@ -536,6 +545,7 @@ pub(crate) fn sample_report(values: &[u64], requests: u64, seconds: u64) -> Repo
         per_second: (0..seconds)
             .map(|t| Second::new(t, 1_000_000, requests, requests, 0, h.clone()))
             .collect(),
+        traced: None,
     }
 }
 

@@ -99,6 +99,10 @@ pub struct Spec {
     /// A time-varying offered rate (`-R 1000:5000:60s`, `-R 1000@0s,5000@30s`,
     /// `--rate-file`); `None`: the constant `rate`. Set with [`Spec::set_rate_profile`].
     pub rate_profile: Option<RateProfile>,
+    /// Share of requests (0..=1) that carry a W3C `traceparent` header with a fresh trace id and
+    /// the sampled flag (`--traceparent`; default 0: none). The report keeps the slowest of them
+    /// with their trace ids ([`crate::traced`]), so each can be joined with its server-side trace.
+    pub traceparent: f64,
 }
 
 impl Spec {
@@ -123,6 +127,7 @@ impl Spec {
             distribution: Distribution::Fixed,
             seed: crate::schedule::DEFAULT_SEED,
             rate_profile: None,
+            traceparent: 0.0,
         }
     }
 
@@ -217,7 +222,36 @@ impl Spec {
             crate::header::check_header(name, value)
                 .map_err(|e| SpecError::Value(e.to_string()))?;
         }
+        self.check_traceparent()
+    }
+
+    /// `traceparent` is a share, and the requests do not carry their own header already.
+    fn check_traceparent(&self) -> Result<(), SpecError> {
+        if !(0.0..=1.0).contains(&self.traceparent) {
+            return Err(SpecError::Value(format!(
+                "traceparent share must be between 0 and 1 (got {})",
+                self.traceparent
+            )));
+        }
+        let own = self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("traceparent"));
+        if self.traceparent > 0.0 && own {
+            return Err(SpecError::Value(
+                "--traceparent adds a traceparent header, but the request already has one (-H); \
+                 drop one of them"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// How many of the slowest traced requests a run keeps (see [`crate::traced::slowest_bound`]):
+    /// sized from the expected number of traced requests after the warm-up.
+    pub fn traced_bound(&self) -> usize {
+        let recorded = self.duration.saturating_sub(self.warmup).as_secs_f64();
+        crate::traced::slowest_bound(self.rate * recorded * self.traceparent)
     }
 
     /// Connections each thread opens (`floor(connections / threads)`, as wrk2).

@@ -66,7 +66,7 @@ pub enum Commands {
         #[arg(long)]
         force: bool,
     },
-    /// The built-in demo service.
+    /// The built-in demo service; `aefm demo serve --help` for tracing it with OpenTelemetry.
     Demo {
         /// What to do.
         #[command(subcommand)]
@@ -90,7 +90,14 @@ pub enum Commands {
 /// `aefm demo ...`.
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
-    /// Serve one demo process.
+    /// Serve one demo process until SIGTERM or Ctrl-C.
+    ///
+    /// With --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) it sends OpenTelemetry traces over
+    /// OTLP/HTTP (protobuf) to <URL>/v1/traces: the front end's SERVER span `front` (the child of
+    /// the request's W3C `traceparent` when it has one, as `aefm-load --traceparent` sends), one
+    /// CLIENT span `call back-<port>` per back-end call, passed on as `traceparent`, and each
+    /// back end's SERVER span `back`. Queued spans are flushed when the process stops. Without
+    /// an endpoint nothing is traced and requests pay nothing for it.
     Serve {
         /// front (calls the back ends) or back.
         #[arg(long, value_enum)]
@@ -104,6 +111,13 @@ pub enum DemoCommand {
         /// CPU work per request, microseconds of CPU time.
         #[arg(long, default_value_t = 100)]
         work_us: u64,
+        /// Send traces to this OTLP/HTTP base URL (plain http, e.g. http://127.0.0.1:4318);
+        /// default: OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing.
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
+        /// The spans' service.name; default demo-front, or demo-back-<listen port>.
+        #[arg(long, value_name = "NAME")]
+        service_name: Option<String>,
     },
 }
 
@@ -265,6 +279,8 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                 listen,
                 backend,
                 work_us,
+                otlp_endpoint,
+                service_name,
             } => {
                 let server = crate::demo::DemoServer {
                     role: match role {
@@ -274,6 +290,11 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                     listen,
                     backends: backend,
                     work_us,
+                    otlp_endpoint: crate::demo::otlp_endpoint(
+                        otlp_endpoint,
+                        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+                    ),
+                    service_name,
                 };
                 server.serve()?;
                 Ok(ExitCode::SUCCESS)

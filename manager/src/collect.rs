@@ -1,7 +1,8 @@
 //! Adapter over data collection: while a case runs, the collector's host sampler
 //! ([`aefm_collector::host`]) samples CPU and memory of every unit AEFM started (app,
 //! interference, this process) and of the whole host; before any load, Prometheus and Jaeger
-//! are checked to be reachable; after the case, everything lands in the case directory.
+//! are checked to be reachable and the OTLP receiver (`collect.otlp`) is started, to run until
+//! the experiment ends; after the case, everything lands in the case directory.
 //!
 //! Each unit is sampled as a process tree (so `sh -c` wrappers and their children count), except
 //! aefm itself, whose children are the units: it is sampled alone, with its threads (the
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use aefm_collector::case::OtlpSource;
 use aefm_collector::host::{HostSamples, Role, Sampler, Target};
 use aefm_collector::window::unix_secs;
 
@@ -22,6 +24,7 @@ use crate::load::LoadReport;
 #[derive(Default)]
 pub struct LocalCollector {
     sampler: Option<Sampler>,
+    otlp: Option<OtlpSource>,
 }
 
 impl LocalCollector {
@@ -67,7 +70,8 @@ fn app_cpu_percent(host: &HostSamples, start: f64, end: f64) -> Option<f64> {
 
 impl DataCollector for LocalCollector {
     fn preflight(&mut self, ctx: &Context) -> Result<(), ComponentError> {
-        preflight_sources(ctx)
+        self.otlp = preflight_sources(ctx)?;
+        Ok(())
     }
 
     fn begin(&mut self, ctx: &Context, units: &[AppUnit]) -> Result<(), ComponentError> {
@@ -96,7 +100,8 @@ impl DataCollector for LocalCollector {
     ) -> Result<CollectSummary, ComponentError> {
         let mut summary = CollectSummary::default();
         let tctx = template_context(ctx);
-        collect_external(ctx, case_dir, window, report, &tctx, &mut summary);
+        let otlp = self.otlp.as_ref();
+        collect_external(ctx, case_dir, window, report, &tctx, otlp, &mut summary);
         if let Some(sampler) = self.sampler.take() {
             let host = sampler.stop();
             // Mean app CPU over the measured window only (warm-up and grace excluded).
@@ -116,9 +121,10 @@ impl DataCollector for LocalCollector {
 }
 
 /// Checks, before any load, that the configured external sources answer: Prometheus's
-/// build-info and Jaeger's service list, 3 s each. Both backends call it: a source that is down
-/// is found before hours of load, not after.
-pub fn preflight_sources(ctx: &Context) -> Result<(), ComponentError> {
+/// build-info and Jaeger's service list, 3 s each; and starts the OTLP receiver, returned to run
+/// until the experiment ends (a port already taken fails here). Both backends call it: a source
+/// that is down is found before hours of load, not after.
+pub fn preflight_sources(ctx: &Context) -> Result<Option<OtlpSource>, ComponentError> {
     let cfg = &ctx.config.collect;
     if let Some(p) = &cfg.prometheus {
         let url = format!("{}/api/v1/status/buildinfo", p.url.trim_end_matches('/'));
@@ -128,7 +134,29 @@ pub fn preflight_sources(ctx: &Context) -> Result<(), ComponentError> {
         let url = format!("{}/api/services", j.url.trim_end_matches('/'));
         expect_200("Jaeger query (collect.jaeger.url)", url)?;
     }
-    Ok(())
+    cfg.otlp.as_ref().map(|o| start_otlp(ctx, o)).transpose()
+}
+
+/// Starts the OTLP receiver of `collect.otlp`, spilling into the experiment directory.
+fn start_otlp(ctx: &Context, o: &crate::config::OtlpConfig) -> Result<OtlpSource, ComponentError> {
+    let listen = o
+        .listen
+        .parse()
+        .map_err(|e| ComponentError::other(format!("collect.otlp.listen {:?}: {e}", o.listen)))?;
+    let settings = aefm_collector::otlp::Settings {
+        listen,
+        max_body: (o.max_body_mb << 20) as usize,
+        memory_bound: (o.memory_mb << 20) as usize,
+        spill_dir: ctx.experiment_dir.clone(),
+        grace: o.grace,
+    };
+    let receiver =
+        aefm_collector::otlp::Receiver::start(settings).map_err(|e| ComponentError::Start {
+            what: format!("OTLP receiver (collect.otlp.listen {})", o.listen),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(addr = %receiver.addr(), "OTLP receiver listening on /v1/traces");
+    Ok(OtlpSource(std::sync::Arc::new(receiver)))
 }
 
 /// `Ok` when `url` answers 200, else the source named by `what` is unreachable, with why.
@@ -165,6 +193,7 @@ pub fn template_context(ctx: &Context) -> aefm_collector::prometheus::TemplateCo
 pub fn case_sources(
     ctx: &Context,
     report: Option<&LoadReport>,
+    otlp: Option<&OtlpSource>,
 ) -> Option<aefm_collector::case::CaseSources> {
     let cfg = &ctx.config.collect;
     let mut sources = aefm_collector::case::CaseSources::default();
@@ -188,7 +217,8 @@ pub fn case_sources(
         s.grace = j.grace;
         sources.jaeger = Some(s);
     }
-    if sources.prometheus.is_none() && sources.jaeger.is_none() {
+    sources.otlp = otlp.cloned();
+    if sources.prometheus.is_none() && sources.jaeger.is_none() && sources.otlp.is_none() {
         // The load report's own files are written with the case; the collector's tidy copy of it
         // travels with the external sources (trace coverage needs the requests sent).
         return None;
@@ -206,9 +236,10 @@ pub fn collect_external(
     window: &Window,
     report: Option<&LoadReport>,
     tctx: &aefm_collector::prometheus::TemplateContext,
+    otlp: Option<&OtlpSource>,
     summary: &mut CollectSummary,
 ) {
-    let Some(sources) = case_sources(ctx, report) else {
+    let Some(sources) = case_sources(ctx, report, otlp) else {
         return;
     };
     let w = aefm_collector::Window {

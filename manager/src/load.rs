@@ -40,6 +40,12 @@ pub struct LoadSpec {
     pub script_args: Vec<String>,
     /// Cores the generator threads are pinned to.
     pub cores: Option<Vec<usize>>,
+    /// Share of requests that carry a `traceparent` header (0: none).
+    pub traceparent: f64,
+    /// Gaps between sends.
+    pub distribution: aefm_loadgen::schedule::Distribution,
+    /// Seed of the random gaps.
+    pub seed: u64,
 }
 
 impl LoadSpec {
@@ -69,6 +75,9 @@ impl LoadSpec {
             script: cfg.load.script.as_ref().map(|s| cfg.resolve(s)),
             script_args: cfg.load.script_args.clone(),
             cores,
+            traceparent: cfg.load.traceparent,
+            distribution: cfg.load.distribution,
+            seed: cfg.load.seed,
         }
     }
 }
@@ -263,6 +272,9 @@ pub fn to_loadgen_spec(spec: &LoadSpec) -> aefm_loadgen::Spec {
     lg.timeout = spec.timeout;
     lg.headers = spec.headers.clone();
     lg.pin = spec.cores.clone();
+    lg.traceparent = spec.traceparent;
+    lg.distribution = spec.distribution;
+    lg.seed = spec.seed;
     if let Some(path) = &spec.script {
         lg.workload = aefm_loadgen::source::Workload::Script {
             path: path.clone(),

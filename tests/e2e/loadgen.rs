@@ -424,3 +424,153 @@ fn warmup_discards_early_latencies_but_counts_everything() {
         "{text}"
     );
 }
+
+/// The trace id of a `traceparent` value, when it is well formed (version 00, 32 and 16 lowercase
+/// hex digits, sampled flag 01).
+fn trace_id(value: &str) -> Option<&str> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && parts[3] == "01")
+        .then_some(parts[1])
+}
+
+fn aefm_load_json(args: &[&str], url: &str) -> Report {
+    let out = Command::new(bin("aefm-load"))
+        .args(args)
+        .args(["--json", "-", url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    Report::from_json(&String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
+#[test]
+fn traceparent_marks_a_share_and_the_report_keeps_the_slowest_with_their_ids() {
+    use aefm_tests::recording_server::{RecordingServer, Reply};
+    // The server holds the traced requests whose trace id ends in 0 (1 in 16) for 30 ms.
+    const HELD_US: u64 = 30_000;
+    let held = |id: &str| id.ends_with('0');
+    let server = RecordingServer::start_with(move |r| {
+        if r.header("traceparent").and_then(trace_id).is_some_and(held) {
+            std::thread::sleep(Duration::from_micros(HELD_US));
+        }
+        Reply::ok()
+    });
+    let report = aefm_load_json(
+        &["-t1", "-c4", "-R200", "-d3s", "--traceparent", "0.5"],
+        &server.url("/t"),
+    );
+    let requests = server.requests();
+    let ids: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.header("traceparent"))
+        .map(|v| trace_id(v).unwrap_or_else(|| panic!("malformed traceparent {v}")))
+        .collect();
+    let unique: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "trace ids repeat");
+    // Half of ~600 requests: sd ~12, the margin is 5 sd.
+    let share = ids.len() as f64 / requests.len() as f64;
+    assert!((share - 0.5).abs() < 0.1, "{share}");
+    let t = report.traced.expect("a traced section");
+    assert_eq!(t.share, 0.5);
+    // Every traced request answered is counted; a few may be in flight at the end.
+    let n = t.requests as usize;
+    assert!(n <= ids.len() && n + 8 >= ids.len(), "{n} of {}", ids.len());
+    // Fewer than the bound (1,000): all are kept, slowest first.
+    assert_eq!(t.slowest.len(), n);
+    assert!(t
+        .slowest
+        .windows(2)
+        .all(|w| w[0].latency_us >= w[1].latency_us));
+    let start_us = (report.start_time * 1e6) as u64;
+    let end_us = start_us + report.summary.duration_us;
+    for r in &t.slowest {
+        assert!(unique.contains(r.trace_id.as_str()), "{r:?}");
+        assert_eq!(r.status, 200);
+        assert!(r.latency_us >= r.uncorrected_us, "{r:?}");
+        // Sends are never late and at most the pacing tolerance (1 ms) early.
+        assert!(r.sent_us + 1_000 >= r.intended_us, "{r:?}");
+        assert!((start_us..=end_us).contains(&r.intended_us), "{r:?}");
+        if held(&r.trace_id) {
+            assert!(r.uncorrected_us >= HELD_US, "{r:?}");
+        }
+    }
+    // The held requests are the slow ones: they rank above the median of the rest.
+    let rank = |h: bool| {
+        let v: Vec<usize> = (0..n)
+            .filter(|&i| held(&t.slowest[i].trace_id) == h)
+            .collect();
+        v[v.len() / 2]
+    };
+    assert!(
+        rank(true) < rank(false),
+        "held median rank {} vs {}",
+        rank(true),
+        rank(false)
+    );
+}
+
+#[test]
+fn traceparent_reaches_lua_requests_and_bad_shares_are_refused() {
+    use aefm_tests::recording_server::RecordingServer;
+    let server = RecordingServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("post.lua");
+    std::fs::write(
+        &script,
+        "request = function() return wrk.format(\"POST\", \"/lua\", nil, \"abc\") end\n",
+    )
+    .unwrap();
+    let script = script.display().to_string();
+    let report = aefm_load_json(
+        &[
+            "-t1",
+            "-c2",
+            "-R100",
+            "-d1s",
+            "--traceparent",
+            "1",
+            "-s",
+            &script,
+        ],
+        &server.url("/"),
+    );
+    let requests = server.requests();
+    assert!(requests.len() >= 50, "{}", requests.len());
+    for r in &requests {
+        assert_eq!((r.method.as_str(), r.target.as_str()), ("POST", "/lua"));
+        assert_eq!(r.body_text(), "abc");
+        let v = r.header("traceparent").expect("every request traced");
+        assert!(trace_id(v).is_some(), "{v}");
+    }
+    let t = report.traced.expect("a traced section");
+    assert_eq!(t.requests, report.summary.requests);
+    // Refused before any load, naming the problem.
+    for (args, needle) in [
+        (vec!["--traceparent", "1.5"], "invalid share '1.5'"),
+        (
+            vec!["--traceparent", "0.1", "-H", "traceparent: 00-x"],
+            "already has one",
+        ),
+    ] {
+        let out = Command::new(bin("aefm-load"))
+            .args(["-R10", "-d1s"])
+            .args(&args)
+            .arg(server.url("/refused"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    assert!(server.requests().iter().all(|r| r.target != "/refused"));
+}

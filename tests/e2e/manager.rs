@@ -19,6 +19,10 @@ fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
 #[path = "manager/resume.rs"]
 mod resume;
 
+/// Traces inside a run: the OTLP receiver, the traced demo, the join.
+#[path = "manager/traces.rs"]
+mod traces;
+
 /// One 30 s case with a cpu stressor: long enough to be interrupted.
 const LONG_CASE: &str = r#"
 name: long

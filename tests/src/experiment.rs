@@ -66,38 +66,18 @@ pub fn experiment_dir(results: &Path) -> PathBuf {
 
 /// A CSV file as rows of column -> value (RFC 4180 quoting understood).
 pub fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut rows = split_csv(&text).into_iter();
-    let header = rows.next().unwrap_or_default();
-    rows.map(|r| header.iter().cloned().zip(r).collect())
+    let mut rd = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = rd.headers().expect("a header row").clone();
+    rd.records()
+        .map(|r| {
+            let r = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            header
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect()
+        })
         .collect()
-}
-
-/// Splits CSV text into rows of cells.
-fn split_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let (mut row, mut cell, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cell.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => row.push(std::mem::take(&mut cell)),
-            ('\n', false) => {
-                row.push(std::mem::take(&mut cell));
-                rows.push(std::mem::take(&mut row));
-            }
-            (c, _) => cell.push(c),
-        }
-    }
-    if !cell.is_empty() || !row.is_empty() {
-        row.push(cell);
-        rows.push(row);
-    }
-    rows
 }
 
 /// Text of a byte buffer.
@@ -120,7 +100,11 @@ mod tests {
 
     #[test]
     fn csv_with_quotes_commas_and_empty_cells() {
-        let rows = split_csv("a,b,c\n1,\"x, \"\"y\"\"\",\n");
-        assert_eq!(rows[1], ["1", "x, \"y\"", ""]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "a,b,c\n1,\"x, \"\"y\"\"\",\n").unwrap();
+        let rows = read_csv(&path);
+        assert_eq!(rows[0]["b"], "x, \"y\"");
+        assert_eq!(rows[0]["c"], "");
     }
 }

@@ -231,6 +231,16 @@ pub struct FakeJaeger {
 impl FakeJaeger {
     /// Serves `traces`.
     pub fn start(traces: Vec<TraceSpec>, mode: Mode) -> FakeJaeger {
+        Self::start_hiding(traces, mode, BTreeSet::new())
+    }
+
+    /// Serves `traces`, those whose ID is in `hidden` only by ID (`/api/traces/{id}`), never in a
+    /// search: as a real Jaeger whose search pages miss them.
+    pub fn start_hiding(
+        traces: Vec<TraceSpec>,
+        mode: Mode,
+        hidden: BTreeSet<String>,
+    ) -> FakeJaeger {
         let traces: Arc<Vec<(TraceSpec, String)>> = Arc::new(
             traces
                 .into_iter()
@@ -251,6 +261,21 @@ impl FakeJaeger {
                     "application/json",
                     json!({"data": services, "total": services.len(), "errors": null}).to_string(),
                 ),
+                p if p.starts_with("/api/traces/") => {
+                    let id = &p["/api/traces/".len()..];
+                    match traces.iter().find(|(t, _)| t.id == id) {
+                        Some((_, j)) => (
+                            200,
+                            "application/json",
+                            format!(r#"{{"data":[{j}],"total":1,"limit":0,"offset":0,"errors":null}}"#),
+                        ),
+                        None => (
+                            404,
+                            "application/json",
+                            json!({"data": null, "errors": [{"code": 404, "msg": "trace not found"}]}).to_string(),
+                        ),
+                    }
+                }
                 "/api/traces" => {
                     if let Mode::Fail(status, body) = &mode {
                         return (*status, "application/json", body.clone());
@@ -269,9 +294,10 @@ impl FakeJaeger {
                     let mut hits: Vec<&(TraceSpec, String)> = traces
                         .iter()
                         .filter(|(t, _)| {
-                            t.spans.iter().any(|s| {
-                                s.service == service && s.start_us >= start && s.start_us <= end
-                            })
+                            !hidden.contains(&t.id)
+                                && t.spans.iter().any(|s| {
+                                    s.service == service && s.start_us >= start && s.start_us <= end
+                                })
                         })
                         .collect();
                     hits.sort_by_key(|(t, _)| std::cmp::Reverse(t.start_us()));

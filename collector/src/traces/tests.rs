@@ -1,7 +1,17 @@
+//! Tests of the trace tables: the span tree, self times, statistics, counts and the bytes of
+//! every table, through the public API.
+
 use super::*;
 use std::collections::BTreeMap;
 
-fn span(id: &str, op: &str, start: u64, dur: u64, refs: &[(&str, &str)], pid: &str) -> String {
+pub(super) fn span(
+    id: &str,
+    op: &str,
+    start: u64,
+    dur: u64,
+    refs: &[(&str, &str)],
+    pid: &str,
+) -> String {
     let refs: Vec<String> = refs
         .iter()
         .map(|(k, p)| format!(r#"{{"refType":"{k}","traceID":"t","spanID":"{p}"}}"#))
@@ -12,7 +22,7 @@ fn span(id: &str, op: &str, start: u64, dur: u64, refs: &[(&str, &str)], pid: &s
     )
 }
 
-fn trace(id: &str, spans: &[String]) -> String {
+pub(super) fn trace(id: &str, spans: &[String]) -> String {
     format!(
         r#"{{"traceID":"{id}","spans":[{}],"processes":{{"p1":{{"serviceName":"front","tags":[{{"key":"hostname","type":"string","value":"front-abc-1"}}]}},"p2":{{"serviceName":"back","tags":[{{"key":"ip","type":"string","value":"10.0.0.1"}},{{"key":"hostname","type":"string","value":"back-xyz-2"}}]}}}},"warnings":null}}"#,
         spans.join(",")
@@ -491,117 +501,6 @@ fn single_traces_and_bare_lists() {
 }
 
 #[test]
-fn malformed_input_is_an_error_at_its_byte() {
-    let ok = trace("m", &[span("A", "x", 0, 10, &[], "p1")]);
-    // Cases built from the trace `ok` are wrapped in a list.
-    let cases: Vec<(String, &str)> = vec![
-        (format!("{{\"data\":[{ok}"), "unexpected end of input"),
-        (format!("{{\"data\":[{ok}]}} x"), "trailing characters"),
-        (format!("{{\"data\":[{ok},]}}"), "a trace object"),
-        (ok.replace("\"x\"", "\"x\\q\""), "invalid escape"),
-        (ok.replace("\"x\"", "\"x\u{1}\""), "control character"),
-        (ok.replace("\"x\"", "\"\\ud83d\""), "surrogate"),
-        (ok.replace(":0,", ":00,"), "leading zero"),
-        (ok.replace(":0,", ":1.5,"), "floating point"),
-        (ok.replace(":0,", ":-1,"), "negative"),
-        (ok.replace(":0,", ":99999999999999999999,"), "64 bits"),
-        (
-            ok.replace("\"spanID\":\"A\",", ""),
-            "missing field `spanID`",
-        ),
-        (
-            ok.replace("\"spanID\":\"A\"", "\"spanID\":\"A\",\"spanID\":\"B\""),
-            "duplicate field",
-        ),
-        (
-            ok.replace("\"logs\":[]", "\"logs\":[1 2]"),
-            "expected `,` or `]`",
-        ),
-        (
-            ok.replace("\"logs\":[]", "\"logs\":[01]"),
-            "expected `,` or `]`",
-        ),
-        (
-            ok.replace("\"logs\":[]", "\"logs\":{\"a\"}"),
-            "expected `:`",
-        ),
-        (
-            ok.replace("\"logs\":[]", "\"logs\":nul"),
-            "expected a value",
-        ),
-        (
-            // Deep nesting in a skipped value is fine (as with serde's `IgnoredAny`); this one
-            // is not closed.
-            ok.replace("\"logs\":[]", &format!("\"logs\":{}]", "[".repeat(200))),
-            "expected `,` or `]`",
-        ),
-        (
-            ok.replace("\"traceID\":\"m\",", ""),
-            "missing field `traceID`",
-        ),
-        (
-            ok.replace("\"spans\":[", "\"spans\":{")
-                .replace("],\"processes\"", "},\"processes\""),
-            "list of spans",
-        ),
-        (
-            "{\"data\":[],\"errors\":[{\"msg\":\"x\"}".into(),
-            "unexpected end",
-        ),
-        ("\"data\"".into(), "expected a Jaeger answer"),
-    ];
-    for (json, want) in cases {
-        let page = if json.starts_with("{\"data\"") || !json.starts_with('{') {
-            json
-        } else {
-            format!("[{json}]")
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let mut p = TraceProcessor::create(dir.path()).unwrap();
-        let e = p
-            .add_page::<Vec<u8>>(page.as_bytes(), None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(want) && e.contains("(byte "),
-            "{page}\n→ {e}\n(wanted {want})"
-        );
-    }
-    // Invalid UTF-8 in a string the tables keep.
-    let bad = ok.replace("\"x\"", "\"x\u{e9}\"").into_bytes();
-    let at = bad.iter().position(|&b| b == 0xc3).unwrap();
-    let mut bad = bad;
-    bad[at + 1] = b'!';
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = TraceProcessor::create(dir.path()).unwrap();
-    let e = p.add_trace(&bad).unwrap_err().to_string();
-    assert!(e.contains("invalid UTF-8"), "{e}");
-}
-
-#[test]
-fn file_errors_name_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let ok = trace("f", &[span("A", "x", 0, 10, &[], "p1")]);
-    let path = dir.path().join("bad.json");
-    std::fs::write(
-        &path,
-        format!("{{\"data\":[\n{ok},\n{},\n]}}", ok.replace(":0,", ":zero,")),
-    )
-    .unwrap();
-    let e = process_file(&path, &dir.path().join("out")).unwrap_err();
-    assert!(matches!(e, Error::Parse { line: 3, .. }), "{e}");
-    let msg = e.to_string();
-    assert!(
-        msg.contains("bad.json:3: ") && msg.contains("line 3 column"),
-        "{msg}"
-    );
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("out")).unwrap().count(),
-        0
-    );
-}
-
-#[test]
 fn duplicate_span_ids_resolve_as_the_sorted_lookup_did() {
     // Two spans "P" (ops "one" and "two"): the child's parent is the one the former
     // sort-and-binary-search found.
@@ -640,67 +539,4 @@ fn statistics_of_long_durations_switch_to_u64() {
         ops.contains("\nfront,long,3,0,5000000001,5000000001,"),
         "{ops}"
     );
-}
-
-#[test]
-fn describe_equals_sorting_everything() {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    for n in [1usize, 2, 3, 5, 10, 101, 1000, 4099] {
-        for scale in [1_000u64, 1 << 40, u64::MAX] {
-            let v: Vec<u64> = (0..n).map(|_| next() % scale).collect();
-            let mut sorted = v.clone();
-            sorted.sort_unstable();
-            let f: Vec<f64> = sorted.iter().map(|&x| x as f64).collect();
-            let mean = f.iter().sum::<f64>() / f.len() as f64;
-            let want: Vec<f64> = QUANTILES
-                .iter()
-                .map(|&q| crate::output::quantile_sorted(&f, q))
-                .collect();
-            let mut w = v.clone();
-            let (m, q) = describe(&mut w);
-            assert_eq!(
-                (m.to_bits(), q.map(f64::to_bits).to_vec()),
-                (mean.to_bits(), want.iter().map(|x| x.to_bits()).collect()),
-                "n {n} scale {scale}"
-            );
-        }
-    }
-}
-
-#[test]
-fn numbers_format_as_itoa_does() {
-    let mut vals = vec![0u64, u64::MAX, u64::MAX - 1];
-    let mut p = 1u64;
-    for _ in 0..20 {
-        vals.extend([
-            p - 1,
-            p,
-            p.wrapping_add(1),
-            p.saturating_mul(9),
-            p.saturating_mul(5).wrapping_add(3),
-        ]);
-        p = p.saturating_mul(10);
-    }
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..100_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        vals.extend([
-            x,
-            x >> (x % 64),
-            x % 100_000,
-            1_700_000_000_000_000 + x % 10_000_000_000,
-        ]);
-    }
-    for v in vals {
-        let want = itoa::Buffer::new().format(v).to_string();
-        assert_eq!(Num::new(v).bytes(), want.as_bytes(), "{v}");
-    }
 }

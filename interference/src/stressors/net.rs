@@ -93,6 +93,9 @@ const CONNECT_TIMEOUT_MS: u64 = 5000;
 const WORKING_BYTES: u64 = 16 * 1024;
 /// How long a server run must stay up before it counts as working.
 const SERVER_UP: Duration = Duration::from_secs(1);
+/// How long past its deadline a client's iperf3 may run to end by itself: its `-t` is the
+/// remaining time rounded up to a second, and it starts after the deadline was set.
+const CLIENT_END_GRACE: Duration = Duration::from_millis(1500);
 
 /// iperf3 arguments for one run of `secs` seconds.
 pub(crate) fn iperf_args(mode: &Mode, secs: u64) -> Vec<String> {
@@ -197,7 +200,8 @@ fn terminate(child: &mut Child) {
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(300) {
+    // iperf3 prints its JSON totals on SIGTERM; give it time on a busy machine.
+    while t0.elapsed() < Duration::from_secs(2) {
         if let Ok(Some(_)) = child.try_wait() {
             return;
         }
@@ -300,7 +304,15 @@ fn supervise(
                 exited_by_itself = true;
                 break;
             }
-            if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            // A client's iperf3 was given the run's remaining seconds (rounded up): past the
+            // deadline it gets a grace to end by itself and print its totals, which a SIGTERM
+            // on a busy machine can cut short.
+            let grace = match mode {
+                Mode::Client { .. } => CLIENT_END_GRACE,
+                Mode::Server { .. } => Duration::ZERO,
+            };
+            if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d + grace)
+            {
                 terminate(&mut child);
                 break;
             }

@@ -38,6 +38,8 @@ pub struct LoadArgs {
     pub seed: u64,
     /// `--catch-up`: left out when serial (the default).
     pub catch_up: CatchUp,
+    /// `--traceparent`: left out when 0 (the default).
+    pub traceparent: f64,
     /// The start barrier and report framing flags.
     pub control: ControlFlags,
 }
@@ -58,6 +60,7 @@ impl LoadArgs {
             distribution: Distribution::Fixed,
             seed: DEFAULT_SEED,
             catch_up: CatchUp::Serial,
+            traceparent: 0.0,
             control: ControlFlags::default(),
         }
     }
@@ -91,6 +94,9 @@ impl LoadArgs {
         }
         if self.catch_up == CatchUp::Pipeline {
             out.extend(["--catch-up".to_string(), "pipeline".to_string()]);
+        }
+        if self.traceparent > 0.0 {
+            out.extend(["--traceparent".to_string(), format!("{}", self.traceparent)]);
         }
         out.extend(self.control.to_args());
         out.push(self.url.clone());
@@ -147,7 +153,8 @@ mod tests {
         assert_eq!(control, ControlFlags::default());
         // Defaults are not spelled out.
         let text = args.to_args();
-        for flag in ["-D", "--seed", "--catch-up", "-s", "--"] {
+        assert_eq!(s.traceparent, d.traceparent);
+        for flag in ["-D", "--seed", "--catch-up", "--traceparent", "-s", "--"] {
             assert!(!text.iter().any(|a| a == flag), "{flag} in {text:?}");
         }
     }
@@ -170,6 +177,7 @@ mod tests {
             distribution: Distribution::Exp,
             seed: 42,
             catch_up: CatchUp::Pipeline,
+            traceparent: 0.125,
             control: ControlFlags {
                 control_port: Some(7070),
                 start_timeout: Some(Duration::from_secs(90)),
@@ -188,6 +196,7 @@ mod tests {
             (s.distribution, s.seed, s.catch_up),
             (Distribution::Exp, 42, CatchUp::Pipeline)
         );
+        assert_eq!(s.traceparent, 0.125);
         assert_eq!(control, args.control);
         match s.workload {
             Workload::Script { path, args: a } => {

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use crate::histogram::new_histogram;
 use crate::report::{HistogramReport, Report, Second, Summary};
 use crate::spec::Spec;
+use crate::traced::{sort_slowest, Traced};
 use crate::worker::ThreadOutput;
 
 /// How the run went, beside the threads' outputs.
@@ -47,7 +48,41 @@ pub(super) fn report(
         requests_per_thread: HistogramReport::new(h.reqsec),
         calibration: outputs.iter().filter_map(|(_, o)| o.calibration).collect(),
         per_second: with_offered(spec, seconds),
+        traced: traced(spec, outputs, ending),
     }
+}
+
+/// The threads' slowest traced requests, their times made wall-clock, slowest first within the
+/// run's bound; `None` when the run traced nothing.
+fn traced(spec: &Spec, outputs: &[(usize, ThreadOutput)], ending: &Ending) -> Option<Traced> {
+    if spec.traceparent <= 0.0 {
+        return None;
+    }
+    let start_us = ending
+        .start_wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut t = Traced {
+        share: spec.traceparent,
+        requests: 0,
+        bound: spec.traced_bound(),
+        slowest: Vec::new(),
+    };
+    for (_, o) in outputs {
+        let Some((count, slowest)) = &o.traced else {
+            continue;
+        };
+        t.requests += count;
+        t.slowest.extend(slowest.iter().cloned().map(|mut r| {
+            r.intended_us += start_us;
+            r.sent_us += start_us;
+            r
+        }));
+    }
+    sort_slowest(&mut t.slowest);
+    t.slowest.truncate(t.bound);
+    Some(t)
 }
 
 /// The threads' histograms added up.

@@ -70,6 +70,8 @@ fn thread_config(
         distribution: spec.distribution,
         seed: spec.seed,
         catch_up_pipeline: spec.catch_up == CatchUp::Pipeline,
+        traceparent: spec.traceparent,
+        traced_bound: spec.traced_bound(),
     }
 }
 

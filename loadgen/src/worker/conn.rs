@@ -15,6 +15,7 @@ use bytes::BytesMut;
 
 use super::socket::Sock;
 use super::stats::{Answer, Stats};
+use super::traceparent::TraceContext;
 use crate::parser::{escape_bytes, Parsed, ResponseParser};
 use crate::source::{Batch, RequestSource, Response};
 
@@ -32,6 +33,8 @@ pub(super) struct Pending {
     pub batch: Option<Batch>,
     /// Already sent once and lost to a keep-alive race.
     pub resent: bool,
+    /// The `traceparent` ids `batch` carries (a resend keeps its trace).
+    pub trace: Option<TraceContext>,
 }
 
 /// A batch on the wire.
@@ -43,6 +46,8 @@ pub(super) struct Flight {
     /// Counted as a timeout already.
     pub late: bool,
     pub resent: bool,
+    /// The `traceparent` ids its first request carried.
+    pub trace: Option<TraceContext>,
 }
 
 impl Flight {
@@ -56,6 +61,7 @@ impl Flight {
             intended: self.intended,
             batch: Some(self.batch),
             resent: true,
+            trace: self.trace,
         }
     }
 }
@@ -371,6 +377,13 @@ impl Conn {
             at,
             status: p.status,
             timed: !ctx.batch_latency || last,
+            // The trace is its batch's first request's: timed at the first answer, or under -B
+            // at the batch's last.
+            trace: if (ctx.batch_latency && last) || (!ctx.batch_latency && f.answered == 1) {
+                f.trace
+            } else {
+                None
+            },
         });
         if last {
             self.flights.pop_front();
@@ -431,6 +444,7 @@ mod tests {
             answered: 0,
             late: false,
             resent: false,
+            trace: None,
         });
     }
 
@@ -467,7 +481,7 @@ mod tests {
     #[test]
     fn a_response_read_late_is_timed_from_its_arrival() {
         let (mut c, mut peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         // The kernel switches receive timestamps on a moment after the first socket asks:
         // one exchange first, so the measured one is stamped.
         let mut req = [0u8; 64];
@@ -498,7 +512,7 @@ mod tests {
     #[test]
     fn a_reused_connection_closed_before_any_answer_is_a_race_a_new_one_is_lost() {
         let (mut c, mut peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         send(&mut c, &mut stats, Instant::now());
         let mut req = [0u8; 64];
         let _ = peer.read(&mut req).unwrap();
@@ -511,7 +525,7 @@ mod tests {
         assert_eq!(stats.errors.read, 1);
 
         let (mut c, peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         send(&mut c, &mut stats, Instant::now());
         drop(peer);
         assert_eq!(
@@ -523,7 +537,7 @@ mod tests {
     #[test]
     fn an_answer_cut_short_and_bytes_that_are_not_http_are_protocol_errors() {
         let (mut c, mut peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         send(&mut c, &mut stats, Instant::now());
         // Read the request first: closing with unread bytes would send a reset, not a FIN.
         let mut req = [0u8; 64];
@@ -539,7 +553,7 @@ mod tests {
         assert!(stats.first_bad.as_deref().unwrap().contains("cut short"));
 
         let (mut c, mut peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         send(&mut c, &mut stats, Instant::now());
         peer.write_all(b"SSH-2.0-OpenSSH\r\n").unwrap();
         assert_eq!(
@@ -552,7 +566,7 @@ mod tests {
     #[test]
     fn an_announced_close_ends_the_connection_without_an_error() {
         let (mut c, mut peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         send(&mut c, &mut stats, Instant::now());
         peer.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
@@ -568,7 +582,7 @@ mod tests {
     #[test]
     fn a_flight_past_the_timeout_counts_once() {
         let (mut c, _peer) = pair();
-        let mut stats = Stats::new(true);
+        let mut stats = Stats::new(true, None);
         send(&mut c, &mut stats, Instant::now());
         let later = Instant::now() + Duration::from_secs(3);
         c.sweep(later, Duration::from_secs(2), &mut stats);

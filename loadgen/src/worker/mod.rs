@@ -33,6 +33,7 @@ mod pace;
 mod poller;
 pub(crate) mod socket;
 mod stats;
+mod traceparent;
 
 pub(crate) use poller::Waker;
 
@@ -64,6 +65,10 @@ pub(crate) struct ThreadConfig {
     pub pacing_tolerance: Duration,
     /// A connection behind its schedule sends its due requests pipelined in one write.
     pub catch_up_pipeline: bool,
+    /// Share of requests that carry a `traceparent` header (0: none).
+    pub traceparent: f64,
+    /// How many of its slowest traced requests the thread keeps.
+    pub traced_bound: usize,
 }
 
 impl ThreadConfig {
@@ -139,6 +144,9 @@ pub(crate) struct ThreadOutput {
     /// Share of the run's wall time this thread spent on a CPU (0..1): near 1, the generator
     /// thread was saturated and its own delays are in the latencies.
     pub busy: f64,
+    /// Traced requests recorded and the slowest of them, times in µs after the run's start
+    /// (`None` without `--traceparent`).
+    pub traced: Option<(u64, Vec<crate::traced::TracedRequest>)>,
 }
 
 /// Starts a worker thread. It reports `Ready`, waits for the common start instant on `start`

@@ -85,6 +85,7 @@ impl ConnSlots {
             intended,
             batch: None,
             resent: false,
+            trace: None,
         })
     }
 
@@ -220,6 +221,7 @@ impl OpenPace {
                 intended: t,
                 batch: None,
                 resent: false,
+                trace: None,
             });
         }
     }
@@ -294,6 +296,7 @@ mod tests {
             intended: first.intended,
             batch: None,
             resent: true,
+            trace: None,
         });
         assert_eq!(p.slots[0].next_due(), Some(t0));
         let again = p.slots[0].take().unwrap();

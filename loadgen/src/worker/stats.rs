@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::traceparent::{Slowest, TraceContext};
 use super::{ThreadOutput, Tick};
 use crate::histogram::{self, new_histogram, record};
 use crate::report::{Calibration, Errors, StatusClasses};
@@ -44,6 +45,8 @@ pub(super) struct Stats {
     pub first_bad: Option<String>,
     /// Reading of `requests` at the last `Req/Sec` sample.
     sampled: u64,
+    /// The slowest traced requests (`--traceparent`).
+    slowest: Option<Slowest>,
 }
 
 /// One answered request, as the recording rule needs it.
@@ -58,11 +61,14 @@ pub(super) struct Answer {
     pub status: u16,
     /// False for the non-last responses of a batch under `-B`.
     pub timed: bool,
+    /// The ids it carried in a `traceparent` header, if it did.
+    pub trace: Option<TraceContext>,
 }
 
 impl Stats {
-    /// Empty counters; `recording` is false during a warm-up.
-    pub(super) fn new(recording: bool) -> Self {
+    /// Empty counters; `recording` is false during a warm-up; `traced_bound` is how many traced
+    /// requests to keep (`None`: the run traces nothing).
+    pub(super) fn new(recording: bool, traced_bound: Option<usize>) -> Self {
         Stats {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
@@ -84,6 +90,7 @@ impl Stats {
             in_flight: 0,
             first_bad: None,
             sampled: 0,
+            slowest: traced_bound.map(Slowest::new),
         }
     }
 
@@ -119,6 +126,9 @@ impl Stats {
                 &mut self.uncorrected,
                 micros(a.at.saturating_duration_since(a.sent)),
             );
+            if let (Some(ctx), Some(s)) = (a.trace, self.slowest.as_mut()) {
+                s.add(ctx, a.intended, a.sent, a.at, a.status);
+            }
         }
     }
 
@@ -176,8 +186,9 @@ impl Stats {
         tick
     }
 
-    /// The thread's totals; `outstanding` requests were unanswered at the end.
-    pub(super) fn into_output(self, outstanding: u64, busy: f64) -> ThreadOutput {
+    /// The thread's totals; `outstanding` requests were unanswered at the end; traced requests'
+    /// times are made relative to `origin`, the run's start.
+    pub(super) fn into_output(self, outstanding: u64, busy: f64, origin: Instant) -> ThreadOutput {
         ThreadOutput {
             corrected: self.corrected,
             uncorrected: self.uncorrected,
@@ -193,6 +204,7 @@ impl Stats {
             outstanding,
             first_bad: self.first_bad,
             busy,
+            traced: self.slowest.map(|s| (s.count, s.into_requests(origin))),
         }
     }
 }

@@ -234,6 +234,20 @@ pub struct LoadConfig {
     /// CPU cores the load generator threads are pinned to. Default: all cores not used by the app.
     #[serde(default)]
     pub cores: Option<Vec<usize>>,
+    /// Share of requests (0 to 1) that carry a W3C `traceparent` header (`aefm-load
+    /// --traceparent`): the slowest of them are joined with their server-side traces in each
+    /// case's `join.csv` when a trace source is configured. Default `0` (none).
+    #[serde(default)]
+    pub traceparent: f64,
+    /// Gaps between sends (`aefm-load -D`): `fixed` (wrk2's even grid), `exp` (Poisson
+    /// arrivals), `norm`, `zipf` (bursty, as DeathStarBench's fork). Default `fixed`.
+    #[serde(default)]
+    pub distribution: aefm_loadgen::schedule::Distribution,
+    /// Seed of the random gaps (`aefm-load --seed`): the same seed, the same send times. On
+    /// Kubernetes each load Job derives its own from it, so generators do not send in lockstep.
+    /// Default `0`.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for LoadConfig {
@@ -247,6 +261,9 @@ impl Default for LoadConfig {
             script: None,
             script_args: Vec::new(),
             cores: None,
+            traceparent: 0.0,
+            distribution: Default::default(),
+            seed: aefm_loadgen::schedule::DEFAULT_SEED,
         }
     }
 }
@@ -311,6 +328,11 @@ pub struct CollectConfig {
     /// Jaeger query service to fetch traces from per case.
     #[serde(default)]
     pub jaeger: Option<JaegerConfig>,
+    /// An OTLP/HTTP trace receiver AEFM runs for the whole experiment: apps instrumented with
+    /// OpenTelemetry (the demo among them) send their spans to it, and each case's window of them
+    /// becomes the case's trace tables. Not together with `jaeger` (one trace source).
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
 }
 
 fn default_interval() -> Duration {
@@ -356,6 +378,50 @@ pub struct JaegerConfig {
 
 fn default_jaeger_grace() -> Duration {
     Duration::from_secs(5)
+}
+
+/// OTLP receiver settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Address to listen on (`POST /v1/traces`). Default `127.0.0.1:4318` (OTLP/HTTP's port);
+    /// `0.0.0.0:4318` for apps in a cluster.
+    #[serde(default = "default_otlp_listen")]
+    pub listen: String,
+    /// Wait after a case for late spans (exporters batch, typically every 5 s). Default `6s`.
+    #[serde(default = "default_otlp_grace", with = "duration::serde_dur")]
+    pub grace: Duration,
+    /// Span data kept in memory before it spills to a file in the experiment directory, MiB.
+    /// Default `256`.
+    #[serde(default = "default_otlp_memory")]
+    pub memory_mb: u64,
+    /// Largest request body accepted, MiB (larger ones are answered 413). Default `16`.
+    #[serde(default = "default_otlp_body")]
+    pub max_body_mb: u64,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_otlp_listen(),
+            grace: default_otlp_grace(),
+            memory_mb: default_otlp_memory(),
+            max_body_mb: default_otlp_body(),
+        }
+    }
+}
+
+fn default_otlp_listen() -> String {
+    "127.0.0.1:4318".into()
+}
+fn default_otlp_grace() -> Duration {
+    Duration::from_secs(6)
+}
+fn default_otlp_memory() -> u64 {
+    256
+}
+fn default_otlp_body() -> u64 {
+    16
 }
 
 /// A shell command run at an event.

@@ -72,6 +72,15 @@ impl Config {
                 ),
             ));
         }
+        if !(0.0..=1.0).contains(&self.load.traceparent) {
+            return Err((
+                "load.traceparent",
+                format!(
+                    "{} is not a share of requests: expected 0 to 1 (e.g. 0.1)",
+                    self.load.traceparent
+                ),
+            ));
+        }
         if let Some(u) = &self.load.url {
             url::Url::parse(u).map_err(|e| ("load.url", format!("{u:?}: {e}")))?;
         }
@@ -128,6 +137,29 @@ impl Config {
         if let Some(j) = &self.collect.jaeger {
             url::Url::parse(&j.url)
                 .map_err(|e| ("collect.jaeger.url", format!("{:?}: {e}", j.url)))?;
+        }
+        if let Some(o) = &self.collect.otlp {
+            o.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                (
+                    "collect.otlp.listen",
+                    format!(
+                        "{:?}: {e} (expected IP:PORT, e.g. 127.0.0.1:4318)",
+                        o.listen
+                    ),
+                )
+            })?;
+            if o.memory_mb == 0 || o.max_body_mb == 0 {
+                return Err((
+                    "collect.otlp",
+                    "memory_mb and max_body_mb must be at least 1".into(),
+                ));
+            }
+            if self.collect.jaeger.is_some() {
+                return Err((
+                    "collect.otlp",
+                    "one trace source per experiment: remove collect.jaeger or collect.otlp".into(),
+                ));
+            }
         }
         if self.backend == Backend::Kubernetes && self.kubernetes.is_none() {
             return Err(("kubernetes", "required when `backend: kubernetes`".into()));

@@ -101,6 +101,7 @@ pub fn build(config: &Config) -> Result<Components, String> {
         collector: Box::new(KubeCollector {
             shared,
             units: Vec::new(),
+            otlp: None,
         }),
     })
 }
@@ -317,6 +318,8 @@ pub const POD_MAP: &str = "pod_map.csv";
 pub struct KubeCollector {
     shared: Arc<Shared>,
     units: Vec<AppUnit>,
+    /// The OTLP receiver (`collect.otlp`), started by the preflight.
+    otlp: Option<aefm_collector::case::OtlpSource>,
 }
 
 impl DataCollector for KubeCollector {
@@ -380,12 +383,14 @@ impl DataCollector for KubeCollector {
         tctx.pod_regex = Some(pod_regex(&units));
         tctx.extra
             .insert("experiment".into(), self.shared.experiment.clone());
-        crate::collect::collect_external(ctx, case_dir, window, report, &tctx, &mut summary);
+        let otlp = self.otlp.as_ref();
+        crate::collect::collect_external(ctx, case_dir, window, report, &tctx, otlp, &mut summary);
         Ok(summary)
     }
 
     fn preflight(&mut self, ctx: &Context) -> Result<(), ComponentError> {
-        crate::collect::preflight_sources(ctx)
+        self.otlp = crate::collect::preflight_sources(ctx)?;
+        Ok(())
     }
 }
 

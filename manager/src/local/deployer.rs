@@ -46,6 +46,25 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The demo's tracing: with `collect.otlp` its processes send their spans to the receiver (the
+/// OpenTelemetry exporter's standard variable); without it they trace nothing.
+fn demo_trace_env(ctx: &Context) -> Vec<(String, String)> {
+    let Some(o) = &ctx.config.collect.otlp else {
+        return Vec::new();
+    };
+    let endpoint = match o.listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
+        Ok(a) => format!("http://{a}"),
+        Err(_) => format!("http://{}", o.listen),
+    };
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+        // Export every 200 ms (the SDK's default is 5 s), so a short grace after each case
+        // (`collect.otlp.grace`) sees the case's last spans.
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+    ]
+}
+
 /// The processes of the demo service: back ends first, then the front end calling them.
 pub fn demo_plan(ctx: &Context) -> Result<(Vec<UnitPlan>, String), ComponentError> {
     let demo = &ctx.config.app.demo;
@@ -53,6 +72,7 @@ pub fn demo_plan(ctx: &Context) -> Result<(Vec<UnitPlan>, String), ComponentErro
         .map_err(|e| ComponentError::other(format!("cannot find the aefm executable: {e}")))?;
     let exe = exe.display().to_string();
     let port_err = |e: std::io::Error| ComponentError::other(format!("no free port: {e}"));
+    let env = demo_trace_env(ctx);
     let mut plans = Vec::new();
     let mut backends = Vec::new();
     for i in 1..=demo.backends {
@@ -70,9 +90,12 @@ pub fn demo_plan(ctx: &Context) -> Result<(Vec<UnitPlan>, String), ComponentErro
                 format!("127.0.0.1:{port}"),
                 "--work-us".into(),
                 demo.back_work_us.to_string(),
+                // Stable across runs (the default names a back end by its port).
+                "--service-name".into(),
+                format!("demo-back-{i}"),
             ],
             cwd: None,
-            env: Vec::new(),
+            env: env.clone(),
             ready: Some(Readiness {
                 tcp: None,
                 http: Some(format!("{url}/health")),
@@ -95,6 +118,8 @@ pub fn demo_plan(ctx: &Context) -> Result<(Vec<UnitPlan>, String), ComponentErro
         format!("127.0.0.1:{port}"),
         "--work-us".into(),
         demo.front_work_us.to_string(),
+        "--service-name".into(),
+        "demo-front".into(),
     ];
     for b in &backends {
         argv.push("--backend".into());
@@ -105,7 +130,7 @@ pub fn demo_plan(ctx: &Context) -> Result<(Vec<UnitPlan>, String), ComponentErro
         name: "front".into(),
         argv,
         cwd: None,
-        env: Vec::new(),
+        env,
         ready: Some(Readiness {
             tcp: None,
             http: Some(format!("http://127.0.0.1:{port}/health")),

@@ -10,7 +10,7 @@ pub fn check(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<Reason> {
     let external: Vec<&String> = c
         .errors
         .iter()
-        .filter(|e| e.starts_with("prometheus") || e.starts_with("jaeger"))
+        .filter(|e| e.starts_with("prometheus") || e.starts_with("jaeger") || e.starts_with("otlp"))
         .collect();
     if !external.is_empty() {
         out.push(Reason::new(
@@ -37,7 +37,7 @@ pub fn check(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<Reason> {
                 share * 100.0
             ));
         }
-        if source == "jaeger" && share < cfg.min_trace_coverage {
+        if (source == "jaeger" || source == "otlp") && share < cfg.min_trace_coverage {
             out.push(Reason::new(
                 "trace_coverage_low",
                 format!(

@@ -126,6 +126,9 @@ fn spec(url: String, headers: Vec<(String, String)>) -> aefm::load::LoadSpec {
         script: None,
         script_args: vec![],
         cores: None,
+        traceparent: 0.0,
+        distribution: Default::default(),
+        seed: 0,
     }
 }
 
@@ -226,7 +229,7 @@ fn jobs_of_cases_and_runs_never_collide_and_stale_pods_are_not_read() {
         let sp = spec(s.app.url("/"), vec![]);
         let flags = aefm::kubernetes::components::job_flags(&cfg, &sp);
         let args: Vec<Vec<String>> = (0..2)
-            .map(|_| aefm::kubernetes::components::load_args(&sp, 20.0, &flags))
+            .map(|job| aefm::kubernetes::components::load_args(&sp, 20.0, job, &flags))
             .collect();
         let jobs = LoadJobs {
             owner: Owner {

@@ -115,6 +115,7 @@ impl Driver<'_> {
                     intended: f.intended,
                     batch: None,
                     resent: false,
+                    trace: None,
                 }),
                 _ => {}
             }

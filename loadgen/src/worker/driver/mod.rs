@@ -19,6 +19,7 @@ use super::conn::{Conn, Now, Phase, ReadCtx};
 use super::pace::{OpenPace, Pace, Wrk2Pace};
 use super::poller::{Poller, WAKE};
 use super::stats::Stats;
+use super::traceparent::Tracer;
 use super::{Msg, ThreadConfig};
 use crate::source::{RequestSource, SourceError};
 
@@ -72,6 +73,15 @@ pub(super) struct Driver<'a> {
     stampless: bool,
     /// How late the thread runs after a timed wake-up (smoothed); sleeps end this much early.
     wake_late: Duration,
+    /// Puts `traceparent` headers on a share of the requests (`--traceparent`).
+    tracer: Option<Tracer>,
+}
+
+/// The seed of which of thread `cfg.index`'s requests carry a `traceparent`: its own stream of
+/// the run's seed, apart from the arrival processes' streams.
+fn trace_stream(cfg: &ThreadConfig) -> u64 {
+    const TRACE_STREAMS: u64 = 1 << 48;
+    crate::schedule::stream_seed(cfg.seed, TRACE_STREAMS + cfg.index as u64)
 }
 
 impl<'a> Driver<'a> {
@@ -96,7 +106,11 @@ impl<'a> Driver<'a> {
             poller,
             conns,
             pace,
-            stats: Stats::new(cfg.warmup.is_zero()),
+            stats: Stats::new(
+                cfg.warmup.is_zero(),
+                (cfg.traceparent > 0.0).then_some(cfg.traced_bound),
+            ),
+            tracer: Tracer::new(cfg.traceparent, trace_stream(cfg)),
             source,
             collect,
             fatal: None,
@@ -177,7 +191,7 @@ impl<'a> Driver<'a> {
 
     /// The thread's totals.
     pub(super) fn into_output(self, outstanding: u64, busy: f64) -> super::ThreadOutput {
-        self.stats.into_output(outstanding, busy)
+        self.stats.into_output(outstanding, busy, self.start)
     }
 
     fn start_clock(&mut self, start: Instant) {

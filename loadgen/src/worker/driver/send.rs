@@ -9,6 +9,7 @@ use crate::source::Batch;
 use crate::worker::conn::{Conn, End, Flight, Pending, Phase};
 use crate::worker::pace::Pace;
 use crate::worker::poller::Interest;
+use crate::worker::traceparent::{with_header, TraceContext};
 
 impl Driver<'_> {
     /// Connection `i` is free: it sends at once if it was blocked or requests are queued.
@@ -123,12 +124,12 @@ impl Driver<'_> {
                 break;
             }
             let Some(p) = self.next_request(i) else { break };
-            let batch = match p.batch {
-                Some(b) => b,
+            let (batch, trace) = match p.batch {
+                Some(b) => (b, p.trace),
                 None => match self.source.next_batch() {
                     Ok(b) => {
                         self.skip_slots(i, b.depth.max(1) - 1);
-                        b
+                        self.traced(b)
                     }
                     Err(e) => {
                         self.fatal.get_or_insert(e);
@@ -155,6 +156,7 @@ impl Driver<'_> {
                 answered: 0,
                 late: false,
                 resent: p.resent,
+                trace,
             });
             n += 1;
         }
@@ -175,6 +177,23 @@ impl Driver<'_> {
                 };
                 self.close(i, end, now);
             }
+        }
+    }
+
+    /// A fresh batch, with a `traceparent` header when `--traceparent` picks it.
+    fn traced(&mut self, b: Batch) -> (Batch, Option<TraceContext>) {
+        let Some(ctx) = self.tracer.as_mut().and_then(|t| t.pick()) else {
+            return (b, None);
+        };
+        match with_header(&b.bytes, &ctx) {
+            Some(bytes) => (
+                Batch {
+                    bytes,
+                    depth: b.depth,
+                },
+                Some(ctx),
+            ),
+            None => (b, None),
         }
     }
 

@@ -23,6 +23,7 @@ pub struct KubeWorkload {
 pub fn load_args(
     spec: &LoadSpec,
     rate: f64,
+    job: usize,
     flags: &aefm_loadgen::cli::ControlFlags,
 ) -> Vec<String> {
     let threads = spec.threads.max(1);
@@ -38,10 +39,25 @@ pub fn load_args(
             .as_deref()
             .map(|s| dist::script_pod_path(s).into()),
         script_args: spec.script_args.clone(),
+        traceparent: spec.traceparent,
+        distribution: spec.distribution,
+        seed: job_seed(spec.seed, job),
         control: flags.clone(),
         ..aefm_loadgen::cli::LoadArgs::new(spec.url.clone(), rate)
     }
     .to_args()
+}
+
+/// The seed of load Job `job`: the experiment's seed for the first (so one Job sends what a local
+/// run would), a stream of it for each other, so that Jobs with random gaps do not send in
+/// lockstep.
+pub fn job_seed(seed: u64, job: usize) -> u64 {
+    /// Above the streams a run gives its own arrival processes.
+    const JOB_STREAMS: u64 = 1 << 56;
+    match job {
+        0 => seed,
+        j => aefm_loadgen::schedule::stream_seed(seed, JOB_STREAMS + j as u64),
+    }
 }
 
 /// The flags every load Job runs with: the control port of the start barrier, report frames,
@@ -74,7 +90,8 @@ impl WorkloadGenerator for KubeWorkload {
         let flags = job_flags(cfg, spec);
         let args: Vec<Vec<String>> = dist::split_rate(spec.rate, n)
             .into_iter()
-            .map(|r| load_args(spec, r, &flags))
+            .enumerate()
+            .map(|(job, r)| load_args(spec, r, job, &flags))
             .collect();
         let case = ctx
             .case
@@ -179,9 +196,24 @@ mod tests {
             script: Some("/tmp/s/post.lua".into()),
             script_args: vec!["a b".into(), "c".into()],
             cores: None,
+            traceparent: 0.25,
+            distribution: aefm_loadgen::schedule::Distribution::Exp,
+            seed: 7,
         };
         let flags = job_flags(&cfg, &spec);
-        let a = load_args(&spec, 33.0, &flags);
+        let a = load_args(&spec, 33.0, 2, &flags);
+        let tp = a
+            .iter()
+            .position(|x| x == "--traceparent")
+            .expect("--traceparent");
+        assert_eq!(a[tp + 1], "0.25");
+        let d = a.iter().position(|x| x == "-D").expect("-D");
+        assert_eq!(a[d + 1], "exp");
+        // Job 2 sends on its own stream of the seed; job 0 on the seed itself.
+        let s = a.iter().position(|x| x == "--seed").expect("--seed");
+        assert_eq!(a[s + 1], job_seed(7, 2).to_string());
+        assert_ne!(job_seed(7, 2), 7);
+        assert_eq!(job_seed(7, 0), 7);
         assert!(!a.iter().any(|x| x.contains("s3cret")), "{a:?}");
         // What the manager writes is what aefm-load reads (the header file comes from the pod).
         let dir = tempfile::tempdir().unwrap();
@@ -233,7 +265,7 @@ mod tests {
             script: None,
             ..spec
         };
-        let a = load_args(&plain, 10.0, &job_flags(&cfg, &plain));
+        let a = load_args(&plain, 10.0, 0, &job_flags(&cfg, &plain));
         assert!(!a.iter().any(|x| x == "--header-file"), "{a:?}");
         assert_eq!(a.last().unwrap(), "http://x:1/");
     }
@@ -260,6 +292,7 @@ mod tests {
             requests_per_thread: Default::default(),
             calibration: vec![],
             per_second: vec![],
+            traced: None,
         };
         let outcomes = vec![
             GeneratorOutcome {
