@@ -8,16 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// Which crate builds which binary.
-fn crate_of(bin: &str) -> &'static str {
-    match bin {
-        "aefm-load" => "aefm-loadgen",
-        "aefm-stress" => "aefm-interference",
-        "aefm" => "aefm",
-        other => panic!("unknown workspace binary {other}"),
-    }
-}
-
 /// `target/<profile>`: the directory that holds the test executable's `deps/` folder.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -42,7 +32,9 @@ pub fn bin(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let profile_release = target_dir().file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--quiet", "-p", crate_of(name), "--bin", name]);
+        // `--workspace`, not `-p`: cargo resolves features over the whole workspace, as the
+        // test build did, so a binary built beside the tests is not rebuilt with other features.
+        cmd.args(["build", "--quiet", "--workspace", "--bin", name]);
         if profile_release {
             cmd.arg("--release");
         }
