@@ -18,7 +18,8 @@
 //!   ended last), as `service:operation:self_us` joined by ` > `;
 //! - `join_summary.csv`, `key,value`: how many were found and where their latency went on
 //!   average (µs and share of the corrected latency), and each service's share of the critical
-//!   paths' self time.
+//!   paths' self time; once for every kept request and once (`tail_...`) for the slowest 1 % of
+//!   the traced requests, those above their p99.
 //!
 //! The client's times come from the generator's clock and the spans' from the servers' clocks:
 //! on one machine they agree; across machines `before_server_us` and `after_server_us` carry
@@ -264,15 +265,26 @@ pub fn write_join(dir: &Path, traced: &Traced, spans_csv: &Path) -> Result<Vec<W
     ])
 }
 
-/// The summary's `key,value` rows: counts, mean split of the found requests' latency, and each
-/// service's share of the critical paths' self time.
+/// The summary's `key,value` rows: counts, then where the latency went for every kept request
+/// and, under `tail_`, for the slowest 1 % of all traced requests (everything above their p99:
+/// the first of the kept list, which the report's bound always holds).
 fn summary_rows(traced: &Traced, joined: &[Joined]) -> Vec<(String, String)> {
-    let found: Vec<&Joined> = joined.iter().filter(|j| j.server.is_some()).collect();
+    let tail = (traced.requests.div_ceil(100) as usize).clamp(1, joined.len().max(1));
     let mut rows = vec![
         ("traced_requests".to_string(), traced.requests.to_string()),
         ("slow_requests".into(), joined.len().to_string()),
-        ("found".into(), found.len().to_string()),
+        ("tail_requests".into(), tail.min(joined.len()).to_string()),
     ];
+    rows.extend(split_rows("", joined));
+    rows.extend(split_rows("tail_", &joined[..tail.min(joined.len())]));
+    rows
+}
+
+/// `found`, the mean latency, the mean and share of each part of it, and each service's share
+/// of the critical paths' self time, over the found requests of `joined`; keys start `prefix`.
+fn split_rows(prefix: &str, joined: &[Joined]) -> Vec<(String, String)> {
+    let found: Vec<&Joined> = joined.iter().filter(|j| j.server.is_some()).collect();
+    let mut rows = vec![(format!("{prefix}found"), found.len().to_string())];
     if found.is_empty() {
         return rows;
     }
@@ -286,10 +298,10 @@ fn summary_rows(traced: &Traced, joined: &[Joined]) -> Vec<(String, String)> {
         ("server", mean(&split(1))),
         ("after_server", mean(&split(2))),
     ];
-    rows.push(("latency_mean_us".into(), format!("{latency:.1}")));
+    rows.push((format!("{prefix}latency_mean_us"), format!("{latency:.1}")));
     for (name, v) in parts {
-        rows.push((format!("{name}_mean_us"), format!("{v:.1}")));
-        rows.push((format!("{name}_share"), share(v, latency)));
+        rows.push((format!("{prefix}{name}_mean_us"), format!("{v:.1}")));
+        rows.push((format!("{prefix}{name}_share"), share(v, latency)));
     }
     let mut by_service: HashMap<&str, u64> = HashMap::new();
     for j in &found {
@@ -301,7 +313,7 @@ fn summary_rows(traced: &Traced, joined: &[Joined]) -> Vec<(String, String)> {
     services.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     for (service, self_us) in services {
         rows.push((
-            format!("critical_self_share:{service}"),
+            format!("{prefix}critical_self_share:{service}"),
             share(self_us as f64 / n, latency),
         ));
     }

@@ -95,6 +95,12 @@ fn each_slow_request_is_split_around_its_servers_entry_span() {
     assert_eq!(summary["generator_lag_mean_us"], "1500.0");
     // back-b's 5,800 µs of self time over two requests, against a 6,500 µs mean latency.
     assert_eq!(summary["critical_self_share:back-b"], "0.4462");
+    // 10 traced requests: the slowest 1 % is the slowest one, T1.
+    assert_eq!(summary["tail_requests"], "1");
+    assert_eq!(summary["tail_found"], "1");
+    assert_eq!(summary["tail_latency_mean_us"], "12000.0");
+    assert_eq!(summary["tail_before_server_mean_us"], "100.0");
+    assert_eq!(summary["tail_critical_self_share:back-b"], "0.4833");
 }
 
 #[test]
