@@ -266,7 +266,30 @@ fn otlp_outcome(
     dir: &Path,
     requests_sent: Option<u64>,
 ) -> SourceOutcome {
-    let result = receiver.collect_window(window, dir);
+    let result = receiver
+        .collect_window(window, dir)
+        .map_err(|e| Error::Otlp(Box::new(e)))
+        .and_then(|(counts, written)| {
+            if counts.traces > 0 {
+                return Ok((counts, written));
+            }
+            // No span arrived: the source measured nothing, which is an error (as for Jaeger),
+            // not a case with empty trace tables; a failed source leaves no files.
+            for w in &written {
+                let _ = std::fs::remove_file(&w.path);
+            }
+            let r = receiver.received();
+            Err(Error::Empty {
+                origin: "otlp",
+                what: format!(
+                    "traces on http://{}/v1/traces ({} spans in {} requests received since it started)",
+                    receiver.addr(),
+                    r.spans,
+                    r.requests
+                ),
+                window: window.to_string(),
+            })
+        });
     let completeness = match (&result, requests_sent) {
         (Ok((counts, _)), Some(sent)) => Some(Completeness {
             present: counts.traces,
@@ -277,9 +300,7 @@ fn otlp_outcome(
     SourceOutcome {
         completeness,
         source: "otlp".into(),
-        result: result
-            .map(|(_, written)| written)
-            .map_err(|e| Error::Otlp(Box::new(e))),
+        result: result.map(|(_, written)| written),
     }
 }
 
@@ -485,4 +506,37 @@ fn write_manifest(dir: &Path, window: &Window, ctx: &TemplateContext, out: &mut 
         source: "manifest".into(),
         result,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_otlp_receiver_that_got_no_span_fails_the_source_and_leaves_no_tables() {
+        let receiver = crate::otlp::Receiver::start(crate::otlp::Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            grace: Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+        let sources = CaseSources {
+            otlp: Some(OtlpSource(std::sync::Arc::new(receiver))),
+            ..Default::default()
+        };
+        let now = SystemTime::now();
+        let window = Window::new(now - Duration::from_secs(2), now).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = collect_case(dir.path(), &window, &TemplateContext::default(), &sources);
+        let errors = out.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "otlp");
+        assert!(
+            errors[0].1.to_string().contains("/v1/traces"),
+            "{:?}",
+            errors[0].1
+        );
+        assert!(!dir.path().join("spans.csv").exists());
+        assert!(!dir.path().join("traces_summary.csv").exists());
+    }
 }
