@@ -173,6 +173,15 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             for w in crate::load::check_config(&cfg, &config)? {
                 eprintln!("aefm: warning: {w}");
             }
+            if cfg.sweep.search.is_some() || cfg.sweep.rounds.is_adaptive() {
+                let cases = crate::sweep::expand(&cfg);
+                let worst = crate::schedule::Schedule::new(&cfg, &cases).worst_case_cases();
+                println!(
+                    "ok: {} (test cases decided while running: at most {worst}; `aefm plan` shows how)",
+                    config.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             // Counted when the config was loaded: no case is expanded to answer.
             let n = cfg.case_count();
             println!("ok: {} ({} test cases)", config.display(), n);

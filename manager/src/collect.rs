@@ -6,7 +6,9 @@
 //!
 //! Each unit is sampled as a process tree (so `sh -c` wrappers and their children count), except
 //! aefm itself, whose children are the units: it is sampled alone, with its threads (the
-//! in-process load generator among them).
+//! in-process load generator among them). What the host's CPU did beyond every sampled target
+//! is the case's `other_cpu_cores`: the noise it was measured in, which `validity.max_other_cpu`
+//! can bound.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use aefm_collector::case::OtlpSource;
 use aefm_collector::host::{HostSamples, Role, Sampler, Target};
+use aefm_collector::output::MetricRow;
 use aefm_collector::window::unix_secs;
 
 use crate::components::{AppUnit, CollectSummary, ComponentError, DataCollector, UnitRole, Window};
@@ -43,29 +46,83 @@ fn role(r: UnitRole) -> Role {
     }
 }
 
-/// Mean CPU of the app over the window, percent of one core: each app unit's mean over its
-/// samples inside `[start, end]`, summed over units. Falls back to all of the case's samples
-/// when none fell inside (a window shorter than the sampling interval); `None` without any.
-fn app_cpu_percent(host: &HostSamples, start: f64, end: f64) -> Option<f64> {
-    let app = |r: &&aefm_collector::output::MetricRow| {
-        r.metric == "process_cpu_percent" && r.labels.get("role").map(String::as_str) == Some("app")
-    };
-    let mean_per_unit = |inside: bool| {
-        let mut per_unit: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for r in host
-            .rows
-            .iter()
-            .filter(app)
-            .filter(|r| !inside || (r.timestamp > start && r.timestamp <= end))
-        {
-            let unit = r.labels.get("pid").map(String::as_str).unwrap_or("");
-            let e = per_unit.entry(unit).or_default();
-            e.0 += r.value;
-            e.1 += 1;
+/// The value of label `key` of a row (`""` when absent).
+fn label<'a>(r: &'a MetricRow, key: &str) -> &'a str {
+    r.labels.get(key).map(String::as_str).unwrap_or("")
+}
+
+/// The mean of each series among the rows `keep` selects, keyed by its `(role, pid)` labels
+/// (host-wide series have neither), over its samples inside `(start, end]`. Falls back to all of
+/// the case's samples when none fell inside (a window shorter than the sampling interval); empty
+/// without any.
+fn window_means(
+    host: &HostSamples,
+    start: f64,
+    end: f64,
+    keep: impl Fn(&MetricRow) -> bool,
+) -> BTreeMap<(&str, &str), f64> {
+    let means = |inside: bool| {
+        let mut sums: BTreeMap<(&str, &str), (f64, usize)> = BTreeMap::new();
+        for r in host.rows.iter().filter(|r| keep(r)) {
+            if !inside || (r.timestamp > start && r.timestamp <= end) {
+                let e = sums.entry((label(r, "role"), label(r, "pid"))).or_default();
+                e.0 += r.value;
+                e.1 += 1;
+            }
         }
-        (!per_unit.is_empty()).then(|| per_unit.values().map(|(s, n)| s / *n as f64).sum())
+        sums.into_iter()
+            .map(|(k, (sum, n))| (k, sum / n as f64))
+            .collect::<BTreeMap<_, _>>()
     };
-    mean_per_unit(true).or_else(|| mean_per_unit(false))
+    let inside = means(true);
+    if inside.is_empty() {
+        means(false)
+    } else {
+        inside
+    }
+}
+
+/// Mean CPU of the app over the window, percent of one core: each app unit's mean over its
+/// samples inside `[start, end]`, summed over units (with [`window_means`]'s fallback); `None`
+/// without any sample.
+fn app_cpu_percent(host: &HostSamples, start: f64, end: f64) -> Option<f64> {
+    let means = window_means(host, start, end, |r| {
+        r.metric == "process_cpu_percent" && label(r, "role") == "app"
+    });
+    (!means.is_empty()).then(|| means.values().sum())
+}
+
+/// Mean CPU over the window, in cores, of everything the sampler did not sample: the host's
+/// busy share (of all `cores`) minus every target's mean CPU (app units, stressors, aefm),
+/// clamped at 0 (a target's reaped children are charged when reaped, so the difference can dip
+/// below 0). Same window rule as [`app_cpu_percent`]; `None` without a host CPU sample.
+fn other_cpu_cores(host: &HostSamples, start: f64, end: f64, cores: f64) -> Option<f64> {
+    let busy = window_means(host, start, end, |r| r.metric == "host_cpu_busy_share");
+    let busy = *busy.values().next()?;
+    let targets: f64 = window_means(host, start, end, |r| r.metric == "process_cpu_percent")
+        .values()
+        .sum();
+    Some((busy * cores - targets / 100.0).max(0.0))
+}
+
+/// CPUs counted in `/proc/stat`'s `cpuN` lines: the online CPUs its aggregate `cpu` line (the
+/// sampler's `host_cpu_busy_share`) is a share of. Not `available_parallelism`, which a cgroup
+/// or an affinity mask may lower while the share stays one of the whole host.
+fn stat_cpus(proc_stat: &str) -> usize {
+    proc_stat
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count()
+}
+
+/// The host's online CPUs, from `/proc/stat`; `None` when unreadable.
+fn host_cpus() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let n = stat_cpus(&text);
+    (n > 0).then_some(n as f64)
 }
 
 impl DataCollector for LocalCollector {
@@ -104,9 +161,11 @@ impl DataCollector for LocalCollector {
         collect_external(ctx, case_dir, window, report, &tctx, otlp, &mut summary);
         if let Some(sampler) = self.sampler.take() {
             let host = sampler.stop();
-            // Mean app CPU over the measured window only (warm-up and grace excluded).
-            summary.app_cpu_percent =
-                app_cpu_percent(&host, unix_secs(window.start), unix_secs(window.end) + 0.5);
+            // Means over the measured window only (warm-up and grace excluded).
+            let (start, end) = (unix_secs(window.start), unix_secs(window.end) + 0.5);
+            summary.app_cpu_percent = app_cpu_percent(&host, start, end);
+            summary.other_cpu_cores =
+                host_cpus().and_then(|cpus| other_cpu_cores(&host, start, end, cpus));
             match aefm_collector::case::write_host(case_dir, &host) {
                 Ok(written) => summary.files.extend(written.into_iter().map(|w| w.path)),
                 Err(e) => summary.errors.push(format!("host: {e}")),
@@ -295,5 +354,75 @@ mod tests {
         // No sample inside: every sample of the case.
         assert_eq!(app_cpu_percent(&host, 10.0, 11.0), Some(50.0 + 5.0));
         assert_eq!(app_cpu_percent(&HostSamples::default(), 0.0, 1.0), None);
+    }
+
+    /// A host-wide row (no labels).
+    fn busy(t: f64, share: f64) -> MetricRow {
+        MetricRow {
+            labels: Labels::new(),
+            ..row(t, "host_cpu_busy_share", "", "", share)
+        }
+    }
+
+    /// Two seconds of a 4-core host: app 150 %, a stressor 100 %, aefm 50 % (3 cores in all)
+    /// under a host busy share of `share`, plus a sample before the window that must not count.
+    fn busy_host(share: f64) -> HostSamples {
+        let mut rows = vec![
+            busy(1.0, 1.0),
+            row(1.0, "process_cpu_percent", "app", "10", 0.0),
+        ];
+        for t in [2.0, 3.0] {
+            rows.push(busy(t, share));
+            rows.push(row(t, "process_cpu_percent", "app", "10", 150.0));
+            rows.push(row(t, "process_cpu_percent", "interference", "12", 100.0));
+            rows.push(row(t, "process_cpu_percent", "generator", "1", 50.0));
+            rows.push(row(t, "process_rss_bytes", "app", "10", 1e9));
+        }
+        HostSamples {
+            rows,
+            errors: Vec::new(),
+        }
+    }
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-9)
+    }
+
+    #[test]
+    fn other_cpu_is_host_busy_minus_every_target() {
+        // Quiet: the host was busy exactly with the targets.
+        let quiet = other_cpu_cores(&busy_host(0.75), 1.5, 3.5, 4.0);
+        assert!(close(quiet, 0.0), "{quiet:?}");
+        // Half a core more than the targets: someone else's.
+        let noisy = other_cpu_cores(&busy_host(0.875), 1.5, 3.5, 4.0);
+        assert!(close(noisy, 0.5), "{noisy:?}");
+        // No sample inside the window: every sample of the case (the first one's host was
+        // fully busy with idle targets: (1 + 0.875 * 2) / 3 * 4 - (100 + 100 + 50) / 100).
+        let all = other_cpu_cores(&busy_host(0.875), 10.0, 11.0, 4.0);
+        assert!(close(all, 11.0 / 3.0 - 2.5), "{all:?}");
+    }
+
+    #[test]
+    fn other_cpu_is_never_negative_and_needs_a_host_sample() {
+        // Targets charged more than the host saw busy (reaped children): 0, not negative.
+        assert_eq!(other_cpu_cores(&busy_host(0.5), 1.5, 3.5, 4.0), Some(0.0));
+        let no_host = HostSamples {
+            rows: vec![row(2.0, "process_cpu_percent", "app", "10", 50.0)],
+            errors: Vec::new(),
+        };
+        assert_eq!(other_cpu_cores(&no_host, 1.5, 3.5, 4.0), None);
+        // Only targets' rows missing: everything busy is someone else's.
+        let only_host = HostSamples {
+            rows: vec![busy(2.0, 0.25)],
+            errors: Vec::new(),
+        };
+        assert!(close(other_cpu_cores(&only_host, 1.5, 3.5, 4.0), 1.0));
+    }
+
+    #[test]
+    fn cpus_are_the_cpun_lines_of_proc_stat() {
+        let stat = "cpu  10 0 5 100 0 0 0 0 0 0\ncpu0 5 0 2 50 0 0 0 0 0 0\ncpu1 5 0 3 50 0 0 0 0 0 0\nintr 1 2\ncpufreq x\nctxt 9\n";
+        assert_eq!(stat_cpus(stat), 2);
+        assert!(host_cpus().is_some_and(|n| n >= 1.0));
     }
 }

@@ -138,6 +138,12 @@ pub struct CollectSummary {
     pub files: Vec<PathBuf>,
     /// Mean CPU use of the app over the window, in percent of one core (summed over app units).
     pub app_cpu_percent: Option<f64>,
+    /// Mean CPU, in cores, used over the window by processes that are not the app, the
+    /// stressors or AEFM: the host's busy CPU minus every sampled target (clamped at 0). It says
+    /// how much else the host was doing while the case was measured (`validity.max_other_cpu`).
+    /// `None` where not measured: on Kubernetes (no host sampler on the nodes), or when the host
+    /// sampler recorded no CPU.
+    pub other_cpu_cores: Option<f64>,
     /// Sources that failed (`source: error`); a failed Prometheus or Jaeger source makes the
     /// case invalid (`collection_failed`).
     pub errors: Vec<String>,

@@ -6,6 +6,7 @@
 //! `end_single_test_case` (and `error` when a handler failed); finally `cleanup` and
 //! `end_experiment`. A failing case handler fails that case only (unless `abort_on_error`).
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use crate::events::{Event, HandlerFailure, Handlers};
 use crate::results::journal::{self, Entry, Status};
 use crate::results::metadata::status;
 use crate::results::{self, case_files, plots, summary, Metadata, ResultsError};
+use crate::schedule::Schedule;
 use crate::sweep::{self, TestCase};
 use crate::validity::{OnInvalid, Verdict};
 
@@ -119,7 +121,8 @@ impl Experiment {
     pub fn run(mut self, opts: RunOptions) -> Result<Outcome, RunError> {
         let cfg = self.config.clone();
         let cases = Arc::new(sweep::expand(&cfg));
-        let (dir, mut meta, done) = prepare_dir(&cfg, &opts, &cases)?;
+        let schedule = Schedule::new(&cfg, &cases);
+        let (dir, mut meta, done) = prepare_dir(&cfg, &opts, &cases, &schedule)?;
         if let Err(e) = crate::ui::set_log_file(&dir.join("aefm.log")) {
             tracing::warn!(error = %e, "no log file");
         }
@@ -135,7 +138,7 @@ impl Experiment {
             crate::signals::Running {
                 dir: dir.clone(),
                 config_file: meta.config_file.clone(),
-                cases: cases.clone(),
+                schedule: schedule.clone(),
             },
         );
 
@@ -144,15 +147,11 @@ impl Experiment {
             .map(|d| d.name)
             .collect();
         let mut journal_entries = done;
-        let skipped = cases
-            .iter()
-            .filter(|c| {
-                journal_entries
-                    .get(&c.name)
-                    .is_some_and(|e| e.status == Status::Ok)
-            })
+        let skipped = journal_entries
+            .values()
+            .filter(|e| e.status == Status::Ok)
             .count();
-        let pb = crate::ui::start_progress(cases.len() as u64, opts.progress);
+        let pb = crate::ui::start_progress(schedule.worst_case_cases() as u64, opts.progress);
         pb.set_position(skipped as u64);
 
         let setup = self
@@ -189,19 +188,19 @@ impl Experiment {
         let mut interrupted = false;
         let mut aborted: Option<HandlerFailure> = None;
         let mut stopped_invalid = false;
-        let mut force_all_changed = true; // first case run fires every start_<dim>
         let mut ran = 0usize;
         let run_start = Instant::now();
         let mut ran_est = Duration::ZERO;
-        for case in cases.iter() {
-            if journal_entries
-                .get(&case.name)
-                .is_some_and(|e| e.status == Status::Ok)
-            {
-                // Skipped cases break the chain of "changed" dimensions.
-                force_all_changed = true;
-                continue;
-            }
+        // Cases run in this run: a failed one is not retried within it (it is on --resume).
+        let mut tried: HashSet<String> = HashSet::new();
+        // The last case run and whether it ended ok: what the next case's changes are against.
+        let mut prev: Option<(TestCase, bool)> = None;
+        let mut next_index = journal_entries
+            .values()
+            .map(|e| e.index + 1)
+            .max()
+            .unwrap_or(0);
+        loop {
             if ctx.cancel.is_cancelled() {
                 interrupted = true;
                 break;
@@ -209,32 +208,26 @@ impl Experiment {
             if opts.max_cases > 0 && ran >= opts.max_cases {
                 break;
             }
-            let remaining: Duration = cases[case.index..]
-                .iter()
-                .filter(|c| !journal_entries.contains_key(&c.name))
-                .map(|c| sweep::estimate_case(&cfg, c))
-                .sum();
-            // Scale the estimate by how long cases really took so far.
-            let scale = if ran_est.is_zero() {
-                1.0
-            } else {
-                run_start.elapsed().as_secs_f64() / ran_est.as_secs_f64()
+            let Some(mut case) = schedule.next(&journal_entries, &tried, next_index) else {
+                break;
             };
-            pb.set_message(format!(
-                "{}  ETA {}",
-                case.name,
-                crate::config::format_duration(Duration::from_secs(
-                    remaining.mul_f64(scale.clamp(0.5, 5.0)).as_secs()
-                ))
-            ));
-            let mut case = case.clone();
-            if force_all_changed {
-                case.changed = dims.clone();
+            if schedule.is_dynamic() {
+                next_index += 1;
             }
+            pb.set_message(progress_message(
+                &cfg,
+                &schedule,
+                &cases,
+                &journal_entries,
+                &case,
+                run_start,
+                ran_est,
+            ));
+            case.changed = changed_dims(&schedule, &dims, prev.as_ref(), &case);
             let (entry, failure) = self.run_attempts(&mut ctx, &mut components, &case, &dims)?;
             ran += 1;
             ran_est += sweep::estimate_case(&cfg, &case);
-            force_all_changed = entry.status != Status::Ok;
+            tried.insert(case.name.clone());
             let cancelled = ctx.cancel.is_cancelled();
             if cancelled {
                 // An interrupted case is not recorded: it reruns on --resume.
@@ -242,6 +235,7 @@ impl Experiment {
                 let _ = std::fs::remove_dir_all(dir.join("cases").join(&case.name));
                 break;
             }
+            prev = Some((case.clone(), entry.status == Status::Ok));
             journal::append(&dir, &entry)?;
             journal_entries.insert(entry.case.clone(), entry);
             summary::write(&dir, &dims, &journal_entries)?;
@@ -276,7 +270,20 @@ impl Experiment {
         }
         watcher.stop();
         summary::write(&dir, &dims, &journal_entries)?;
-        results::points::write(&dir, &journal_entries)?;
+        results::points::write(&dir, &journal_entries, |p| {
+            schedule
+                .stop_of(&journal_entries, &p.values, p.offered)
+                .map(|s| s.as_str())
+        })?;
+        if schedule.search().is_some() {
+            results::capacity::write(&dir, &schedule, &journal_entries)?;
+        }
+        // A dynamic sweep's size is what it ran; a fixed one's what it planned.
+        let total = if schedule.is_dynamic() {
+            journal_entries.len()
+        } else {
+            cases.len()
+        };
         let plots = match plots::write_all(&dir, &journal_entries) {
             Ok(p) => p,
             Err(e) => {
@@ -293,7 +300,7 @@ impl Experiment {
             status::INTERRUPTED
         } else if aborted.is_some() || stopped_invalid {
             status::FAILED
-        } else if ok < cases.len() {
+        } else if ok < total {
             status::FINISHED_WITH_FAILURES
         } else {
             status::FINISHED
@@ -310,7 +317,7 @@ impl Experiment {
             invalid: counts.invalid,
             failed: counts.failed,
             skipped,
-            total: cases.len(),
+            total,
             interrupted,
             plots,
         })
@@ -436,6 +443,7 @@ impl Experiment {
             errors: r.map(|r| r.errors),
             latency: r.map(|r| r.latency.clone()),
             app_cpu_percent: app_cpu,
+            other_cpu_cores: ctx.collected.as_ref().and_then(|c| c.other_cpu_cores),
             started,
             ended: results::now_rfc3339(),
             window_start: ctx.window.map(|w| results::rfc3339(w.start)),
@@ -454,6 +462,7 @@ impl Experiment {
             "window_start": entry.window_start,
             "window_end": entry.window_end,
             "app_cpu_percent": entry.app_cpu_percent,
+            "other_cpu_cores": entry.other_cpu_cores,
             "load_start_spread_s": r.and_then(|r| r.start_spread_s),
             "collected": ctx.collected,
         });
@@ -492,6 +501,7 @@ fn prepare_dir(
     cfg: &Config,
     opts: &RunOptions,
     cases: &[TestCase],
+    schedule: &Schedule,
 ) -> Result<(PathBuf, Metadata, std::collections::BTreeMap<String, Entry>), RunError> {
     let config_file = opts
         .config_file
@@ -506,15 +516,77 @@ fn prepare_dir(
             &config_file,
             config_text.as_deref(),
             cases,
+            schedule,
             opts.resume_anyway,
         )?;
         return Ok((dir, meta, done));
     }
     let dir = results::new_experiment_dir(cfg)?;
-    let meta = Metadata::start(cfg, &config_file, cases.len());
+    let meta = Metadata::start(cfg, &config_file, schedule.worst_case_cases());
     meta.write(&dir)?;
     results::resume::save_config(&dir, cfg, config_text.as_deref())?;
     Ok((dir, meta, Default::default()))
+}
+
+/// The dimensions a case starts: every one for the first case run and after a failed one;
+/// in a fixed sweep its planned changes unless cases were skipped before it; in a dynamic one
+/// those whose value differs from the last case run.
+fn changed_dims(
+    schedule: &Schedule,
+    dims: &[String],
+    prev: Option<&(TestCase, bool)>,
+    case: &TestCase,
+) -> Vec<String> {
+    match prev {
+        Some((p, true)) if schedule.is_dynamic() => dims
+            .iter()
+            .filter(|d| p.get(d) != case.get(d))
+            .cloned()
+            .collect(),
+        Some((p, true)) if p.index + 1 == case.index => case.changed.clone(),
+        _ => dims.to_vec(),
+    }
+}
+
+/// The progress line: the case and the time left (a fixed sweep's remaining cases, scaled by
+/// how long cases really took; a dynamic one's worst case).
+fn progress_message(
+    cfg: &Config,
+    schedule: &Schedule,
+    cases: &[TestCase],
+    entries: &BTreeMap<String, Entry>,
+    case: &TestCase,
+    run_start: Instant,
+    ran_est: Duration,
+) -> String {
+    let per_case = cases
+        .first()
+        .map_or(Duration::ZERO, |c| sweep::estimate_case(cfg, c));
+    let remaining: Duration = if schedule.is_dynamic() {
+        per_case * schedule.worst_case_cases().saturating_sub(entries.len()) as u32
+    } else {
+        cases[case.index.min(cases.len())..]
+            .iter()
+            .filter(|c| !entries.contains_key(&c.name))
+            .map(|c| sweep::estimate_case(cfg, c))
+            .sum()
+    };
+    let scale = if ran_est.is_zero() {
+        1.0
+    } else {
+        run_start.elapsed().as_secs_f64() / ran_est.as_secs_f64()
+    };
+    let eta = Duration::from_secs(remaining.mul_f64(scale.clamp(0.5, 5.0)).as_secs());
+    let word = if schedule.is_dynamic() {
+        "at most"
+    } else {
+        "ETA"
+    };
+    format!(
+        "{}  {word} {}",
+        case.name,
+        crate::config::format_duration(eta)
+    )
 }
 
 /// The config file path for messages.

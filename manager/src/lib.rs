@@ -51,6 +51,7 @@ pub mod plan;
 pub mod probe;
 pub mod results;
 pub mod scaffold;
+pub mod schedule;
 pub mod signals;
 pub mod sweep;
 pub mod ui;

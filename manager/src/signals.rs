@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::load::CancelToken;
 use crate::results::{self, journal, metadata::status, resume, Metadata};
-use crate::sweep::TestCase;
+use crate::schedule::Schedule;
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
@@ -67,8 +67,8 @@ pub struct Running {
     pub dir: PathBuf,
     /// The config file as given (for the resume command).
     pub config_file: String,
-    /// The sweep, to count the journal's cases as the run does.
-    pub cases: Arc<Vec<TestCase>>,
+    /// The sweep's schedule, to count the journal's cases as the run does.
+    pub schedule: Schedule,
 }
 
 /// The thread that turns interrupts into cancellation; stop it when the run ends.
@@ -125,7 +125,7 @@ fn record_interrupted(r: &Running) -> String {
         }
     };
     match journal::read(&r.dir) {
-        Ok(entries) => meta.count(&resume::remap(entries, &r.cases).0),
+        Ok(entries) => meta.count(&resume::remap(entries, &r.schedule).0),
         Err(e) => tracing::error!(error = %e, "case counts not updated"),
     }
     meta.status = status::INTERRUPTED.into();
@@ -155,7 +155,7 @@ mod tests {
         let r = Running {
             dir: d.path().to_path_buf(),
             config_file: "s.yaml".into(),
-            cases: Arc::new(cases),
+            schedule: crate::schedule::Schedule::new(&cfg, &cases),
         };
         let cmd = record_interrupted(&r);
         assert_eq!(

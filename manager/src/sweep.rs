@@ -138,11 +138,7 @@ pub fn expand(cfg: &Config) -> Vec<TestCase> {
             .filter(|(k, _)| prev.is_none_or(|p| p[*k] != combo[*k]))
             .map(|(_, d)| d.name.clone())
             .collect();
-        let name = values
-            .iter()
-            .map(|(n, v)| format!("{n}-{}", sanitize(&v.display())))
-            .collect::<Vec<_>>()
-            .join("_");
+        let name = case_name(&values);
         cases.push(TestCase {
             index,
             name,
@@ -152,6 +148,16 @@ pub fn expand(cfg: &Config) -> Vec<TestCase> {
         prev = Some(combo);
     }
     cases
+}
+
+/// A case's file-name-safe identifier: `dim-value` pairs in order, joined by `_`
+/// (`round-1_stress-cpu-90_rate-200`).
+pub fn case_name(values: &[(String, DimValue)]) -> String {
+    values
+        .iter()
+        .map(|(n, v)| format!("{n}-{}", sanitize(&v.display())))
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// Replaces every character that is unsafe in a file name with `_`.

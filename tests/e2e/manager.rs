@@ -19,6 +19,10 @@ fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
 #[path = "manager/resume.rs"]
 mod resume;
 
+/// The capacity search against a service of known capacity, killed and resumed.
+#[path = "manager/capacity.rs"]
+mod capacity;
+
 /// Traces inside a run: the OTLP receiver, the traced demo, the join.
 #[path = "manager/traces.rs"]
 mod traces;
@@ -233,6 +237,10 @@ fn check_results_are_consistent(dir: &Path, rows: &[std::collections::HashMap<St
         );
         let cpu: f64 = r["app_cpu_percent"].parse().unwrap();
         assert!(cpu > 1.0, "{r:?}");
+        // What else the host did: always measured locally, never negative; how much depends on
+        // the machine, so no bound here.
+        let other: f64 = r["other_cpu_cores"].parse().unwrap();
+        assert!(other >= 0.0, "{r:?}");
     }
     assert!(dir.join("plots/latency_vs_rate_p99.svg").is_file());
     let timelines = std::fs::read_dir(dir.join("plots/timeline"))
@@ -353,6 +361,17 @@ sweep:
   rounds: 3
 "#;
 
+/// Lines in the journal of the (only) experiment under `results`; 0 before it exists.
+fn journal_lines(results: &Path) -> usize {
+    std::fs::read_dir(results)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .and_then(|e| std::fs::read_to_string(e.path().join("journal.jsonl")).ok())
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
 #[test]
 fn resume_after_kill_skips_finished_cases() {
     let _serial = serial();
@@ -365,15 +384,6 @@ fn resume_after_kill_skips_finished_cases() {
         .spawn()
         .unwrap();
     let results = tmp.path().join("results");
-    let journal_lines = |results: &Path| -> usize {
-        std::fs::read_dir(results)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .and_then(|e| std::fs::read_to_string(e.path().join("journal.jsonl")).ok())
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
     let got = wait_until(Duration::from_secs(60), || journal_lines(&results) >= 2);
     let kids = children_of(child.id());
     child.kill().unwrap();

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bins;
+pub mod capacity_server;
 pub mod experiment;
 pub mod fake_kube;
 pub mod http_server;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::duration;
 use super::kubernetes;
 use super::range::{CustomValues, NumberRange};
+use super::search::{Rounds, SearchConfig};
 use super::stress::InterferenceLevelSpec;
 use super::typed::TypedSweep;
 
@@ -282,11 +283,17 @@ fn default_timeout() -> Duration {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepConfig {
-    /// Offered load in requests per second (total). Required.
-    pub rate: NumberRange,
-    /// Number of repetitions (dimension `round`, values 1..=rounds). Default `1`.
-    #[serde(default = "one")]
-    pub rounds: usize,
+    /// Offered load in requests per second (total). Required unless `search` is given.
+    #[serde(default)]
+    pub rate: Option<NumberRange>,
+    /// Capacity search instead of a rate list: per interference level (and custom value), the
+    /// highest offered rate that meets an SLO. See [`SearchConfig`].
+    #[serde(default)]
+    pub search: Option<SearchConfig>,
+    /// Repetitions (dimension `round`): a number (values 1..=rounds), or `{min, max, ci}` to
+    /// repeat each point until its 95 % confidence interval is narrow enough. Default `1`.
+    #[serde(default)]
+    pub rounds: Rounds,
     /// Interference dimensions: name -> levels (`none` or a stressor). Default: none.
     #[serde(default)]
     pub interference: BTreeMap<String, Vec<InterferenceLevelSpec>>,

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::range::{CustomValues, NumberRange};
 use super::schema::{Backend, Config, SweepConfig};
+use super::search::SearchConfig;
 use super::stress::{InterferenceLevelSpec, StressLevel};
 use super::{fmt_num, safe_char};
 
@@ -127,20 +128,21 @@ fn shapes(sweep: &SweepConfig, backend: Backend) -> Result<Vec<Shape<'_>>, Bad> 
         Backend::Kubernetes => StressLevel::for_cluster,
     };
     let mut out = Vec::new();
-    if sweep.rounds == 0 {
-        return Err(bad("sweep.rounds", "must be at least 1"));
-    }
+    sweep.rounds.check().map_err(|m| bad("sweep.rounds", m))?;
+    // Adaptive rounds are numbered as they run: the typed sweep holds round 1, the template
+    // every later round copies (`crate::schedule`).
+    let rounds = if sweep.rounds.is_adaptive() {
+        1
+    } else {
+        sweep.rounds.max()
+    };
     out.push(Shape {
         name: "round".into(),
         key: "sweep.rounds".into(),
         kind: DimKind::Round,
-        len: sweep.rounds as u128,
-        counted: format!("{} rounds", sweep.rounds),
-        source: Source::Values(
-            (1..=sweep.rounds)
-                .map(|r| DimValue::Number(r as f64))
-                .collect(),
-        ),
+        len: rounds as u128,
+        counted: format!("{rounds} rounds"),
+        source: Source::Values((1..=rounds).map(|r| DimValue::Number(r as f64)).collect()),
     });
     for (name, levels) in &sweep.interference {
         let key = format!("sweep.interference.{name}");
@@ -206,8 +208,29 @@ fn shapes(sweep: &SweepConfig, backend: Backend) -> Result<Vec<Shape<'_>>, Bad> 
             source,
         });
     }
-    out.push(rate_shape(&sweep.rate)?);
+    out.push(match (&sweep.rate, &sweep.search) {
+        (Some(rate), None) => rate_shape(rate)?,
+        (None, Some(search)) => search_shape(search)?,
+        (None, None) => return Err(bad("sweep.rate", "is required: a list of offered rates, {min, max, step}, or a `sweep.search` for the highest rate that meets an SLO")),
+        (Some(_), Some(_)) => return Err(bad("sweep.search", "and sweep.rate exclude each other: the search chooses the rates (drop sweep.rate)")),
+    });
     Ok(out)
+}
+
+/// The rate dimension of a search: one value, the first probe, which the schedule replaces by
+/// each probe's rate.
+fn search_shape(search: &SearchConfig) -> Result<Shape<'static>, Bad> {
+    search
+        .check()
+        .map_err(|(k, m)| bad(format!("sweep.search.{k}"), m))?;
+    Ok(Shape {
+        name: "rate".into(),
+        key: "sweep.search".into(),
+        kind: DimKind::Rate,
+        len: 1,
+        counted: "a search".into(),
+        source: Source::Values(vec![DimValue::Number(search.first())]),
+    })
 }
 
 /// The rate dimension: every rate > 0 (checked on the bounds of a range, not its values).

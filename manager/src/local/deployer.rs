@@ -139,13 +139,34 @@ pub fn demo_plan(ctx: &Context) -> Result<(Vec<UnitPlan>, String), ComponentErro
     Ok((plans, url))
 }
 
+/// The shell text that runs `run`. A single simple command gets `exec` in front, so the shell
+/// becomes the program: it is then the process AEFM started, which dies with AEFM even on
+/// SIGKILL (`PR_SET_PDEATHSIG`) and gets its signals. Debian's `sh` forks for `sh -c 'prog'`, and
+/// a forked program outlives a killed AEFM and holds the app's port on `--resume`. Anything else
+/// (lists, pipes, redirections, assignments, builtins) runs as written: put `exec` before its
+/// last command yourself.
+pub fn exec_form(run: &str) -> String {
+    const BUILTINS: [&str; 15] = [
+        "exec", "cd", "export", ".", "source", "if", "for", "while", "until", "case", "{", "!",
+        "set", "ulimit", "eval",
+    ];
+    let t = run.trim();
+    let first = t.split_whitespace().next().unwrap_or("");
+    let compound = t.contains([';', '&', '|', '<', '>', '(', ')', '`', '\n']);
+    if t.is_empty() || compound || first.contains('=') || BUILTINS.contains(&first) {
+        run.to_string()
+    } else {
+        format!("exec {t}")
+    }
+}
+
 /// The processes of a command-list app.
 pub fn command_plan(ctx: &Context, commands: &[AppCommand]) -> Vec<UnitPlan> {
     commands
         .iter()
         .map(|c| UnitPlan {
             name: c.name.clone(),
-            argv: vec!["sh".into(), "-c".into(), c.run.clone()],
+            argv: vec!["sh".into(), "-c".into(), exec_form(&c.run)],
             cwd: Some(
                 c.cwd
                     .as_ref()
@@ -339,5 +360,28 @@ fn http_ok(url: &str) -> Result<(), String> {
     match crate::probe::http_status(url, Duration::from_secs(1))? {
         code if code < 500 => Ok(()),
         code => Err(format!("status {code}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_form;
+
+    #[test]
+    fn a_simple_command_is_execed_anything_else_runs_as_written() {
+        assert_eq!(exec_form("./srv --port 8080"), "exec ./srv --port 8080");
+        assert_eq!(exec_form("  $HOME/bin/srv "), "exec $HOME/bin/srv");
+        for as_is in [
+            "cd x && ./srv",
+            "ulimit -n 9999; ./srv",
+            "./srv | tee log",
+            "./srv > log",
+            "PORT=1 ./srv",
+            "exec ./srv",
+            "(./srv)",
+            "a\nb",
+        ] {
+            assert_eq!(exec_form(as_is), as_is);
+        }
     }
 }

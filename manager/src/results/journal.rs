@@ -54,6 +54,11 @@ pub struct Entry {
     /// Mean app CPU over the window, percent of one core.
     #[serde(default)]
     pub app_cpu_percent: Option<f64>,
+    /// Mean CPU over the window, in cores, of processes that are not the app, the stressors or
+    /// AEFM (see [`crate::components::CollectSummary::other_cpu_cores`]); `None` where not
+    /// measured (Kubernetes, journals written before it was).
+    #[serde(default)]
+    pub other_cpu_cores: Option<f64>,
     /// Case start (RFC 3339).
     pub started: String,
     /// Case end (RFC 3339).
@@ -92,6 +97,7 @@ impl Entry {
             errors: None,
             latency: None,
             app_cpu_percent: None,
+            other_cpu_cores: None,
             started: "x".into(),
             ended: "y".into(),
             window_start: None,
@@ -213,5 +219,20 @@ mod tests {
         let j = read(d.path()).unwrap();
         assert_eq!(j.len(), 2);
         assert_eq!(j["a"].status, Status::Ok);
+    }
+
+    #[test]
+    fn a_journal_written_before_other_cpu_was_measured_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let mut line = serde_json::to_value(entry("old", Status::Ok)).unwrap();
+        line.as_object_mut().unwrap().remove("other_cpu_cores");
+        std::fs::write(d.path().join(FILE), format!("{line}\n")).unwrap();
+        assert_eq!(read(d.path()).unwrap()["old"].other_cpu_cores, None);
+        let measured = Entry {
+            other_cpu_cores: Some(0.25),
+            ..entry("new", Status::Ok)
+        };
+        append(d.path(), &measured).unwrap();
+        assert_eq!(read(d.path()).unwrap()["new"].other_cpu_cores, Some(0.25));
     }
 }

@@ -2,6 +2,7 @@
 //! folder per case (load report, HdrHistogram log, percentile spectrum, collector files), the
 //! journal, the summary CSV and the plots. Layout documented in `docs/results.md`.
 
+pub mod capacity;
 pub mod case_files;
 pub mod journal;
 pub mod metadata;

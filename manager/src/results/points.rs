@@ -112,6 +112,8 @@ pub struct Point {
     pub achieved: Option<Estimate>,
     /// Latency per [`FIGURES`] entry over the valid rounds, ms.
     pub latency: [Option<Estimate>; 4],
+    /// Why the point stopped taking rounds (`crate::schedule::Stop`), when known.
+    pub rounds_stop: Option<&'static str>,
 }
 
 impl Point {
@@ -186,6 +188,7 @@ fn point(values: Labels, offered: f64, cases: &[&Entry]) -> Point {
         valid_rounds: valid.len(),
         achieved: Estimate::of(&achieved),
         latency,
+        rounds_stop: None,
     }
 }
 
@@ -215,7 +218,7 @@ pub fn render(entries: &BTreeMap<String, Entry>, points: &[Point]) -> String {
     for (stem, _) in FIGURES {
         let _ = write!(s, ",{stem}_ms_mean,{stem}_ms_ci95_low,{stem}_ms_ci95_high");
     }
-    s.push('\n');
+    s.push_str(",rounds_stop\n");
     for p in points {
         for d in &dims {
             let v = p.values.iter().find(|(n, _)| n == d).map(|(_, v)| v);
@@ -241,14 +244,21 @@ pub fn render(entries: &BTreeMap<String, Entry>, points: &[Point]) -> String {
                 num(e.and_then(|e| e.high()))
             );
         }
-        s.push('\n');
+        let _ = writeln!(s, ",{}", p.rounds_stop.unwrap_or(""));
     }
     s
 }
 
-/// Writes points.csv into `dir`; returns the points.
-pub fn write(dir: &Path, entries: &BTreeMap<String, Entry>) -> Result<Vec<Point>, ResultsError> {
-    let points = build(entries);
+/// Writes points.csv into `dir`, each point's `rounds_stop` from `stop`; returns the points.
+pub fn write(
+    dir: &Path,
+    entries: &BTreeMap<String, Entry>,
+    stop: impl Fn(&Point) -> Option<&'static str>,
+) -> Result<Vec<Point>, ResultsError> {
+    let mut points = build(entries);
+    for p in &mut points {
+        p.rounds_stop = stop(p);
+    }
     write_atomic(&dir.join(FILE), render(entries, &points).as_bytes())?;
     Ok(points)
 }
@@ -342,7 +352,7 @@ mod tests {
              p50_ms_mean,p50_ms_ci95_low,p50_ms_ci95_high,\
              p90_ms_mean,p90_ms_ci95_low,p90_ms_ci95_high,\
              p99_ms_mean,p99_ms_ci95_low,p99_ms_ci95_high,\
-             p99_9_ms_mean,p99_9_ms_ci95_low,p99_9_ms_ci95_high"
+             p99_9_ms_mean,p99_9_ms_ci95_low,p99_9_ms_ci95_high,rounds_stop"
         );
         // One round: the interval is unknown, its cells empty.
         assert!(
@@ -359,6 +369,6 @@ mod tests {
         e.status = Status::Failed;
         let j = journal(vec![e]);
         let csv = render(&j, &build(&j));
-        assert_eq!(csv.lines().nth(1).unwrap(), "none,100,1,0,,,,,,,,,,,,,");
+        assert_eq!(csv.lines().nth(1).unwrap(), "none,100,1,0,,,,,,,,,,,,,,");
     }
 }

@@ -16,6 +16,7 @@ use super::journal::{self, Entry, Status};
 use super::metadata::{ConfigChange, Liveness, Metadata};
 use super::{io, now_rfc3339, write_atomic, ResultsError};
 use crate::config::Config;
+use crate::schedule::Schedule;
 use crate::sweep::TestCase;
 
 /// The config file as given, copied into the experiment directory.
@@ -149,6 +150,7 @@ pub fn reopen(
     config_file: &Path,
     config_text: Option<&str>,
     cases: &[TestCase],
+    schedule: &Schedule,
     anyway: bool,
 ) -> Result<(Metadata, BTreeMap<String, Entry>), ResultsError> {
     let mut meta = Metadata::read(dir).unwrap_or_else(|e| {
@@ -170,7 +172,7 @@ pub fn reopen(
             "removed temp files a killed writer left"
         );
     }
-    let (done, set_aside) = remap(journal::read(dir)?, cases);
+    let (done, set_aside) = remap(journal::read(dir)?, schedule);
     if !changes.is_empty() {
         let n = meta.config_changes.len() + 1;
         let previous = replace_config(dir, cfg, config_text, n)?;
@@ -320,20 +322,30 @@ pub fn replace_config(
 
 /// The journal entries of the cases of the sweep, indexed as in this sweep (so indices never
 /// repeat in summary.csv), and the names of finished cases that are not in it (set aside).
+/// A dynamic sweep (adaptive rounds, a search) names its cases as it runs: an entry is its own
+/// when it belongs to one of its points or groups, and keeps its index.
 pub fn remap(
     entries: BTreeMap<String, Entry>,
-    cases: &[TestCase],
+    schedule: &Schedule,
 ) -> (BTreeMap<String, Entry>, Vec<String>) {
-    let index: BTreeMap<&str, usize> = cases.iter().map(|c| (c.name.as_str(), c.index)).collect();
+    let index: BTreeMap<&str, usize> = schedule
+        .templates()
+        .iter()
+        .map(|c| (c.name.as_str(), c.index))
+        .collect();
     let mut kept = BTreeMap::new();
     let mut aside = Vec::new();
     for (name, mut e) in entries {
+        if schedule.is_dynamic() && schedule.owns(&e.values) {
+            kept.insert(name, e);
+            continue;
+        }
         match index.get(name.as_str()) {
-            Some(i) => {
+            Some(i) if !schedule.is_dynamic() => {
                 e.index = *i;
                 kept.insert(name, e);
             }
-            None => aside.push(name),
+            _ => aside.push(name),
         }
     }
     (kept, aside)

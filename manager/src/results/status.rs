@@ -41,10 +41,20 @@ impl Report {
         let cases = std::fs::read_to_string(&resolved)
             .ok()
             .and_then(|t| Config::parse(&t, &resolved).ok())
-            .map(|cfg| crate::sweep::expand(&cfg));
+            .map(|cfg| {
+                let cases = crate::sweep::expand(&cfg);
+                let schedule = crate::schedule::Schedule::new(&cfg, &cases);
+                (cases, schedule)
+            });
         let (total, counts, left, set_aside) = match cases {
-            Some(cases) => {
-                let (done, aside) = resume::remap(journal, &cases);
+            Some((_, schedule)) if schedule.is_dynamic() => {
+                let (done, aside) = resume::remap(journal, &schedule);
+                // What a dynamic sweep has left is decided as it runs: its worst case is shown.
+                let total = schedule.worst_case_cases().max(done.len());
+                (total, Counts::of(done.values()), Vec::new(), aside.len())
+            }
+            Some((cases, schedule)) => {
+                let (done, aside) = resume::remap(journal, &schedule);
                 let left = cases
                     .iter()
                     .filter(|c| {

@@ -34,7 +34,7 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
         s.push_str(&cell(d));
         s.push(',');
     }
-    s.push_str("status,validity,invalid_reasons,offered_rps,achieved_rps,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,mean_ms,app_cpu_percent,window_start,window_end,error,invalid_detail,attempt\n");
+    s.push_str("status,validity,invalid_reasons,offered_rps,achieved_rps,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,mean_ms,app_cpu_percent,other_cpu_cores,window_start,window_end,error,invalid_detail,attempt\n");
     for e in rows {
         let _ = write!(s, "{},{},", e.index, cell(&e.case));
         for d in dims {
@@ -51,7 +51,7 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
         let v = e.verdict.as_ref();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             match e.status {
                 Status::Ok => "ok",
                 Status::Failed => "failed",
@@ -70,6 +70,9 @@ pub fn render(dims: &[String], entries: &BTreeMap<String, Entry>) -> String {
             opt(l.map(|l| l.mean_us), 1000.0),
             e.app_cpu_percent
                 .map(|c| format!("{c:.1}"))
+                .unwrap_or_default(),
+            e.other_cpu_cores
+                .map(|c| format!("{c:.2}"))
                 .unwrap_or_default(),
             e.window_start.clone().unwrap_or_default(),
             e.window_end.clone().unwrap_or_default(),
@@ -99,5 +102,32 @@ mod tests {
         assert_eq!(cell("a,b"), "\"a,b\"");
         assert_eq!(cell("say \"x\""), "\"say \"\"x\"\"\"");
         assert_eq!(cell("x"), "x");
+    }
+
+    #[test]
+    fn other_cpu_follows_app_cpu() {
+        let measured = Entry {
+            app_cpu_percent: Some(150.0),
+            other_cpu_cores: Some(0.256),
+            ..Entry::sample("a", 0, Status::Ok)
+        };
+        let entries = BTreeMap::from([
+            ("a".to_string(), measured),
+            ("b".to_string(), Entry::sample("b", 1, Status::Ok)),
+        ]);
+        let csv = render(&["rate".to_string()], &entries);
+        let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+        let header = &lines[0];
+        assert_eq!(
+            header.join(","),
+            "index,case,rate,status,validity,invalid_reasons,offered_rps,achieved_rps,requests,\
+             errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,mean_ms,app_cpu_percent,other_cpu_cores,\
+             window_start,window_end,error,invalid_detail,attempt"
+        );
+        let col = header.iter().position(|h| *h == "other_cpu_cores").unwrap();
+        assert_eq!(lines[1][col - 1], "150.0");
+        assert_eq!(lines[1][col], "0.26");
+        assert_eq!(lines[2][col], "", "not measured: empty");
+        assert!(lines.iter().all(|l| l.len() == header.len()), "{csv}");
     }
 }

@@ -1,5 +1,6 @@
 //! The collector checks: where Prometheus or Jaeger is configured, its data for the case must be
-//! there (queries answered, scrapes present, traces found).
+//! there (queries answered, scrapes present, traces found); and, with `max_other_cpu` set, the
+//! host must not have been busy with anything else beyond it.
 
 use super::{Reason, ValidityConfig};
 use crate::components::CollectSummary;
@@ -60,7 +61,24 @@ pub fn check(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<Reason> {
             ),
         ));
     }
+    out.extend(host_disturbed(c, cfg));
     out
+}
+
+/// `host_disturbed` when processes other than the app, the stressors and AEFM used more CPU over
+/// the window than `max_other_cpu` allows: the case measured the host's noise too. Nothing
+/// without a bound or without the figure (Kubernetes).
+fn host_disturbed(c: &CollectSummary, cfg: &ValidityConfig) -> Option<Reason> {
+    let (other, bound) = (c.other_cpu_cores?, cfg.max_other_cpu?);
+    (other > bound).then(|| {
+        Reason::new(
+            "host_disturbed",
+            format!(
+                "processes other than the app, the stressors and AEFM used {other:.2} cores \
+                 over the window (other_cpu_cores), above {bound} (validity.max_other_cpu)"
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -119,5 +137,31 @@ mod tests {
             vec!["prometheus:cpu: connection refused", "host: pid 7 exited"],
         );
         assert_eq!(codes(&c, &ValidityConfig::default()), ["collection_failed"]);
+    }
+
+    #[test]
+    fn other_cpu_beyond_the_bound_is_host_disturbed() {
+        let c = CollectSummary {
+            other_cpu_cores: Some(0.75),
+            ..summary(vec![], vec![])
+        };
+        // No bound (the default): measured, never a reason.
+        assert!(check(&c, &ValidityConfig::default()).is_empty());
+        let bounded = |b| ValidityConfig {
+            max_other_cpu: Some(b),
+            ..Default::default()
+        };
+        let r = check(&c, &bounded(0.5));
+        let v = super::super::Verdict::from_reasons(r.clone());
+        assert!(!v.is_valid());
+        assert_eq!(v.codes(), "host_disturbed");
+        assert!(
+            r[0].message.contains("0.75 cores") && r[0].message.contains("above 0.5"),
+            "{}",
+            r[0].message
+        );
+        assert!(check(&c, &bounded(0.75)).is_empty(), "at the bound is fine");
+        // Not measured (Kubernetes): nothing to judge.
+        assert!(check(&summary(vec![], vec![]), &bounded(0.0)).is_empty());
     }
 }

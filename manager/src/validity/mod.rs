@@ -163,6 +163,11 @@ pub struct ValidityConfig {
     /// Default `100ms`.
     #[serde(with = "crate::config::serde_dur")]
     pub max_load_start_spread: Duration,
+    /// Largest mean CPU, in cores, that processes other than the app, the stressors and AEFM
+    /// may use over the window (`other_cpu_cores`, measured by the local backend's host
+    /// sampler; not measured on Kubernetes): above it the host was disturbed. Default none:
+    /// measured and reported, never a reason (a shared machine is always a little busy).
+    pub max_other_cpu: Option<f64>,
 }
 
 impl ValidityConfig {
@@ -175,6 +180,17 @@ impl ValidityConfig {
             bandwidth_rel: self.bandwidth_tolerance,
             max_gap: self.max_report_gap,
         }
+    }
+
+    /// Checks the values serde cannot: the failing key under `validity.` and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(b) = self.max_other_cpu.filter(|b| !(*b >= 0.0 && b.is_finite())) {
+            return Err((
+                "validity.max_other_cpu",
+                format!("{b} is not a number of cores: expected 0 or more (e.g. 0.5)"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -195,6 +211,7 @@ impl Default for ValidityConfig {
             min_trace_coverage: 0.0,
             attempts: 3,
             max_load_start_spread: Duration::from_millis(100),
+            max_other_cpu: None,
         }
     }
 }
@@ -216,4 +233,28 @@ pub fn judge(ctx: &crate::context::Context) -> Verdict {
         reasons.extend(collect::check(c, cfg));
     }
     Verdict::from_reasons(reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(validity: &str) -> Result<Config, String> {
+        let text = format!("name: t\nsweep: {{rate: [10]}}\n{validity}");
+        Config::parse(&text, Path::new("c.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn max_other_cpu_is_unset_by_default_and_must_not_be_negative() {
+        assert_eq!(parse("").unwrap().validity.max_other_cpu, None);
+        let cfg = parse("validity:\n  max_other_cpu: 0.5\n").unwrap();
+        assert_eq!(cfg.validity.max_other_cpu, Some(0.5));
+        let e = parse("validity:\n  max_other_cpu: -1\n").unwrap_err();
+        assert!(
+            e.contains("validity.max_other_cpu") && e.contains("-1"),
+            "{e}"
+        );
+    }
 }

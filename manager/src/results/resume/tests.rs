@@ -93,7 +93,9 @@ fn entries_take_this_sweeps_indices_and_others_are_set_aside() {
     for c in &old {
         done.insert(c.name.clone(), entry(&c.name, c.index));
     }
-    let (kept, aside) = remap(done, &cases);
+    let schedule =
+        crate::schedule::Schedule::new(&cfg("name: a\nsweep: {rate: [5, 10, 20]}\n"), &cases);
+    let (kept, aside) = remap(done, &schedule);
     // rate 10 and 20 are cases 1 and 2 of the new sweep: no index repeats.
     let mut idx: Vec<usize> = kept.values().map(|e| e.index).collect();
     idx.sort();
@@ -104,7 +106,7 @@ fn entries_take_this_sweeps_indices_and_others_are_set_aside() {
         [("gone".to_string(), entry("gone", 0))]
             .into_iter()
             .collect(),
-        &cases,
+        &schedule,
     );
     assert!(kept.is_empty());
     assert_eq!(aside, ["gone"]);
