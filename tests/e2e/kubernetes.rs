@@ -820,3 +820,42 @@ fn interference_is_verified_from_the_pods_logs() {
     assert_eq!(findings[1].code, "stressor_below_target");
     cluster.clear_interference().unwrap();
 }
+
+/// A capacity search on the Kubernetes backend: the same schedule as locally, its probes real
+/// cases against the fake cluster, load on a local test service that always answers at once,
+/// so every probe passes and the search ends at the top of its range.
+#[test]
+fn a_capacity_search_runs_on_the_kubernetes_backend() {
+    let fake = FakeKube::start().with_standard_nodes();
+    let app = aefm_tests::http_server::HttpServer::start(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = experiment_config(&fake, dir.path(), &app.url("/"), "1s", "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let sweep = "sweep:\n  rate: [40]\n  interference:\n    cpu: [none, {kind: cpu, label: cpu-1w, workers: 1, load: 50}]\n";
+    assert!(text.contains(sweep), "{text}");
+    let searched = text.replace(
+        sweep,
+        "sweep:\n  search: {slo: p99 <= 500ms, min: 20, max: 80, precision: 5}\n",
+    );
+    std::fs::write(&cfg, searched).unwrap();
+    let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
+        .args(["run", "--no-progress"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "aefm run: {stderr}"
+    );
+    let exp = aefm_tests::experiment::experiment_dir(&dir.path().join("results"));
+    let rows = aefm_tests::experiment::read_csv(&exp.join("summary.csv"));
+    let rates: Vec<&str> = rows.iter().map(|r| r["offered_rps"].as_str()).collect();
+    assert_eq!(rates, ["20", "40", "80"], "{rows:?}");
+    let cap = aefm_tests::experiment::read_csv(&exp.join("capacity.csv"));
+    assert_eq!(cap.len(), 1);
+    assert_eq!(cap[0]["status"], "at_max", "{cap:?}");
+    assert_eq!(cap[0]["capacity_rps"], "80");
+    assert_eq!(cap[0]["probes"], "3");
+    assert!(!app.requests().is_empty());
+}

@@ -2,7 +2,8 @@
 //!
 //! Cargo sets `CARGO_BIN_EXE_<name>` only for binaries of the package under test, and these tests live
 //! in their own package. So the harness looks for the binary beside the test executable
-//! (`target/<profile>/`) and builds it once with cargo when it is missing or older than a source file.
+//! (`target/<profile>/`) and builds it once with cargo when it is missing or older than a source file
+//! (unless [`BUILT_ENV`] says the binaries were just built).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +21,10 @@ pub fn target_dir() -> PathBuf {
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+/// Set (by scripts/test, right after `cargo build --workspace --bins`) when every workspace
+/// binary is fresh: [`bin`] then uses them as they are instead of running cargo.
+pub const BUILT_ENV: &str = "AEFM_TEST_BINS_BUILT";
+
 /// Path of a workspace binary, built with `cargo build` on first use in this test process.
 ///
 /// The build always runs once per process (cargo makes it a no-op when nothing changed), so a test
@@ -27,6 +32,12 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let path = target_dir().join(name);
+    // scripts/test builds every binary before any test runs and says so: asking cargo again from
+    // a test would wait on the build-directory lock that the other test lane's `cargo test`
+    // holds while its tests run (minutes, in CI).
+    if std::env::var_os(BUILT_ENV).is_some() && path.exists() {
+        return path;
+    }
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == name) {
