@@ -852,7 +852,9 @@ fn a_capacity_search_runs_on_the_kubernetes_backend() {
     );
     let exp = aefm_tests::experiment::experiment_dir(&dir.path().join("results"));
     let rows = aefm_tests::experiment::read_csv(&exp.join("summary.csv"));
-    let rates: Vec<&str> = rows.iter().map(|r| r["offered_rps"].as_str()).collect();
+    // A round a busy machine voids (a late generator) runs again at the same rate.
+    let mut rates: Vec<&str> = rows.iter().map(|r| r["offered_rps"].as_str()).collect();
+    rates.dedup();
     assert_eq!(rates, ["20", "40", "80"], "{rows:?}");
     let cap = aefm_tests::experiment::read_csv(&exp.join("capacity.csv"));
     assert_eq!(cap.len(), 1);
