@@ -31,6 +31,8 @@ pub struct CaseSources {
     /// A running OTLP receiver (shared across cases) whose spans of the window become the
     /// case's trace tables. One trace source per case: not together with `jaeger`.
     pub otlp: Option<OtlpSource>,
+    /// Sources of the user's own, run after the built-in ones, in order.
+    pub custom: Vec<crate::custom::CustomSource>,
 }
 
 /// A running OTLP receiver as a case's trace source (cheap to clone: the receiver is shared).
@@ -253,6 +255,9 @@ pub fn collect_case(
             source: "scrape".into(),
             result,
         });
+    }
+    for c in &sources.custom {
+        out.sources.push(c.run(dir, window, ctx));
     }
     write_manifest(dir, window, ctx, &mut out);
     out

@@ -102,6 +102,14 @@ pub enum Error {
     /// A process to sample does not exist or /proc is unreadable.
     #[error("host: {0}")]
     Host(String),
+    /// A custom source (a handler's own collection) failed.
+    #[error("custom collection {name}: {message}")]
+    Custom {
+        /// The source's name.
+        name: String,
+        /// Why it failed.
+        message: String,
+    },
     /// The OTLP receiver could not write a window's traces.
     #[error(transparent)]
     Otlp(Box<crate::otlp::OtlpError>),

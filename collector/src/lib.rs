@@ -93,6 +93,7 @@
 
 pub mod case;
 pub mod cli;
+pub mod custom;
 pub mod error;
 pub mod host;
 pub mod http;

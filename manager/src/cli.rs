@@ -188,7 +188,10 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Commands::Plan { config } => {
-            let cfg = Config::load(&config)?;
+            // Customized as `run` would be: a project's own case list is what it plans.
+            let mut exp = Experiment::new(Config::load(&config)?);
+            customize(&mut exp);
+            let cfg = exp.config.clone();
             print!("{}", crate::plan::plan_text(&cfg));
             if cfg.backend == crate::config::Backend::Kubernetes {
                 println!("\n# Manifests that would be applied:");

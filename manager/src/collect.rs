@@ -166,6 +166,10 @@ impl DataCollector for LocalCollector {
             summary.app_cpu_percent = app_cpu_percent(&host, start, end);
             summary.other_cpu_cores =
                 host_cpus().and_then(|cpus| other_cpu_cores(&host, start, end, cpus));
+            if summary.other_cpu_cores.is_none() {
+                summary.noise_error =
+                    Some("the host sampler recorded no host CPU for the window".into());
+            }
             match aefm_collector::case::write_host(case_dir, &host) {
                 Ok(written) => summary.files.extend(written.into_iter().map(|w| w.path)),
                 Err(e) => summary.errors.push(format!("host: {e}")),
@@ -248,7 +252,7 @@ pub fn template_context(ctx: &Context) -> aefm_collector::prometheus::TemplateCo
 /// The collector's sources for a case, from the `collect:` section and the load report: the one
 /// place that maps config onto aefm-collector settings, for both backends. `step` is the
 /// smallest step (the collector widens it to stay under Prometheus's point limit). `None`
-/// without Prometheus or Jaeger.
+/// without Prometheus, Jaeger, OTLP or a custom collection.
 pub fn case_sources(
     ctx: &Context,
     report: Option<&LoadReport>,
@@ -277,7 +281,12 @@ pub fn case_sources(
         sources.jaeger = Some(s);
     }
     sources.otlp = otlp.cloned();
-    if sources.prometheus.is_none() && sources.jaeger.is_none() && sources.otlp.is_none() {
+    sources.custom = ctx.collections.clone();
+    if sources.prometheus.is_none()
+        && sources.jaeger.is_none()
+        && sources.otlp.is_none()
+        && sources.custom.is_empty()
+    {
         // The load report's own files are written with the case; the collector's tidy copy of it
         // travels with the external sources (trace coverage needs the requests sent).
         return None;

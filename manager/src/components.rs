@@ -141,9 +141,12 @@ pub struct CollectSummary {
     /// Mean CPU, in cores, used over the window by processes that are not the app, the
     /// stressors or AEFM: the host's busy CPU minus every sampled target (clamped at 0). It says
     /// how much else the host was doing while the case was measured (`validity.max_other_cpu`).
-    /// `None` where not measured: on Kubernetes (no host sampler on the nodes), or when the host
-    /// sampler recorded no CPU.
+    /// On Kubernetes it comes from Prometheus (node exporter minus cAdvisor of our pods on the
+    /// app's nodes). `None` where not measured (`noise_error` says why).
     pub other_cpu_cores: Option<f64>,
+    /// Why `other_cpu_cores` could not be measured, where it was tried and failed (with
+    /// `validity.max_other_cpu` set, such a case is invalid: `noise_unmeasured`).
+    pub noise_error: Option<String>,
     /// Sources that failed (`source: error`); a failed Prometheus or Jaeger source makes the
     /// case invalid (`collection_failed`).
     pub errors: Vec<String>,

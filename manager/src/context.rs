@@ -37,6 +37,9 @@ pub struct Context {
     pub data: BTreeMap<String, serde_json::Value>,
     /// Cancels the current load (Ctrl-C).
     pub cancel: CancelToken,
+    /// Collections of the user's own ([`crate::experiment::Experiment::add_collection`]), run
+    /// for every case after the built-in sources and recorded in `collection.json`.
+    pub collections: Vec<aefm_collector::custom::CustomSource>,
     typed: HashMap<TypeId, Box<dyn Any + Send>>,
     pending: Vec<String>,
 }
@@ -56,6 +59,7 @@ impl Context {
             findings: Vec::new(),
             data: BTreeMap::new(),
             cancel: CancelToken::new(),
+            collections: Vec::new(),
             typed: HashMap::new(),
             pending: Vec::new(),
         }

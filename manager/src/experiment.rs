@@ -6,7 +6,7 @@
 //! `end_single_test_case` (and `error` when a handler failed); finally `cleanup` and
 //! `end_experiment`. A failing case handler fails that case only (unless `abort_on_error`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +98,8 @@ pub struct Experiment {
     pub handlers: Handlers,
     /// Components; `None` = chosen by backend at run time.
     pub components: Option<Components>,
+    /// Collections of the user's own ([`Experiment::add_collection`]).
+    pub collections: Vec<aefm_collector::custom::CustomSource>,
 }
 
 impl Experiment {
@@ -109,7 +111,41 @@ impl Experiment {
             config: Arc::new(config),
             handlers,
             components: None,
+            collections: Vec::new(),
         }
+    }
+
+    /// Adds a collection of your own, run for every case after the built-in sources: `f` gets
+    /// the case directory, the measured window and the query template context (case name,
+    /// namespace, ...), writes its files into the directory and returns their paths, or says
+    /// why it could not. Its files are recorded in the case's `collection.json` as
+    /// `custom:<name>` like the built-in sources; a failure (or a panic) makes the case invalid
+    /// (`collection_failed`) and never stops the experiment.
+    pub fn add_collection(
+        &mut self,
+        name: impl Into<String>,
+        f: impl Fn(
+                &Path,
+                &aefm_collector::Window,
+                &aefm_collector::TemplateContext,
+            ) -> Result<Vec<PathBuf>, String>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        self.collections
+            .push(aefm_collector::custom::CustomSource::new(name, f));
+    }
+
+    /// Replaces the sweep's cases with an explicit list (each entry: dimension name -> value, as
+    /// `sweep.cases` in a config file), checked against the config's dimensions; call it from
+    /// the customize function of a project made by `aefm init`.
+    pub fn set_cases(
+        &mut self,
+        entries: Vec<crate::config::cases::CaseEntry>,
+    ) -> Result<(), crate::config::ConfigError> {
+        self.config = Arc::new(self.config.with_cases(entries)?);
+        Ok(())
     }
 
     /// The test cases in run order.
@@ -132,6 +168,7 @@ impl Experiment {
             None => build_components(&cfg)?,
         };
         let mut ctx = Context::new(cfg.clone(), dir.clone(), cases.clone());
+        ctx.collections = std::mem::take(&mut self.collections);
         crate::signals::install();
         let watcher = crate::signals::watch(
             ctx.cancel.clone(),
@@ -214,16 +251,15 @@ impl Experiment {
             if schedule.is_dynamic() {
                 next_index += 1;
             }
-            pb.set_message(progress_message(
+            pb.set_message(schedule.progress_message(
                 &cfg,
-                &schedule,
                 &cases,
                 &journal_entries,
                 &case,
                 run_start,
                 ran_est,
             ));
-            case.changed = changed_dims(&schedule, &dims, prev.as_ref(), &case);
+            case.changed = schedule.changed_dims(&dims, prev.as_ref(), &case);
             let (entry, failure) = self.run_attempts(&mut ctx, &mut components, &case, &dims)?;
             ran += 1;
             ran_est += sweep::estimate_case(&cfg, &case);
@@ -526,67 +562,6 @@ fn prepare_dir(
     meta.write(&dir)?;
     results::resume::save_config(&dir, cfg, config_text.as_deref())?;
     Ok((dir, meta, Default::default()))
-}
-
-/// The dimensions a case starts: every one for the first case run and after a failed one;
-/// in a fixed sweep its planned changes unless cases were skipped before it; in a dynamic one
-/// those whose value differs from the last case run.
-fn changed_dims(
-    schedule: &Schedule,
-    dims: &[String],
-    prev: Option<&(TestCase, bool)>,
-    case: &TestCase,
-) -> Vec<String> {
-    match prev {
-        Some((p, true)) if schedule.is_dynamic() => dims
-            .iter()
-            .filter(|d| p.get(d) != case.get(d))
-            .cloned()
-            .collect(),
-        Some((p, true)) if p.index + 1 == case.index => case.changed.clone(),
-        _ => dims.to_vec(),
-    }
-}
-
-/// The progress line: the case and the time left (a fixed sweep's remaining cases, scaled by
-/// how long cases really took; a dynamic one's worst case).
-fn progress_message(
-    cfg: &Config,
-    schedule: &Schedule,
-    cases: &[TestCase],
-    entries: &BTreeMap<String, Entry>,
-    case: &TestCase,
-    run_start: Instant,
-    ran_est: Duration,
-) -> String {
-    let per_case = cases
-        .first()
-        .map_or(Duration::ZERO, |c| sweep::estimate_case(cfg, c));
-    let remaining: Duration = if schedule.is_dynamic() {
-        per_case * schedule.worst_case_cases().saturating_sub(entries.len()) as u32
-    } else {
-        cases[case.index.min(cases.len())..]
-            .iter()
-            .filter(|c| !entries.contains_key(&c.name))
-            .map(|c| sweep::estimate_case(cfg, c))
-            .sum()
-    };
-    let scale = if ran_est.is_zero() {
-        1.0
-    } else {
-        run_start.elapsed().as_secs_f64() / ran_est.as_secs_f64()
-    };
-    let eta = Duration::from_secs(remaining.mul_f64(scale.clamp(0.5, 5.0)).as_secs());
-    let word = if schedule.is_dynamic() {
-        "at most"
-    } else {
-        "ETA"
-    };
-    format!(
-        "{}  {word} {}",
-        case.name,
-        crate::config::format_duration(eta)
-    )
 }
 
 /// The config file path for messages.

@@ -1,5 +1,6 @@
 //! Test-case expansion: the cartesian product of the sweep's dimensions, in the configured order,
-//! optionally shuffled with a seed, with the list of dimensions whose value changed per case.
+//! or the explicit case list (`sweep.cases`), optionally shuffled with a seed, with the list of
+//! dimensions whose value changed per case.
 //!
 //! The dimensions and their values are the config's typed sweep ([`Config::dimensions`]),
 //! converted and bounded once when the config was loaded; nothing is recomputed here.
@@ -107,19 +108,10 @@ pub fn expand(cfg: &Config) -> Vec<TestCase> {
     let dims = cfg.dimensions();
     // At most `config::MAX_CASES`: the config's conversion refused larger sweeps.
     let total = cfg.case_count();
-    let mut combos: Vec<Vec<usize>> = Vec::with_capacity(total);
-    // Odometer over value indices: the last (innermost) dimension turns fastest.
-    let mut idx = vec![0usize; dims.len()];
-    for _ in 0..total {
-        combos.push(idx.clone());
-        for d in (0..dims.len()).rev() {
-            idx[d] += 1;
-            if idx[d] < dims[d].values.len() {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
+    let mut combos = match cfg.case_list() {
+        Some(list) => list.to_vec(),
+        None => product(dims, total),
+    };
     if let Some(sh) = &cfg.sweep.shuffle {
         let mut rng = rand::rngs::StdRng::seed_from_u64(sh.seed);
         combos.shuffle(&mut rng);
@@ -148,6 +140,24 @@ pub fn expand(cfg: &Config) -> Vec<TestCase> {
         prev = Some(combo);
     }
     cases
+}
+
+/// The cartesian product as value indices, odometer order: the last (innermost) dimension
+/// turns fastest.
+fn product(dims: &[Dimension], total: usize) -> Vec<Vec<usize>> {
+    let mut combos: Vec<Vec<usize>> = Vec::with_capacity(total);
+    let mut idx = vec![0usize; dims.len()];
+    for _ in 0..total {
+        combos.push(idx.clone());
+        for d in (0..dims.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < dims[d].values.len() {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    combos
 }
 
 /// A case's file-name-safe identifier: `dim-value` pairs in order, joined by `_`

@@ -16,6 +16,8 @@ use serde_json::json;
 mod fake;
 #[path = "kubernetes/load.rs"]
 mod load;
+#[path = "kubernetes/noise.rs"]
+mod noise;
 #[path = "kubernetes/ops.rs"]
 mod ops;
 #[path = "kubernetes/waits.rs"]
@@ -836,8 +838,9 @@ fn a_capacity_search_runs_on_the_kubernetes_backend() {
     let searched = text.replace(
         sweep,
         // 1 s windows at 20-80 req/s: the one request normally in flight at the end is up to
-        // 5 % of them, and `error_share` counts it; the bound leaves room for it.
-        "validity: {max_error_share: 0.1}\nsweep:\n  search: {slo: p99 <= 500ms, min: 20, max: 80, precision: 5}\n",
+        // 5 % of them; `error_share` must not count it (default bound, 1 %). A busy machine
+        // delays the generator by ms: not what this test is about, so its bound is loose.
+        "validity: {max_send_lag_p99: 100ms, max_generator_busy: 1.0}\nsweep:\n  search: {slo: p99 <= 500ms, min: 20, max: 80, precision: 5}\n",
     );
     std::fs::write(&cfg, searched).unwrap();
     let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))

@@ -23,6 +23,10 @@ mod resume;
 #[path = "manager/capacity.rs"]
 mod capacity;
 
+/// Explicit case lists (config and library) and custom collections.
+#[path = "manager/cases.rs"]
+mod cases;
+
 /// Traces inside a run: the OTLP receiver, the traced demo, the join.
 #[path = "manager/traces.rs"]
 mod traces;

@@ -17,13 +17,31 @@ pub struct TestEndpoint {
     /// The server.
     pub server: TestServer,
     values: Arc<Mutex<BTreeMap<String, f64>>>,
+    series: Arc<Mutex<BTreeMap<String, Counter>>>,
+}
+
+/// A series of any name that grows at a set rate from its value when the rate was set (a
+/// gauge is a rate of 0).
+#[derive(Clone, Copy)]
+struct Counter {
+    base: f64,
+    per_second: f64,
+    since: Instant,
+}
+
+impl Counter {
+    fn now(&self) -> f64 {
+        self.base + self.per_second * self.since.elapsed().as_secs_f64()
+    }
 }
 
 impl TestEndpoint {
     /// Starts the endpoint with no series.
     pub fn start() -> TestEndpoint {
         let values: Arc<Mutex<BTreeMap<String, f64>>> = Arc::default();
+        let series: Arc<Mutex<BTreeMap<String, Counter>>> = Arc::default();
         let v = Arc::clone(&values);
+        let c = Arc::clone(&series);
         let handler: Handler = Arc::new(move |path, _| {
             if path != "/metrics" {
                 return (404, "text/plain", "not found\n".into());
@@ -34,12 +52,47 @@ impl TestEndpoint {
             for (labels, value) in v.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 body.push_str(&format!("aefm_test_value{{{labels}}} {value}\n"));
             }
+            for (name, counter) in c.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                body.push_str(&format!("{name} {}\n", counter.now()));
+            }
             (200, "text/plain; version=0.0.4", body)
         });
         TestEndpoint {
             server: TestServer::start(handler),
             values,
+            series,
         }
+    }
+
+    /// Exposes `series` (name and labels in exposition syntax: `node_cpu_seconds_total{cpu="0"}`)
+    /// as a counter growing by `per_second` from its current value (0 when new); a rate of 0
+    /// makes it a gauge at that value.
+    pub fn set_rate(&self, series: &str, per_second: f64) {
+        let mut all = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let base = all.get(series).map_or(0.0, Counter::now);
+        all.insert(
+            series.to_string(),
+            Counter {
+                base,
+                per_second,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// Exposes `series` as a gauge of `value`.
+    pub fn set_gauge(&self, series: &str, value: f64) {
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                series.to_string(),
+                Counter {
+                    base: value,
+                    per_second: 0.0,
+                    since: Instant::now(),
+                },
+            );
     }
 
     /// Sets `aefm_test_value{<labels>}` (labels in exposition syntax: `series="a"`).
@@ -64,6 +117,9 @@ pub struct Prometheus {
     pub node_exporter_url: String,
     /// The controlled endpoint.
     pub endpoint: TestEndpoint,
+    /// Further controlled endpoints ([`Prometheus::start_with`]), each its own scrape target
+    /// (its own `instance`, as one node's exporter is).
+    pub more: Vec<TestEndpoint>,
     children: Vec<Child>,
     _dir: tempfile::TempDir,
 }
@@ -106,6 +162,12 @@ impl Prometheus {
     /// Starts node exporter, the test endpoint and Prometheus, and waits until Prometheus has
     /// scraped both targets successfully (bounded: 30 s).
     pub fn start() -> anyhow::Result<Option<Prometheus>> {
+        Self::start_with(0)
+    }
+
+    /// As [`Prometheus::start`], with `more` further test endpoints scraped as their own
+    /// targets.
+    pub fn start_with(more: usize) -> anyhow::Result<Option<Prometheus>> {
         let (Some(prom), Some(ne)) = (which("prometheus"), which("prometheus-node-exporter"))
         else {
             if std::env::var_os("AEFM_REQUIRE_PROMETHEUS").is_some() {
@@ -116,6 +178,7 @@ impl Prometheus {
         };
         let dir = tempfile::tempdir()?;
         let endpoint = TestEndpoint::start();
+        let more: Vec<TestEndpoint> = (0..more).map(|_| TestEndpoint::start()).collect();
         let mut children = Vec::new();
         let ne_port = free_port()?;
         children.push(
@@ -137,8 +200,12 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n  - job_name: test\n    static_configs:\n      - targets: ['{}']\n",
-                endpoint.target()
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n  - job_name: test\n    static_configs:\n      - targets: [{}]\n",
+                std::iter::once(&endpoint)
+                    .chain(&more)
+                    .map(|e| format!("'{}'", e.target()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
@@ -158,14 +225,16 @@ impl Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             node_exporter_url: format!("http://127.0.0.1:{ne_port}/metrics"),
             endpoint,
+            more,
             children,
             _dir: dir,
         };
+        let targets = 2 + p.more.len();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up = http_get(&format!("{}/api/v1/query?query=sum(up)", p.url));
             if let Some((200, body)) = &up {
-                if body.contains(r#","2"]"#) {
+                if body.contains(&format!(r#","{targets}"]"#)) {
                     return Ok(Some(p));
                 }
             }

@@ -69,7 +69,13 @@ impl Config {
             path: path.to_path_buf(),
             key: key.to_string(),
             message: message.into(),
-            line: locate_key(text, key),
+            line: locate_key(text, key).or_else(|| {
+                // A key inside a flow mapping (`- {rate: 1, cpu: x}`) is not on a line of its
+                // own: its list item's line is.
+                key.rsplit_once('.')
+                    .filter(|(item, _)| item.ends_with(']'))
+                    .and_then(|(item, _)| locate_key(text, item))
+            }),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! levels and their conversion), [`typed`] (the converted, bounded sweep), `validate` (checks),
 //! [`locate`] (keys and lines in the text), `load` (reading a file), `duration` (durations).
 
+pub mod cases;
 mod duration;
 pub mod kubernetes;
 mod load;

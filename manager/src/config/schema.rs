@@ -308,6 +308,11 @@ pub struct SweepConfig {
     /// Shuffle the run order of the cases with this seed (the same seed gives the same order).
     #[serde(default)]
     pub shuffle: Option<Shuffle>,
+    /// An explicit case list instead of the cartesian product: each entry a map of dimension
+    /// name to value (`{rate: 200, cpu: cpu-50}`), run in this order for every round. See
+    /// [`crate::config::cases`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cases: Option<Vec<super::cases::CaseEntry>>,
 }
 
 /// Shuffle settings.
@@ -361,6 +366,56 @@ pub struct PrometheusConfig {
     /// Wait after a case before querying (one scrape interval or more). Default `15s`.
     #[serde(default = "default_prom_grace", with = "duration::serde_dur")]
     pub grace: Duration,
+    /// Kubernetes: how each case's `other_cpu_cores` is measured (the CPU of the app's nodes
+    /// not used by our pods). Default: node exporter and cAdvisor queries; `null` turns it off.
+    #[serde(default = "default_noise")]
+    pub noise: Option<NoiseQueries>,
+}
+
+/// The two PromQL templates whose difference is a Kubernetes case's `other_cpu_cores`, both
+/// evaluated once at the window's end over the window (`{{window}}`); `{{nodes}}` is an
+/// alternation of the nodes the app's pods ran on, `{{namespaces}}` one of our namespaces (app,
+/// interference, load).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseQueries {
+    /// Busy cores of the app's nodes over the window, as one number.
+    #[serde(default = "default_noise_host")]
+    pub host_cpu: String,
+    /// Cores our pods used on those nodes over the window, as one number.
+    #[serde(default = "default_noise_ours")]
+    pub ours_cpu: String,
+}
+
+impl Default for NoiseQueries {
+    fn default() -> Self {
+        NoiseQueries {
+            host_cpu: default_noise_host(),
+            ours_cpu: default_noise_ours(),
+        }
+    }
+}
+
+fn default_noise() -> Option<NoiseQueries> {
+    Some(NoiseQueries::default())
+}
+/// Node exporter's busy CPU, joined on `instance` with `node_uname_info` to select nodes by
+/// name (its `nodename` is the host name, the node's name on most clusters).
+fn default_noise_host() -> String {
+    concat!(
+        r#"sum(rate(node_cpu_seconds_total{mode!~"idle|iowait|steal"}[{{window}}])"#,
+        r#" * on(instance) group_left(nodename) node_uname_info{nodename=~"{{nodes}}"})"#
+    )
+    .into()
+}
+/// cAdvisor's container CPU (kubelet's `node` label, as kube-prometheus-stack sets it),
+/// without the pause containers and the per-pod totals (`container=""`).
+fn default_noise_ours() -> String {
+    concat!(
+        r#"sum(rate(container_cpu_usage_seconds_total{container!="",container!="POD","#,
+        r#"namespace=~"{{namespaces}}",node=~"{{nodes}}"}[{{window}}]))"#
+    )
+    .into()
 }
 
 fn default_prom_step() -> Duration {

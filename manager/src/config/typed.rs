@@ -72,8 +72,12 @@ pub enum DimKind {
 pub struct TypedSweep {
     /// Dimensions from outermost (changes least often) to innermost.
     pub dimensions: Vec<Dimension>,
-    /// The number of test cases (the product of the dimensions' lengths), at most [`MAX_CASES`].
+    /// The number of test cases (the product of the dimensions' lengths, or the explicit
+    /// list's length with its rounds), at most [`MAX_CASES`].
     pub cases: usize,
+    /// An explicit case list (`sweep.cases`): each case as the index of its value in every
+    /// dimension, in run order. `None`: the cartesian product.
+    pub list: Option<Vec<Vec<usize>>>,
 }
 
 /// A sweep error: the dotted key and what is wrong with it.
@@ -107,7 +111,11 @@ impl TypedSweep {
     pub(crate) fn build(sweep: &SweepConfig, backend: Backend) -> Result<TypedSweep, Bad> {
         let shapes = shapes(sweep, backend)?;
         check_names(sweep, &shapes)?;
-        let cases = check_bound(&shapes)?;
+        // An explicit list is bounded by its own length, not by the product of its dimensions.
+        let cases = match &sweep.cases {
+            None => check_bound(&shapes)?,
+            Some(_) => 0,
+        };
         let mut all: Vec<Dimension> = shapes.into_iter().map(materialise).collect();
         // Configured order first, the rest in the default order after them.
         let mut dimensions = Vec::with_capacity(all.len());
@@ -117,7 +125,28 @@ impl TypedSweep {
             }
         }
         dimensions.extend(all);
-        Ok(TypedSweep { dimensions, cases })
+        let Some(entries) = &sweep.cases else {
+            return Ok(TypedSweep {
+                dimensions,
+                cases,
+                list: None,
+            });
+        };
+        let list = super::cases::combos(entries, &dimensions)?;
+        if list.len() as u128 > MAX_CASES {
+            return Err(bad(
+                "sweep.cases",
+                format!(
+                    "{} cases with their rounds, more than the limit of {MAX_CASES}",
+                    list.len()
+                ),
+            ));
+        }
+        Ok(TypedSweep {
+            dimensions,
+            cases: list.len(),
+            list: Some(list),
+        })
     }
 }
 
@@ -208,7 +237,29 @@ fn shapes(sweep: &SweepConfig, backend: Backend) -> Result<Vec<Shape<'_>>, Bad> 
             source,
         });
     }
+    if sweep.cases.is_some() && (sweep.rate.is_some() || sweep.search.is_some()) {
+        let other = if sweep.rate.is_some() {
+            "rate"
+        } else {
+            "search"
+        };
+        return Err(bad(
+            "sweep.cases",
+            format!("and sweep.{other} exclude each other: each case gives its own rate (drop sweep.{other})"),
+        ));
+    }
     out.push(match (&sweep.rate, &sweep.search) {
+        (None, None) if sweep.cases.is_some() => {
+            let values = super::cases::rates(sweep.cases.as_deref().unwrap_or_default())?;
+            Shape {
+                name: "rate".into(),
+                key: "sweep.cases".into(),
+                kind: DimKind::Rate,
+                len: values.len() as u128,
+                counted: format!("{} rates", values.len()),
+                source: Source::Values(values),
+            }
+        }
         (Some(rate), None) => rate_shape(rate)?,
         (None, Some(search)) => search_shape(search)?,
         (None, None) => return Err(bad("sweep.rate", "is required: a list of offered rates, {min, max, step}, or a `sweep.search` for the highest rate that meets an SLO")),
@@ -345,7 +396,7 @@ fn materialise(s: Shape<'_>) -> Dimension {
 }
 
 /// A scalar of a custom dimension as a value: numbers stay numbers, the rest is text.
-fn custom_value(x: &serde_yaml::Value) -> DimValue {
+pub(super) fn custom_value(x: &serde_yaml::Value) -> DimValue {
     match x {
         serde_yaml::Value::Number(n) => DimValue::Number(n.as_f64().unwrap_or(0.0)),
         serde_yaml::Value::String(s) => DimValue::Text(s.clone()),
@@ -369,6 +420,12 @@ impl Config {
     /// The number of test cases, computed when the config was parsed (at most [`MAX_CASES`]).
     pub fn case_count(&self) -> usize {
         self.typed_sweep().cases
+    }
+
+    /// The explicit case list (`sweep.cases`) as value indices per dimension in run order;
+    /// `None` for the cartesian product.
+    pub fn case_list(&self) -> Option<&[Vec<usize>]> {
+        self.typed_sweep().list.as_deref()
     }
 
     /// The rates of the sweep, in configured order.

@@ -165,7 +165,30 @@ impl Config {
         if self.backend == Backend::Kubernetes && self.kubernetes.is_none() {
             return Err(("kubernetes", "required when `backend: kubernetes`".into()));
         }
-        Ok(())
+        self.validate_noise()
+    }
+
+    /// A bound on the noise needs a way to measure it: on Kubernetes that is Prometheus with
+    /// its `noise` queries (the local backend's host sampler always runs).
+    fn validate_noise(&self) -> Result<(), (&'static str, String)> {
+        if self.validity.max_other_cpu.is_none() || self.backend != Backend::Kubernetes {
+            return Ok(());
+        }
+        match &self.collect.prometheus {
+            None => Err((
+                "validity.max_other_cpu",
+                "on Kubernetes the noise is measured through Prometheus: set collect.prometheus \
+                 (node exporter and cAdvisor scraped), or remove the bound"
+                    .into(),
+            )),
+            Some(p) if p.noise.is_none() => Err((
+                "validity.max_other_cpu",
+                "collect.prometheus.noise is off, so the noise cannot be measured: remove the \
+                 bound or the `noise: null`"
+                    .into(),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The `kubernetes:` section's own values, then every interference level against the pods
@@ -308,5 +331,25 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_noise_bound_on_kubernetes_needs_prometheus_and_its_noise_queries() {
+        let base = "name: t\nbackend: kubernetes\nsweep:\n  rate: [10]\nkubernetes:\n  namespace: a\n  yaml_repo: r\nvalidity: {max_other_cpu: 0.5}\n";
+        let parse = |t: &str| crate::config::Config::parse(t, Path::new("c.yaml"));
+        let e = parse(base).unwrap_err().to_string();
+        assert!(
+            e.contains("validity.max_other_cpu") && e.contains("collect.prometheus"),
+            "{e}"
+        );
+        let with_prom = format!("{base}collect:\n  prometheus: {{url: \"http://p:9090\"}}\n");
+        let cfg = parse(&with_prom).unwrap();
+        let noise = cfg.collect.prometheus.unwrap().noise.unwrap();
+        assert!(noise.host_cpu.contains("{{nodes}}") && noise.ours_cpu.contains("{{namespaces}}"));
+        let off = with_prom.replace("9090\"}", "9090\", noise: null}");
+        let e = parse(&off).unwrap_err().to_string();
+        assert!(e.contains("noise: null"), "{e}");
+        // The local backend measures the noise itself.
+        parse(&base.replace("backend: kubernetes", "backend: local")).unwrap();
     }
 }

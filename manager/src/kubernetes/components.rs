@@ -383,8 +383,25 @@ impl DataCollector for KubeCollector {
         tctx.pod_regex = Some(pod_regex(&units));
         tctx.extra
             .insert("experiment".into(), self.shared.experiment.clone());
+        let nodes = units.iter().filter_map(|u| u.node.as_deref());
+        tctx.extra
+            .insert("nodes".into(), super::noise::names_regex(nodes));
+        tctx.extra
+            .insert("namespaces".into(), our_namespaces(&self.shared.cfg));
         let otlp = self.otlp.as_ref();
         crate::collect::collect_external(ctx, case_dir, window, report, &tctx, otlp, &mut summary);
+        // After the external sources: their grace has let the last scrapes land.
+        let prom = ctx.config.collect.prometheus.as_ref();
+        if let Some((p, q)) = prom.and_then(|p| p.noise.as_ref().map(|q| (p, q))) {
+            let w = aefm_collector::Window {
+                start: window.start,
+                end: window.end,
+            };
+            match super::noise::measure(p, q, &tctx, &w) {
+                Ok(cores) => summary.other_cpu_cores = Some(cores),
+                Err(e) => summary.noise_error = Some(e),
+            }
+        }
         Ok(summary)
     }
 
@@ -394,27 +411,20 @@ impl DataCollector for KubeCollector {
     }
 }
 
+/// The namespaces our pods run in (the app's, the stressors', the load Jobs'), as a regex
+/// alternation for query templates (`{{namespaces}}`).
+fn our_namespaces(cfg: &KubernetesConfig) -> String {
+    let load = super::load::job::load_namespace(cfg);
+    super::noise::names_regex([
+        cfg.namespace.as_str(),
+        cfg.interference.namespace.as_str(),
+        load.as_str(),
+    ])
+}
+
 /// An anchored alternation of the exact pod names (regex metacharacters escaped).
 pub fn pod_regex(units: &[AppUnit]) -> String {
-    if units.is_empty() {
-        return ".+".into();
-    }
-    units
-        .iter()
-        .map(|u| {
-            u.name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c.to_string()
-                    } else {
-                        format!("\\\\{c}")
-                    }
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("|")
+    super::noise::names_regex(units.iter().map(|u| u.name.as_str()))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod labels;
 pub mod load;
 pub mod manifests;
 pub mod namespace;
+pub mod noise;
 pub mod owners;
 pub mod proxy;
 pub mod quantity;

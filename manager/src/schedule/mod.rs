@@ -27,6 +27,7 @@ use crate::results::journal::{Entry, Status as RunStatus};
 use crate::results::points::Estimate;
 use crate::sweep::{self, TestCase};
 
+mod progress;
 pub mod search;
 
 pub use search::{Bracket, Status as SearchStatus, Verdict};

@@ -1,6 +1,7 @@
 //! The collector checks: where Prometheus or Jaeger is configured, its data for the case must be
-//! there (queries answered, scrapes present, traces found); and, with `max_other_cpu` set, the
-//! host must not have been busy with anything else beyond it.
+//! there (queries answered, scrapes present, traces found), and every custom collection must have
+//! succeeded; and, with `max_other_cpu` set, the host must not have been busy with anything else
+//! beyond it.
 
 use super::{Reason, ValidityConfig};
 use crate::components::CollectSummary;
@@ -11,7 +12,11 @@ pub fn check(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<Reason> {
     let external: Vec<&String> = c
         .errors
         .iter()
-        .filter(|e| e.starts_with("prometheus") || e.starts_with("jaeger") || e.starts_with("otlp"))
+        .filter(|e| {
+            ["prometheus", "jaeger", "otlp", "custom:"]
+                .iter()
+                .any(|p| e.starts_with(p))
+        })
         .collect();
     if !external.is_empty() {
         out.push(Reason::new(
@@ -66,10 +71,21 @@ pub fn check(c: &CollectSummary, cfg: &ValidityConfig) -> Vec<Reason> {
 }
 
 /// `host_disturbed` when processes other than the app, the stressors and AEFM used more CPU over
-/// the window than `max_other_cpu` allows: the case measured the host's noise too. Nothing
-/// without a bound or without the figure (Kubernetes).
+/// the window than `max_other_cpu` allows: the case measured the host's noise too. With a bound
+/// but no figure, `noise_unmeasured`: a bound the user asked for and we could not check must not
+/// pass as a quiet host. Nothing without a bound.
 fn host_disturbed(c: &CollectSummary, cfg: &ValidityConfig) -> Option<Reason> {
-    let (other, bound) = (c.other_cpu_cores?, cfg.max_other_cpu?);
+    let bound = cfg.max_other_cpu?;
+    let Some(other) = c.other_cpu_cores else {
+        let why = c.noise_error.as_deref().unwrap_or("not measured");
+        return Some(Reason::new(
+            "noise_unmeasured",
+            format!(
+                "validity.max_other_cpu is {bound}, but the CPU used by others over the \
+                 window could not be measured: {why}"
+            ),
+        ));
+    };
     (other > bound).then(|| {
         Reason::new(
             "host_disturbed",
@@ -161,7 +177,20 @@ mod tests {
             r[0].message
         );
         assert!(check(&c, &bounded(0.75)).is_empty(), "at the bound is fine");
-        // Not measured (Kubernetes): nothing to judge.
-        assert!(check(&summary(vec![], vec![]), &bounded(0.0)).is_empty());
+        // A bound without a figure is a reason of its own, with why it is missing.
+        let unmeasured = CollectSummary {
+            noise_error: Some("noise.host_cpu returned no value".into()),
+            ..summary(vec![], vec![])
+        };
+        let r = check(&unmeasured, &bounded(0.5));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].code, "noise_unmeasured");
+        assert!(
+            r[0].message.contains("returned no value"),
+            "{}",
+            r[0].message
+        );
+        // Without a bound a missing figure is not judged.
+        assert!(check(&unmeasured, &ValidityConfig::default()).is_empty());
     }
 }

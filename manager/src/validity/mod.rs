@@ -127,8 +127,9 @@ pub struct ValidityConfig {
     pub rate_tolerance: f64,
     /// Fewest successful responses in the window. Default `1`.
     pub min_responses: u64,
-    /// Largest share of errors (transport errors, timeouts, non-2xx, requests still outstanding
-    /// at the end) among all requests of the window. Default `0.01`.
+    /// Largest share of errors (transport errors, timeouts, non-2xx) among the requests of the
+    /// window that have an outcome (requests still in flight at the end are not counted).
+    /// Default `0.01`.
     pub max_error_share: f64,
     /// Largest p99 of the generator's own send lag: above it the generator measured itself, not
     /// the server. Default `5ms`.
