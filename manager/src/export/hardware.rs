@@ -73,10 +73,10 @@ fn note_without(without: &[String], total: usize, notes: &mut Vec<String>) {
     if without.is_empty() {
         return;
     }
-    let why = "no prometheus.csv (no `collect.prometheus`; the local backend has no pod limits)";
+    let why = "no `collect.prometheus`; the local backend has no pod limits";
     if without.len() == total {
         notes.push(format!(
-            "{} has its header only: no exported case has Prometheus data, {why}",
+            "{} has its header only: no exported case has a prometheus.csv ({why})",
             files::HARDWARE
         ));
         return;
@@ -85,7 +85,10 @@ fn note_without(without: &[String], total: usize, notes: &mut Vec<String>) {
     if without.len() > LISTED {
         named.push_str(&format!(" and {} more", without.len() - LISTED));
     }
-    notes.push(format!("{named}: {why}; no rows in {}", files::HARDWARE));
+    notes.push(format!(
+        "{named}: no prometheus.csv ({why}); no rows in {}",
+        files::HARDWARE
+    ));
 }
 
 /// The rows of one case: every pod with a CPU or memory peak, in pod order. A pod whose CPU

@@ -174,6 +174,9 @@ pub fn export(opts: &Options) -> Result<Report, ExportError> {
     let Format::Original = opts.format;
     let mut notes = Vec::new();
     let selected = cases::select(&opts.dirs, opts.include_invalid, &mut notes)?;
+    if selected.cases.is_empty() {
+        notes.push("no case to export: every file has its header only".into());
+    }
     prepare_out(&opts.out, opts.force)?;
     let out = &opts.out;
     let cols = &selected.columns;

@@ -420,6 +420,39 @@ fn experiments_merge_with_the_union_of_their_columns() {
 }
 
 #[test]
+fn two_dimensions_of_one_kind_share_its_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = Fixture::new(tmp.path(), "exp");
+    let cpu = |l: &str| json!({"kind": "cpu", "load": 10.0, "label": l});
+    f.case(
+        &[
+            ("round", json!(1.0)),
+            ("near", cpu("cpu-a")),
+            ("far", cpu("cpu-b")),
+            ("rate", json!(5.0)),
+        ],
+        Status::Ok,
+        true,
+    );
+    f.case(
+        &[
+            ("round", json!(1.0)),
+            ("near", serde_json::Value::Null),
+            ("far", cpu("cpu-b")),
+            ("rate", json!(5.0)),
+        ],
+        Status::Ok,
+        true,
+    );
+    let out = tmp.path().join("out");
+    export(&options(&[&f.dir], &out)).unwrap();
+    let (header, rows) = read(&out, files::THROUGHPUT);
+    assert_eq!(header, ["real_throughput", "round", "throughput", "cpu"]);
+    assert_eq!(rows[0]["cpu"], "cpu-a+cpu-b");
+    assert_eq!(rows[1]["cpu"], "cpu-b");
+}
+
+#[test]
 fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let f = two_cases(tmp.path());
