@@ -47,6 +47,27 @@ pub enum Commands {
         /// An experiment directory, or a config file (its newest experiment).
         target: PathBuf,
     },
+    /// Write experiments' results in another tool's layout: `--format original` writes the five
+    /// CSV files of the original Python AEFM (docs/export.md). Cases with status ok and valid are
+    /// exported; several directories merge into one set of files.
+    Export {
+        /// Experiment directories (what `aefm run` printed as `results:`).
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The layout: `original`.
+        #[arg(long)]
+        format: String,
+        /// Output directory (created when missing).
+        #[arg(long, value_name = "OUTDIR")]
+        out: PathBuf,
+        /// Export invalid cases too (and ok cases never checked for validity); no column marks
+        /// them.
+        #[arg(long)]
+        include_invalid: bool,
+        /// Overwrite exported files already in OUTDIR.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check a config file; print nothing but errors (exit 1) or `ok`.
     Validate {
         /// The config file.
@@ -197,6 +218,29 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
                 println!("\n# Manifests that would be applied:");
                 print!("{}", crate::kubernetes::plan_manifests(&cfg)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Export {
+            dirs,
+            format,
+            out,
+            include_invalid,
+            force,
+        } => {
+            let report = crate::export::export(&crate::export::Options {
+                dirs,
+                out,
+                format: format.parse()?,
+                include_invalid,
+                force,
+            })?;
+            for n in &report.notes {
+                eprintln!("aefm: note: {n}");
+            }
+            for f in &report.files {
+                println!("{}", f.display());
+            }
+            println!("cases:   {} exported", report.cases);
             Ok(ExitCode::SUCCESS)
         }
         Commands::Status { target } => {

@@ -43,6 +43,7 @@ pub mod context;
 pub mod demo;
 pub mod events;
 pub mod experiment;
+pub mod export;
 pub mod hooks;
 pub mod kubernetes;
 pub mod load;

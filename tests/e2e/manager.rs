@@ -31,6 +31,10 @@ mod cases;
 #[path = "manager/traces.rs"]
 mod traces;
 
+/// `aefm export --format original` on a real traced run.
+#[path = "manager/export.rs"]
+mod export;
+
 /// One 30 s case with a cpu stressor: long enough to be interrupted.
 const LONG_CASE: &str = r#"
 name: long
