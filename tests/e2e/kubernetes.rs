@@ -477,12 +477,16 @@ fn run_experiment(
     let app = aefm_tests::http_server::HttpServer::start(Default::default());
     let dir = tempfile::tempdir().unwrap();
     let cfg = experiment_config(fake, dir.path(), &app.url("/"), "1s", "");
-    let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
+    (aefm_run(&cfg), dir, app)
+}
+
+/// `aefm run --no-progress CONFIG`, to the end.
+fn aefm_run(cfg: &Path) -> std::process::Output {
+    std::process::Command::new(aefm_tests::bins::bin("aefm"))
         .args(["run", "--no-progress"])
-        .arg(&cfg)
+        .arg(cfg)
         .output()
-        .unwrap();
-    (out, dir, app)
+        .unwrap()
 }
 
 #[test]
@@ -843,11 +847,7 @@ fn a_capacity_search_runs_on_the_kubernetes_backend() {
         "validity: {max_send_lag_p99: 100ms, max_generator_busy: 1.0}\nsweep:\n  search: {slo: p99 <= 500ms, min: 20, max: 80, precision: 5}\n",
     );
     std::fs::write(&cfg, searched).unwrap();
-    let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
-        .args(["run", "--no-progress"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = aefm_run(&cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         matches!(out.status.code(), Some(0 | 3)),

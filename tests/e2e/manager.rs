@@ -370,6 +370,26 @@ sweep:
 "#;
 
 /// Lines in the journal of the (only) experiment under `results`; 0 before it exists.
+/// Starts `aefm run CONFIG` in `tmp` (stderr to `first.log`), kills it once `lines` cases are
+/// journaled (within 90 s, or the test fails with the log), and returns the journal's lines
+/// then: the state a crash leaves for `--resume`.
+fn run_until_killed(tmp: &Path, cfg: &Path, lines: usize) -> usize {
+    let log = std::fs::File::create(tmp.join("first.log")).unwrap();
+    let mut child: Child = Command::new(aefm())
+        .args(["run", cfg.to_str().unwrap(), "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let results = tmp.join("results");
+    let got = wait_until(Duration::from_secs(90), || journal_lines(&results) >= lines);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = std::fs::read_to_string(tmp.join("first.log")).unwrap_or_default();
+    assert!(got, "no {lines} cases finished in time: {first}");
+    journal_lines(&results)
+}
+
 fn journal_lines(results: &Path) -> usize {
     std::fs::read_dir(results)
         .ok()

@@ -93,35 +93,16 @@ pub fn original_kind(kind: StressKind) -> &'static str {
 /// Every interference kind column an export may have.
 const KIND_COLUMNS: [&str; 5] = ["cpu", "mem_capacity", "mem_bandwidth", "network", "cache"];
 
-/// Column names a custom dimension may not take: the other test-case columns and every data
-/// column of the five files (pandas' `assign` would have overwritten them).
-const RESERVED: &[&str] = &[
-    "round",
-    "throughput",
-    "real_throughput",
-    "trace_id",
-    "parent_id",
-    "trace_time",
-    "start_time",
-    "end_time",
-    "child_id",
-    "child_operation",
-    "parent_operation",
-    "child_ms",
-    "child_pod",
-    "parent_ms",
-    "parent_pod",
-    "parent_duration",
-    "child_duration",
-    "exact_parent_duration",
-    "microservice",
-    "pod",
-    "p50",
-    "p95",
-    "trace_duration",
-    "cpu_usage",
-    "mem_usage",
-];
+/// Whether a custom dimension may not take `name` as its column: the other test-case columns
+/// and every data column of the five files (pandas' `assign` would have overwritten them).
+fn reserved(name: &str) -> bool {
+    use super::traces::{END_TO_END_COLUMNS, RAW_COLUMNS, STATISTICAL_COLUMNS};
+    ["round", "throughput", "real_throughput"].contains(&name)
+        || RAW_COLUMNS.contains(&name)
+        || STATISTICAL_COLUMNS.contains(&name)
+        || END_TO_END_COLUMNS.contains(&name)
+        || super::hardware::COLUMNS.contains(&name)
+}
 
 /// Reads the experiments in `dirs` and picks the cases to export: status ok, and valid unless
 /// `include_invalid`. What is left out is counted in `notes`.
@@ -351,7 +332,7 @@ fn case_values(
 
 /// The column of a custom dimension: its name, or `custom_<name>` when another column has it.
 fn custom_column(dim: &str) -> String {
-    if RESERVED.contains(&dim) || KIND_COLUMNS.contains(&dim) {
+    if reserved(dim) || KIND_COLUMNS.contains(&dim) {
         format!("custom_{dim}")
     } else {
         dim.to_string()

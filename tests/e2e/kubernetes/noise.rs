@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use aefm_tests::fake_kube::FakeKube;
 use aefm_tests::prometheus::{Prometheus, TestEndpoint};
 
-use super::experiment_config;
+use super::{aefm_run, experiment_config};
 
 /// Busy cores of each node (only `user` counts; `idle` does not).
 const BUSY: [(&str, f64); 3] = [("w1", 0.25), ("w2", 1.5), ("w3", 0.8)];
@@ -66,11 +66,7 @@ fn run(
         "collect:\n  prometheus: {{url: \"{url}\", step: 1s, grace: 2s{extra}}}\nvalidity: {{max_other_cpu: 1.0, max_send_lag_p99: 100ms, max_generator_busy: 1.0}}\n"
     ));
     std::fs::write(&cfg, text).unwrap();
-    let out = std::process::Command::new(aefm_tests::bins::bin("aefm"))
-        .args(["run", "--no-progress"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = aefm_run(&cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "aefm run: {stderr}");
     let exp = aefm_tests::experiment::experiment_dir(&dir.path().join("results"));

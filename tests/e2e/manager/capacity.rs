@@ -63,20 +63,8 @@ fn a_search_finds_the_known_capacity_and_resumes_after_a_kill() {
         text(&plan.stdout)
     );
 
-    let log = std::fs::File::create(tmp.path().join("first.log")).unwrap();
-    let mut child: Child = Command::new(aefm())
-        .args(["run", cfg.to_str().unwrap(), "--no-progress"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let before = run_until_killed(tmp.path(), &cfg, 3);
     let results = tmp.path().join("results");
-    let got = wait_until(Duration::from_secs(90), || journal_lines(&results) >= 3);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let first = std::fs::read_to_string(tmp.path().join("first.log")).unwrap_or_default();
-    assert!(got, "no 3 probes finished in time: {first}");
-    let before = journal_lines(&results);
     assert!(before < PROBES.len(), "the search ended before the kill");
 
     let mut cmd = Command::new(aefm());

@@ -73,20 +73,8 @@ fn an_explicit_case_list_runs_in_its_order_and_resumes_after_a_kill() {
     };
     assert!(ORDER.windows(2).all(|w| at(w[0]) < at(w[1])), "{planned}");
 
-    let log = std::fs::File::create(tmp.path().join("first.log")).unwrap();
-    let mut child: Child = Command::new(aefm())
-        .args(["run", cfg.to_str().unwrap(), "--no-progress"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let before = run_until_killed(tmp.path(), &cfg, 2);
     let results = tmp.path().join("results");
-    let got = wait_until(Duration::from_secs(90), || journal_lines(&results) >= 2);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let first = std::fs::read_to_string(tmp.path().join("first.log")).unwrap_or_default();
-    assert!(got, "no 2 cases finished in time: {first}");
-    let before = journal_lines(&results);
     assert!(before < ORDER.len(), "the list ended before the kill");
 
     let mut cmd = Command::new(aefm());
