@@ -66,6 +66,18 @@ pub enum Commands {
         #[arg(long)]
         force: bool,
     },
+    /// Convert a config of the original (Python) AEFM into one of ours; keys it cannot convert
+    /// are listed on stderr with what to use instead.
+    ImportConfig {
+        /// The original config (e.g. sample_configs.yaml).
+        original: PathBuf,
+        /// Where to write ours (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite the output file.
+        #[arg(long)]
+        force: bool,
+    },
     /// The built-in demo service; `aefm demo serve --help` for tracing it with OpenTelemetry.
     Demo {
         /// What to do.
@@ -150,6 +162,37 @@ pub fn main_with(customize: impl FnOnce(&mut Experiment)) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `aefm import-config`: writes the converted config, lists the notes on stderr, and fails when
+/// the result does not validate.
+fn import_config(
+    original: &std::path::Path,
+    output: Option<&std::path::Path>,
+    force: bool,
+) -> CliResult {
+    let out_dir = output
+        .and_then(|o| o.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let imported = crate::import::import_file(original, out_dir)?;
+    match output {
+        Some(o) if o.exists() && !force => {
+            return Err(format!("{} already exists (use --force to overwrite)", o.display()).into())
+        }
+        Some(o) => {
+            std::fs::write(o, &imported.yaml).map_err(|e| format!("{}: {e}", o.display()))?;
+            eprintln!("wrote {}", o.display());
+        }
+        None => print!("{}", imported.yaml),
+    }
+    for n in &imported.notes {
+        eprintln!("aefm: import: {n}");
+    }
+    if let Some(e) = imported.invalid {
+        return Err(format!("the converted config does not validate, fix it by hand: {e}").into());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints clap's answer: `--help` and `--version` exit 0, usage errors (unknown flag, missing
@@ -276,6 +319,11 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             println!("next: cd {} && cargo run -- run config.yaml", dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        Commands::ImportConfig {
+            original,
+            output,
+            force,
+        } => import_config(&original, output.as_deref(), force),
         Commands::Collect { cmd } => {
             for w in aefm_collector::cli::execute(&cmd)? {
                 println!("{}: {}", w.path.display(), w.what);

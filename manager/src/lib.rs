@@ -44,6 +44,7 @@ pub mod demo;
 pub mod events;
 pub mod experiment;
 pub mod hooks;
+pub mod import;
 pub mod kubernetes;
 pub mod load;
 pub mod local;
