@@ -78,12 +78,40 @@ pub enum Commands {
         /// The config file.
         config: PathBuf,
     },
-    /// Scaffold a Rust project that customises the experiment with handlers.
+    /// Scaffold a Rust project that customises the experiment with handlers, with a config for
+    /// the demo service or (--app) for a benchmark application in your checkout of it.
     Init {
         /// Target directory (created; must be empty or absent).
         #[arg(short, long, default_value = "aefm-experiment")]
         dir: PathBuf,
         /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// Write the config for this application (needs --upstream).
+        #[arg(long, value_enum, requires = "upstream")]
+        app: Option<crate::scaffold::apps::App>,
+        /// Your checkout of the application's repository (DeathStarBench, train-ticket).
+        #[arg(long, value_name = "PATH", requires = "app")]
+        upstream: Option<PathBuf>,
+        /// The project's `aefm` dependency: this checkout of AEFM.
+        #[arg(long, value_name = "PATH", conflicts_with = "aefm_git")]
+        aefm_path: Option<PathBuf>,
+        /// The project's `aefm` dependency: this git repository.
+        #[arg(long, value_name = "URL")]
+        aefm_git: Option<String>,
+        /// With --aefm-git: the revision (commit, tag or branch).
+        #[arg(long, value_name = "REV", requires = "aefm_git")]
+        aefm_rev: Option<String>,
+    },
+    /// Convert a config of the original (Python) AEFM into one of ours; keys it cannot convert
+    /// are listed on stderr with what to use instead.
+    ImportConfig {
+        /// The original config (e.g. sample_configs.yaml).
+        original: PathBuf,
+        /// Where to write ours (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite the output file.
         #[arg(long)]
         force: bool,
     },
@@ -171,6 +199,37 @@ pub fn main_with(customize: impl FnOnce(&mut Experiment)) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `aefm import-config`: writes the converted config, lists the notes on stderr, and fails when
+/// the result does not validate.
+fn import_config(
+    original: &std::path::Path,
+    output: Option<&std::path::Path>,
+    force: bool,
+) -> CliResult {
+    let out_dir = output
+        .and_then(|o| o.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let imported = crate::import::import_file(original, out_dir)?;
+    match output {
+        Some(o) if o.exists() && !force => {
+            return Err(format!("{} already exists (use --force to overwrite)", o.display()).into())
+        }
+        Some(o) => {
+            std::fs::write(o, &imported.yaml).map_err(|e| format!("{}: {e}", o.display()))?;
+            eprintln!("wrote {}", o.display());
+        }
+        None => print!("{}", imported.yaml),
+    }
+    for n in &imported.notes {
+        eprintln!("aefm: import: {n}");
+    }
+    if let Some(e) = imported.invalid {
+        return Err(format!("the converted config does not validate, fix it by hand: {e}").into());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints clap's answer: `--help` and `--version` exit 0, usage errors (unknown flag, missing
@@ -315,14 +374,44 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
         Commands::AutoConfig(args) => {
             crate::kubernetes::cli::auto_config(args).map(|()| ExitCode::SUCCESS)
         }
-        Commands::Init { dir, force } => {
-            let files = crate::scaffold::init(&dir, force)?;
+        Commands::Init {
+            dir,
+            force,
+            app,
+            upstream,
+            aefm_path,
+            aefm_git,
+            aefm_rev,
+        } => {
+            let source = match (aefm_path, aefm_git) {
+                (Some(p), _) => crate::scaffold::AefmSource::Path(p),
+                (None, Some(url)) => crate::scaffold::AefmSource::Git { url, rev: aefm_rev },
+                (None, None) => crate::scaffold::AefmSource::Default,
+            };
+            let app = app.zip(upstream.as_deref());
+            let files = crate::scaffold::init(&dir, force, &source, app)?;
+            if app.is_some() {
+                for f in &files {
+                    println!("created {}", f.display());
+                }
+                println!(
+                    "next: the numbered steps at the top of {}, then aefm run {0} (or cargo run -- run config.yaml in {} for your own handlers)",
+                    dir.join("config.yaml").display(),
+                    dir.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             for f in &files {
                 println!("created {}", f.display());
             }
             println!("next: cd {} && cargo run -- run config.yaml", dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        Commands::ImportConfig {
+            original,
+            output,
+            force,
+        } => import_config(&original, output.as_deref(), force),
         Commands::Collect { cmd } => {
             for w in aefm_collector::cli::execute(&cmd)? {
                 println!("{}: {}", w.path.display(), w.what);

@@ -97,7 +97,8 @@ impl Context {
 
     /// Environment variables describing the experiment and the current case (for hooks and app
     /// commands): AEFM_EXPERIMENT, AEFM_EXPERIMENT_DIR, AEFM_CASE, AEFM_CASE_INDEX, AEFM_CASE_DIR,
-    /// AEFM_RATE, AEFM_ROUND and AEFM_DIM_<NAME> per dimension.
+    /// AEFM_RATE, AEFM_ROUND, AEFM_DIM_<NAME> per dimension and AEFM_EXTRA_<KEY> per entry of
+    /// the config's `extra:`.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut v = vec![
             ("AEFM_EXPERIMENT".to_string(), self.config.name.clone()),
@@ -107,28 +108,35 @@ impl Context {
             ),
             ("AEFM_CASES".to_string(), self.cases.len().to_string()),
         ];
+        v.extend(crate::config::extra_env(&self.config.extra));
         if let Some(c) = &self.case {
             v.push(("AEFM_CASE".into(), c.name.clone()));
             v.push(("AEFM_CASE_INDEX".into(), c.index.to_string()));
             v.push(("AEFM_RATE".into(), crate::config::fmt_num(c.rate())));
             v.push(("AEFM_ROUND".into(), c.round().to_string()));
             for (n, val) in c.labels() {
-                let key: String = n
-                    .chars()
-                    .map(|ch| {
-                        if ch.is_ascii_alphanumeric() {
-                            ch.to_ascii_uppercase()
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                v.push((format!("AEFM_DIM_{key}"), val));
+                v.push((crate::config::env_name("AEFM_DIM_", &n), val));
             }
         }
         if let Some(d) = &self.case_dir {
             v.push(("AEFM_CASE_DIR".into(), d.display().to_string()));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_and_app_commands_see_extra_values() {
+        let text = "name: t\nsweep:\n  rate: [1]\nextra:\n  data-port: 30628\n  hosts: [a, b]\n";
+        let cfg = Config::parse(text, std::path::Path::new("c.yaml")).unwrap();
+        let ctx = Context::new(Arc::new(cfg), PathBuf::from("/x"), Arc::new(Vec::new()));
+        let env: BTreeMap<String, String> = ctx.env().into_iter().collect();
+        assert_eq!(env["AEFM_EXTRA_DATA_PORT"], "30628");
+        assert_eq!(env["AEFM_EXTRA_HOSTS"], r#"["a","b"]"#);
+        assert_eq!(env["AEFM_EXPERIMENT"], "t");
     }
 }

@@ -45,6 +45,7 @@ pub mod events;
 pub mod experiment;
 pub mod export;
 pub mod hooks;
+pub mod import;
 pub mod kubernetes;
 pub mod load;
 pub mod local;

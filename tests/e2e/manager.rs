@@ -694,12 +694,67 @@ fn plan_lists_cases_in_run_order_with_estimate() {
 }
 
 #[test]
+fn import_config_writes_a_config_that_validates_and_lists_what_it_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("manager/tests/data/original-aefm.yaml");
+    let out_file = tmp.path().join("converted.yaml");
+    let out = Command::new(aefm())
+        .args(["import-config"])
+        .arg(&original)
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("aefm: import: file_paths.log: "), "{err}");
+    assert!(
+        err.contains("aefm: import: test_cases.workload.configs.script: "),
+        "{err}"
+    );
+    let out = Command::new(aefm())
+        .arg("validate")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(48 test cases)"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Not overwritten without --force.
+    let again = Command::new(aefm())
+        .args(["import-config"])
+        .arg(&original)
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
 fn init_scaffolds_a_project_whose_custom_handler_runs() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let proj = tmp.path().join("myexp");
+    // The dependency as chosen at init time (the default depends on the package metadata).
+    let manager = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("manager");
     let out = Command::new(aefm())
-        .args(["init", "-d", proj.to_str().unwrap()])
+        .args(["init", "-d", proj.to_str().unwrap(), "--aefm-path"])
+        .arg(&manager)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -8,10 +8,11 @@
 //!
 //! The parts: [`schema`] (types and defaults), [`range`] (dimension values), [`stress`] (stressor
 //! levels and their conversion), [`typed`] (the converted, bounded sweep), `validate` (checks),
-//! [`locate`] (keys and lines in the text), `load` (reading a file), `duration` (durations).
+//! [`locate`] (keys and lines in the text), [`extra`] (the user's free map), `load` (reading a file), `duration` (durations).
 
 pub mod cases;
 mod duration;
+pub mod extra;
 pub mod kubernetes;
 mod load;
 pub mod locate;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 
 pub use crate::events::known_events;
 pub use duration::{format_duration, parse_duration, serde_dur};
+pub use extra::{env_name, extra_env, ExtraError};
 pub use locate::locate_key;
 pub use range::{CustomValues, NumberRange};
 pub use schema::*;

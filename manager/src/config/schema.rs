@@ -79,6 +79,10 @@ pub struct Config {
     /// attempts, every attempt's files kept) or `abort`.
     #[serde(default)]
     pub on_invalid: crate::validity::OnInvalid,
+    /// The user's own values (any YAML), not interpreted by AEFM: handlers read them with
+    /// [`Config::extra`] / [`Config::extra_as`], hooks and app commands get `AEFM_EXTRA_<KEY>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_yaml::Value>,
     /// Directory of the config file; relative paths in the config resolve against it. Not a key.
     #[serde(skip)]
     pub base_dir: PathBuf,

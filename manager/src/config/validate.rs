@@ -44,6 +44,7 @@ impl Config {
         self.validate_app().map_err(|(key, m)| bad(&key, m))?;
         self.validate_services().map_err(|(key, m)| bad(key, m))?;
         self.validity.validate().map_err(|(key, m)| bad(key, m))?;
+        super::extra::check(&self.extra).map_err(|(key, m)| bad(&key, m))?;
         self.validate_kubernetes(&typed)
             .map_err(|(key, m)| bad(&key, m))?;
         let names = typed.dimensions.iter().map(|d| d.name.as_str());
