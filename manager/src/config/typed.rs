@@ -296,6 +296,15 @@ fn rate_shape(rate: &NumberRange) -> Result<Shape<'static>, Bad> {
     if !ok {
         return Err(bad(KEY, positive));
     }
+    if let NumberRange::List(v) = rate {
+        // Two equal rates make two cases of one name: the second would overwrite the first.
+        if let Some((i, r)) = v.iter().enumerate().find(|(i, r)| v[..*i].contains(r)) {
+            return Err(bad(
+                format!("{KEY}[{i}]"),
+                format!("{} is listed twice: cases would share names and overwrite each other's results (use sweep.rounds to repeat)", fmt_num(*r)),
+            ));
+        }
+    }
     Ok(Shape {
         name: "rate".into(),
         key: KEY.into(),
@@ -464,6 +473,15 @@ mod tests {
     fn parse(sweep: &str) -> Result<Config, String> {
         Config::parse(&format!("name: t\nsweep:\n{sweep}"), Path::new("c.yaml"))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_rate_listed_twice_is_refused() {
+        let e = parse("  rate: [100, 200, 100]\n").unwrap_err();
+        assert!(
+            e.contains("sweep.rate[2]") && e.contains("100 is listed twice"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -186,7 +186,12 @@ const HANDLERS_RS: &str = r#"//! Custom handlers. Each event has an ordered list
 //! - `exp.handlers.insert(event, name, f)`: run `f` first,
 //! - `exp.handlers.replace(event, name, f)`: run only `f`,
 //! - replace a component: `exp.components = Some(Components { .. })`,
-//! - fire your own events from a handler with `ctx.fire("name")`.
+//! - fire your own events from a handler with `ctx.fire("name")`,
+//! - run your own list of cases instead of the sweep's product: `exp.set_cases(entries)` (each
+//!   entry as in `sweep.cases`: `{rate: 200, cpu: cpu-50}`),
+//! - collect your own data per case: `exp.add_collection("name", |dir, window, ctx| ...)`
+//!   writes files into the case directory and returns their paths (recorded in the case's
+//!   `collection.json`; a failure makes the case invalid).
 
 use std::io::Write;
 
