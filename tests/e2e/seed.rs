@@ -130,7 +130,7 @@ fn social_graph_is_seeded_and_a_rerun_succeeds_on_existing_users() {
         .collect();
     pairs.sort();
     let u = |i: u32| format!("username_{i}");
-    let mut want = vec![
+    let edges = [
         (1, 0),
         (0, 1),
         (2, 0),
@@ -140,11 +140,9 @@ fn social_graph_is_seeded_and_a_rerun_succeeds_on_existing_users() {
         (4, 2),
         (2, 4),
     ];
-    want.sort_by_key(|&(a, b)| (u(a), u(b)));
-    assert_eq!(
-        pairs,
-        want.iter().map(|&(a, b)| (u(a), u(b))).collect::<Vec<_>>()
-    );
+    let mut want: Vec<(String, String)> = edges.iter().map(|&(a, b)| (u(a), u(b))).collect();
+    want.sort();
+    assert_eq!(pairs, want);
     // Registration ends before the first follow.
     let first_follow = reqs
         .iter()
