@@ -177,6 +177,7 @@ fn social_graph_is_seeded_and_a_rerun_succeeds_on_existing_users() {
     );
     assert_eq!(reg["retries"], 0, "an existing user is not retried");
     let compose = phase(&rep, "compose");
+    assert_eq!(compose["endpoint"], "/wrk2-api/post/compose");
     assert_eq!(
         (compose["planned"].as_u64(), compose["skipped"].as_u64()),
         (Some(0), Some(10))

@@ -98,17 +98,28 @@ pub(super) fn seed(
     let movies = data.movies.len() as u64;
     let mut casts = runner.run_phase(
         "cast-info",
+        CAST_INFO,
         data.casts.len() as u64,
         data.casts.iter().map(cast_info),
     );
     casts.stats.skipped = data.skipped_casts;
     phases.push(casts)?;
-    let mut info = runner.run_phase("movie-info", movies, data.movies.iter().map(movie_info));
+    let mut info = runner.run_phase(
+        "movie-info",
+        MOVIE_INFO,
+        movies,
+        data.movies.iter().map(movie_info),
+    );
     info.stats.skipped = data.skipped_movies;
     phases.push(info)?;
-    phases.push(runner.run_phase("plot", movies, data.movies.iter().map(plot)))?;
-    phases.push(runner.run_phase("movie", movies, data.movies.iter().map(register_movie)))?;
-    phases.push(runner.run_phase("user", users, (1..=users).map(register_user)))?;
+    phases.push(runner.run_phase("plot", PLOT, movies, data.movies.iter().map(plot)))?;
+    phases.push(runner.run_phase(
+        "movie",
+        MOVIE,
+        movies,
+        data.movies.iter().map(register_movie),
+    ))?;
+    phases.push(runner.run_phase("user", USER, users, (1..=users).map(register_user)))?;
     Ok(())
 }
 

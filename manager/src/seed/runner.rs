@@ -167,15 +167,15 @@ impl Runner {
         })
     }
 
-    /// Sends every request of `items` (`planned` of them, for progress) and counts the answers.
+    /// Sends every request of `items` (`planned` of them, for progress; all to `endpoint`) and
+    /// counts the answers.
     pub fn run_phase(
         &mut self,
         phase: &str,
+        endpoint: &str,
         planned: u64,
         items: impl Iterator<Item = SeedRequest>,
     ) -> PhaseOutcome {
-        let mut items = items.peekable();
-        let endpoint = items.peek().map(|r| r.path).unwrap_or_default();
         let mut out = PhaseOutcome {
             stats: PhaseStats {
                 phase: phase.to_string(),
@@ -418,7 +418,7 @@ mod tests {
         };
         let mut r = Runner::new(settings, CancelToken::new()).unwrap();
         let items = (0..3).map(|_| SeedRequest::form("/x", &[("a", "1")]));
-        let out = r.run_phase("p", 3, items);
+        let out = r.run_phase("p", "/x", 3, items);
         assert_eq!(out.stopped, Some(Stop::TooManyFailures));
         assert_eq!(out.stats.failures, 1);
         assert_eq!(out.stats.retries, 1);

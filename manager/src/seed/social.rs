@@ -100,7 +100,8 @@ pub(super) fn seed(
     phases: &mut Phases,
 ) -> Result<(), super::runner::Stop> {
     let users = graph.users;
-    let registered = phases.push(runner.run_phase("register", users, (0..users).map(register)))?;
+    let registered =
+        phases.push(runner.run_phase("register", REGISTER, users, (0..users).map(register)))?;
     let per_edge = match mode {
         FollowMode::Both => 2,
         FollowMode::Forward => 1,
@@ -109,7 +110,12 @@ pub(super) fn seed(
         let back = (mode == FollowMode::Both).then(|| follow(b, a));
         std::iter::once(follow(a, b)).chain(back)
     });
-    phases.push(runner.run_phase("follow", graph.edges.len() as u64 * per_edge, follows))?;
+    phases.push(runner.run_phase(
+        "follow",
+        FOLLOW,
+        graph.edges.len() as u64 * per_edge,
+        follows,
+    ))?;
     if posts_per_user == 0 {
         return Ok(());
     }
@@ -120,7 +126,12 @@ pub(super) fn seed(
         .filter(move |u| !existed.contains(u))
         .flat_map(move |u| posts(u, posts_per_user, users));
     let skipped = (users - new_users) * u64::from(posts_per_user);
-    let mut out = runner.run_phase("compose", new_users * u64::from(posts_per_user), composes);
+    let mut out = runner.run_phase(
+        "compose",
+        COMPOSE,
+        new_users * u64::from(posts_per_user),
+        composes,
+    );
     out.stats.skipped = skipped;
     phases.push(out).map(|_| ())
 }
