@@ -356,8 +356,9 @@ fn run_seeds_before_the_first_case_and_writes_seed_json() {
         tmp.path(),
         Duration::from_secs(120),
     );
+    // 3: the case ran but a busy machine made it invalid; the seed is what is checked here.
     assert!(
-        out.status.success(),
+        matches!(out.status.code(), Some(0 | 3)),
         "{}{}",
         text(&out.stdout),
         text(&out.stderr)
