@@ -73,6 +73,15 @@ pub enum Commands {
         /// The config file.
         config: PathBuf,
     },
+    /// Send the app its data (the config's `seed:` section) now, as `aefm run` does after
+    /// deploying it; print per-phase figures. Safe to repeat: records that exist count as sent.
+    Seed {
+        /// The config file.
+        config: PathBuf,
+        /// Also write the figures as JSON (what `aefm run` writes to `seed.json`) to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
     /// Print the test cases in run order with estimated durations.
     Plan {
         /// The config file.
@@ -265,6 +274,25 @@ fn dispatch(cli: Cli, customize: impl FnOnce(&mut Experiment)) -> CliResult {
             // Counted when the config was loaded: no case is expanded to answer.
             let n = cfg.case_count();
             println!("ok: {} ({} test cases)", config.display(), n);
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Seed { config, json } => {
+            crate::ui::init_logging(&cli.log_level);
+            let cfg = Config::load(&config)?;
+            // No signal handler: Ctrl-C ends the process, and a seed leaves nothing to clean up.
+            let result = crate::seed::run(&cfg, &crate::load::CancelToken::new());
+            let report = match &result {
+                Ok(r) => Some(r),
+                Err(e) => e.report(),
+            };
+            if let Some(r) = report {
+                print!("{}", crate::seed::summary(r));
+                if let Some(path) = &json {
+                    let text = serde_json::to_string_pretty(r)?;
+                    crate::results::write_atomic(path, text.as_bytes())?;
+                }
+            }
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Plan { config } => {

@@ -15,7 +15,7 @@ use crate::context::Context;
 pub enum Event {
     /// Once, first: checks external services, prepares the results directory.
     StartExperiment,
-    /// Once: brings the app up and waits until it is ready.
+    /// Once: brings the app up, waits until it is ready, and seeds its data (`seed:`).
     InitEnvironment,
     /// Before a case whose value of this dimension differs from the previous case (`start_<dim>`).
     StartDimension(String),

@@ -32,7 +32,8 @@
 //!
 //! Modules, in the order data flows: [`config`] (schema, loading) → [`sweep`] (test cases) →
 //! [`experiment`] (the lifecycle, with [`workflow`]'s default handlers and [`hooks`]) →
-//! components ([`local`], [`load`], [`collect`], chosen in [`backend`]) → [`results`].
+//! components ([`local`], [`load`], [`collect`], chosen in [`backend`]; the app's data from
+//! [`seed`]) → [`results`].
 
 pub mod backend;
 pub mod cli;
@@ -54,6 +55,7 @@ pub mod probe;
 pub mod results;
 pub mod scaffold;
 pub mod schedule;
+pub mod seed;
 pub mod signals;
 pub mod sweep;
 pub mod ui;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | start_experiment | `default:preflight`: Prometheus/Jaeger answer, before anything starts |
 //! | init_environment | `default:deploy`: start the app, wait until ready; the load target answers |
+//! | init_environment | `default:seed` (with a `seed:` section): send the app its data, write `seed.json` |
 //! | start_<interference dim> | `default:apply_interference`: running stressors = the case's levels, then settle |
 //! | start_single_test_case | `default:run_load`: warm-up + measured load, host sampling; then the app and the stressors are checked (see [`crate::validity`]) |
 //! | start_data_collection | `default:collect`: wait the grace period, collect into the case dir |
@@ -22,6 +23,9 @@ pub fn defaults(cfg: &crate::config::Config) -> Handlers {
     let mut h = Handlers::empty();
     h.append(Event::StartExperiment, "default:preflight", preflight);
     h.append(Event::InitEnvironment, "default:deploy", deploy);
+    if cfg.seed.is_some() {
+        h.append(Event::InitEnvironment, "default:seed", seed);
+    }
     for dim in cfg.sweep.interference.keys() {
         h.append(
             Event::StartDimension(dim.clone()),
@@ -60,6 +64,22 @@ pub fn deploy(ctx: &mut Context, c: &mut Components) -> Result<(), HandlerError>
         tracing::info!(endpoint = %u, "app ready");
     }
     check_load_target(ctx, c)?;
+    Ok(())
+}
+
+/// `default:seed`: the app gets its data (the config's `seed:` section) before the first case;
+/// `seed.json` in the experiment directory says what was sent, also when it failed. A failed seed
+/// fails the experiment: load against an empty database measures nothing.
+pub fn seed(ctx: &mut Context, _c: &mut Components) -> Result<(), HandlerError> {
+    let result = crate::seed::run(&ctx.config, &ctx.cancel);
+    let report = match &result {
+        Ok(r) => Some(r),
+        Err(e) => e.report(),
+    };
+    if let Some(r) = report {
+        crate::seed::write_report(&ctx.experiment_dir, r)?;
+    }
+    result?;
     Ok(())
 }
 

@@ -7,8 +7,10 @@
 //! `validate`, `plan`, `run` and the backends share.
 //!
 //! The parts: [`schema`] (types and defaults), [`range`] (dimension values), [`stress`] (stressor
-//! levels and their conversion), [`typed`] (the converted, bounded sweep), `validate` (checks),
-//! [`locate`] (keys and lines in the text), [`extra`] (the user's free map), `load` (reading a file), `duration` (durations).
+//! levels and their conversion), [`seed`] (the data seeded before the first case), [`cases`] (an
+//! explicit case list), [`typed`] (the converted, bounded sweep), `validate` (checks), [`locate`]
+//! (keys and lines in the text), [`extra`] (the user's free map), `load` (reading a file),
+//! `duration` (durations).
 
 pub mod cases;
 mod duration;
@@ -19,6 +21,7 @@ pub mod locate;
 pub mod range;
 pub mod schema;
 pub mod search;
+pub mod seed;
 pub mod stress;
 pub mod typed;
 mod validate;
@@ -32,6 +35,7 @@ pub use locate::locate_key;
 pub use range::{CustomValues, NumberRange};
 pub use schema::*;
 pub use search::{Figure, Precision, Rounds, SearchConfig, Slo};
+pub use seed::{FollowMode, SeedConfig, SeedKind, DEFAULT_MEDIA_USERS};
 pub use stress::{InterferenceLevelSpec, StressKind, StressLevel, StressSpec, StressSpecError};
 pub use typed::{DimKind, DimValue, Dimension, TypedSweep, MAX_CASES};
 pub use validate::{available_cores, safe_char};

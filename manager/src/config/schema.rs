@@ -69,6 +69,10 @@ pub struct Config {
     /// Shell commands run at events.
     #[serde(default)]
     pub hooks: Vec<HookConfig>,
+    /// Data the app needs before it is measured, sent after it is deployed and before the first
+    /// case (DeathStarBench's social graph or media dataset). Default: none.
+    #[serde(default)]
+    pub seed: Option<super::seed::SeedConfig>,
     /// Kubernetes settings (required when `backend: kubernetes`).
     #[serde(default)]
     pub kubernetes: Option<kubernetes::KubernetesConfig>,

@@ -45,6 +45,10 @@ impl Config {
         self.validate_services().map_err(|(key, m)| bad(key, m))?;
         self.validity.validate().map_err(|(key, m)| bad(key, m))?;
         super::extra::check(&self.extra).map_err(|(key, m)| bad(&key, m))?;
+        if let Some(s) = &self.seed {
+            s.validate(self.load.url.as_deref())
+                .map_err(|(key, m)| bad(&key, m))?;
+        }
         self.validate_kubernetes(&typed)
             .map_err(|(key, m)| bad(&key, m))?;
         let names = typed.dimensions.iter().map(|d| d.name.as_str());
@@ -219,7 +223,7 @@ impl Config {
     }
 
     /// Checks the files and directories the config names: the script and working directories
-    /// exist, and `results_dir` exists as a writable directory or can be created.
+    /// exist, the seed's graph or dataset exists and parses, and `results_dir` exists as a writable directory or can be created.
     pub(super) fn validate_files(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let bad = |key: &str, msg: String| Self::invalid(text, path, key, msg);
         if let Some(s) = &self.load.script {
@@ -241,6 +245,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(s) = &self.seed {
+            s.validate_files(self).map_err(|(key, m)| bad(&key, m))?;
         }
         writable_dir(&self.resolve(&self.results_dir)).map_err(|m| bad("results_dir", m))
     }
