@@ -76,25 +76,28 @@ fn social_config(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
     )
 }
 
+/// `aefm seed c.yaml --json JSON` in `dir`, which must succeed; its stdout.
+fn seed_ok(dir: &std::path::Path, json: &str) -> String {
+    let out = run_aefm(
+        &["seed", "c.yaml", "--json", json],
+        dir,
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 #[test]
 fn social_graph_is_seeded_and_a_rerun_succeeds_on_existing_users() {
     let tmp = tempfile::tempdir().unwrap();
     let server = dsb_like();
     social_config(tmp.path(), &server.url(""), "  posts_per_user: 2\n");
-    let run = |json: &str| {
-        let out = run_aefm(
-            &["seed", "c.yaml", "--json", json],
-            tmp.path(),
-            Duration::from_secs(120),
-        );
-        assert!(
-            out.status.success(),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    };
+    let run = |json: &str| seed_ok(tmp.path(), json);
     let stdout = run("first.json");
     assert!(stdout.starts_with("seed ok (social-graph)"), "{stdout}");
     let reqs = server.requests();
@@ -202,17 +205,7 @@ fn transient_failures_are_retried_until_they_succeed() {
         reply(200, "Success!\n")
     });
     social_config(tmp.path(), &server.url(""), "  retries: 3\n");
-    let out = run_aefm(
-        &["seed", "c.yaml", "--json", "r.json"],
-        tmp.path(),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    seed_ok(tmp.path(), "r.json");
     assert_eq!(
         answered.load(Ordering::SeqCst),
         13,
@@ -251,17 +244,7 @@ fn media_dataset_is_seeded_in_phases() {
             server.url("")
         ),
     );
-    let out = run_aefm(
-        &["seed", "c.yaml", "--json", "r.json"],
-        tmp.path(),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    seed_ok(tmp.path(), "r.json");
     let reqs = server.requests();
     let json = |path: &str| -> Vec<serde_json::Value> {
         by_path(&reqs, path)
