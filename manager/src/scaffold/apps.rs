@@ -61,6 +61,15 @@ struct Spec {
     pod: (&'static str, &'static str),
     rates: &'static str,
     note: &'static str,
+    /// The data sent after each deploy (`seed:`), from the checkout's own dataset.
+    seed: Option<SeedSpec>,
+}
+
+/// An app's `seed:` section: its kind, the key naming its data and that data in the checkout.
+struct SeedSpec {
+    kind: &'static str,
+    key: &'static str,
+    path: &'static str,
 }
 
 const DSB: &str = "DeathStarBench (git clone https://github.com/delimitrou/DeathStarBench)";
@@ -79,6 +88,7 @@ fn spec(app: App) -> Spec {
             pod: ("0.5", "256Mi"),
             rates: "[200, 400, 600, 800]",
             note: "the services seed their own databases: no data init is needed",
+            seed: None,
         },
         App::SocialNetwork => Spec {
             name: "social-network",
@@ -91,7 +101,12 @@ fn spec(app: App) -> Spec {
             jaeger_service: "nginx-web-server",
             pod: ("0.5", "256Mi"),
             rates: "[100, 200, 300, 400]",
-            note: "register the users and the social graph once after the first deploy (the checkout's socialNetwork/scripts/init_social_graph.py, see its README), e.g. as a hook on init_environment",
+            note: "the `seed:` section registers the users of the checkout's Reed98 graph and posts its follow edges after each deploy (aefm seed config.yaml does it alone)",
+            seed: Some(SeedSpec {
+                kind: "social-graph",
+                key: "graph",
+                path: "socialNetwork/datasets/social-graph/socfb-Reed98/socfb-Reed98.edges",
+            }),
         },
         App::MediaMicroservices => Spec {
             name: "media-microservices",
@@ -104,7 +119,12 @@ fn spec(app: App) -> Spec {
             jaeger_service: "nginx-web-server",
             pod: ("0.5", "256Mi"),
             rates: "[100, 200, 300, 400]",
-            note: "write the movie and cast data and register the users once after the first deploy (the checkout's mediaMicroservices/scripts/, see its README), e.g. as a hook on init_environment",
+            note: "the `seed:` section writes the checkout's TMDB casts and movies and registers the users after each deploy; seed a fresh deployment only (its front end answers a duplicate with a bare 500)",
+            seed: Some(SeedSpec {
+                kind: "media",
+                key: "dataset",
+                path: "mediaMicroservices/datasets/tmdb",
+            }),
         },
         App::TrainTicket => Spec {
             name: "train-ticket",
@@ -125,6 +145,7 @@ fn spec(app: App) -> Spec {
             pod: ("1", "2Gi"),
             rates: "[20, 40, 60, 80]",
             note: "the services seed their own databases; they take minutes to become ready",
+            seed: None,
         },
     }
 }
@@ -157,6 +178,7 @@ pub fn files(
 /// The files the config needs in the checkout; all missing ones named at once.
 fn check(s: &Spec, upstream: &Path) -> Result<(), UpstreamError> {
     let mut need: Vec<&str> = s.script.into_iter().collect();
+    need.extend(s.seed.as_ref().map(|d| d.path));
     match &s.manifests {
         Manifests::Tree(d) => need.push(d),
         Manifests::Files { infra, under_test } => {
@@ -421,6 +443,28 @@ kubernetes:
         jaeger = s.jaeger_service,
         cpu = s.pod.0,
         mem = s.pod.1,
+    ) + &seed_text(s, upstream)
+}
+
+/// The `seed:` section of an app with data to send: through a port-forward from this machine,
+/// since the load's URL is a cluster name that only the in-cluster Jobs resolve.
+fn seed_text(s: &Spec, upstream: &Path) -> String {
+    let Some(d) = &s.seed else {
+        return String::new();
+    };
+    format!(
+        r#"seed:                # after each deploy, before the first case (docs/config.md, seed)
+  kind: {kind}
+  # Sent from this machine: kubectl -n {ns} port-forward svc/{svc} {port} &
+  url: http://127.0.0.1:{port}
+  {key}: {path}
+"#,
+        kind = d.kind,
+        ns = s.namespace,
+        svc = s.service,
+        port = s.port,
+        key = d.key,
+        path = upstream.join(d.path).display(),
     )
 }
 

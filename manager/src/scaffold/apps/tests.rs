@@ -24,10 +24,13 @@ fn checkout(app: App) -> tempfile::TempDir {
         App::SocialNetwork => &[
             "socialNetwork/helm-chart/socialnetwork/Chart.yaml",
             "socialNetwork/wrk2/scripts/social-network/read-home-timeline.lua",
+            GRAPH,
         ],
         App::MediaMicroservices => &[
             "mediaMicroservices/helm-chart/mediamicroservices/Chart.yaml",
             "mediaMicroservices/wrk2/scripts/media-microservices/compose-review.lua",
+            "mediaMicroservices/datasets/tmdb/casts.json",
+            "mediaMicroservices/datasets/tmdb/movies.json",
         ],
         App::TrainTicket => &[
             "deployment/kubernetes-manifests/k8s-with-jaeger/ts-deployment-part1.yml",
@@ -38,10 +41,19 @@ fn checkout(app: App) -> tempfile::TempDir {
     for f in files {
         let p = d.path().join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, DEPLOYMENT).unwrap();
+        // Datasets as DeathStarBench has them: an edge list, TMDB records.
+        let text = match *f {
+            GRAPH => "0 1\n1 2\n",
+            f if f.ends_with("casts.json") => r#"[{"id": 1, "name": "A", "gender": 1}]"#,
+            f if f.ends_with("movies.json") => r#"[{"id": 2, "title": "B", "cast": []}]"#,
+            _ => DEPLOYMENT,
+        };
+        std::fs::write(p, text).unwrap();
     }
     d
 }
+
+const GRAPH: &str = "socialNetwork/datasets/social-graph/socfb-Reed98/socfb-Reed98.edges";
 
 const ALL: [App; 4] = [
     App::HotelReservation,
@@ -69,6 +81,20 @@ fn every_apps_config_validates_against_its_checkout() {
             url.contains(&format!(".{}.svc.cluster.local:", k.namespace)),
             "{url}"
         );
+        // Social and media send the checkout's own data after each deploy, from this machine.
+        match (&cfg.seed, spec(app).seed) {
+            (None, None) => {}
+            (Some(seed), Some(want)) => {
+                assert_eq!(
+                    seed.url.as_deref(),
+                    Some("http://127.0.0.1:8080"),
+                    "{app:?}"
+                );
+                let data = seed.graph.as_ref().or(seed.dataset.as_ref()).unwrap();
+                assert!(data.ends_with(want.path), "{app:?}: {}", data.display());
+            }
+            (got, _) => panic!("{app:?}: seed {got:?}"),
+        }
         match spec(app).manifests {
             Manifests::Helm(_) => assert!(dir.join("repo/render.sh").is_file(), "{app:?}"),
             _ => assert!(
