@@ -387,7 +387,8 @@ pub struct PrometheusConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseQueries {
-    /// Busy cores of the app's nodes over the window, as one number.
+    /// Busy cores of the app's nodes over the window: one number, or one series per node
+    /// labelled `nodename` or `node` (then every node must be there).
     #[serde(default = "default_noise_host")]
     pub host_cpu: String,
     /// Cores our pods used on those nodes over the window, as one number.
@@ -408,10 +409,11 @@ fn default_noise() -> Option<NoiseQueries> {
     Some(NoiseQueries::default())
 }
 /// Node exporter's busy CPU, joined on `instance` with `node_uname_info` to select nodes by
-/// name (its `nodename` is the host name, the node's name on most clusters).
+/// name (its `nodename` is the host name, the node's name on most clusters); one series per
+/// node, so a node without data is noticed rather than counted as idle.
 fn default_noise_host() -> String {
     concat!(
-        r#"sum(rate(node_cpu_seconds_total{mode!~"idle|iowait|steal"}[{{window}}])"#,
+        r#"sum by (nodename) (rate(node_cpu_seconds_total{mode!~"idle|iowait|steal"}[{{window}}])"#,
         r#" * on(instance) group_left(nodename) node_uname_info{nodename=~"{{nodes}}"})"#
     )
     .into()

@@ -383,9 +383,11 @@ impl DataCollector for KubeCollector {
         tctx.pod_regex = Some(pod_regex(&units));
         tctx.extra
             .insert("experiment".into(), self.shared.experiment.clone());
-        let nodes = units.iter().filter_map(|u| u.node.as_deref());
-        tctx.extra
-            .insert("nodes".into(), super::noise::names_regex(nodes));
+        let nodes: Vec<&str> = units.iter().filter_map(|u| u.node.as_deref()).collect();
+        tctx.extra.insert(
+            "nodes".into(),
+            super::noise::names_regex(nodes.iter().copied()),
+        );
         tctx.extra
             .insert("namespaces".into(), our_namespaces(&self.shared.cfg));
         let otlp = self.otlp.as_ref();
@@ -397,7 +399,7 @@ impl DataCollector for KubeCollector {
                 start: window.start,
                 end: window.end,
             };
-            match super::noise::measure(p, q, &tctx, &w) {
+            match super::noise::measure(p, q, &tctx, &w, &nodes) {
                 Ok(cores) => summary.other_cpu_cores = Some(cores),
                 Err(e) => summary.noise_error = Some(e),
             }

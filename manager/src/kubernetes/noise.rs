@@ -46,12 +46,14 @@ pub fn names_regex<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 /// window's end over the window, never below 0. `tctx` carries `nodes` and `namespaces` in its
 /// extra variables. An error says why the figure could not be had (a query failed, or returned
 /// nothing: no node exporter or cAdvisor data for those nodes, or a window shorter than two
-/// scrapes).
+/// scrapes; or `host_cpu` answered per node and one of `nodes` is missing: its CPU would count
+/// as idle).
 pub fn measure(
     prom: &PrometheusConfig,
     queries: &NoiseQueries,
     tctx: &TemplateContext,
     window: &Window,
+    nodes: &[&str],
 ) -> Result<f64, String> {
     let client = PrometheusClient::new(&prom.url, Default::default()).map_err(|e| e.to_string())?;
     let one = |name: &str, promql: &str| -> Result<f64, String> {
@@ -65,12 +67,44 @@ pub fn measure(
         let series = client
             .instant(&query, window.end, window)
             .map_err(|e| format!("collect.prometheus.noise.{name}: {e}"))?;
-        single_value(&series)
+        let covered = match name {
+            "host_cpu" => every_node(&series, nodes),
+            _ => Ok(()),
+        };
+        covered
+            .and_then(|()| single_value(&series))
             .map_err(|why| format!("collect.prometheus.noise.{name} ({query}) {why}"))
     };
     let host = one("host_cpu", &queries.host_cpu)?;
     let ours = one("ours_cpu", &queries.ours_cpu)?;
     Ok((host - ours).max(0.0))
+}
+
+/// When the series are per node (a `nodename` or `node` label on each), every node of the case
+/// must have one: a node without data would pass as idle and hide its noise.
+fn every_node(series: &[Series], nodes: &[&str]) -> Result<(), String> {
+    let node_of = |s: &Series| {
+        s.labels
+            .get("nodename")
+            .or_else(|| s.labels.get("node"))
+            .cloned()
+    };
+    let Some(seen) = series.iter().map(node_of).collect::<Option<Vec<String>>>() else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|n| !seen.iter().any(|s| s == n))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "has no data for node(s) {} (no node exporter there, or its nodename is not the node's name)",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// The one number a noise query must give: the sum of its series' last samples. No series (or
@@ -111,6 +145,23 @@ mod tests {
                 samples: vec![(1.0, v)],
             })
             .collect()
+    }
+
+    fn on_node(node: &str, v: f64) -> Series {
+        Series {
+            labels: [("nodename".to_string(), node.to_string())].into(),
+            samples: vec![(1.0, v)],
+        }
+    }
+
+    #[test]
+    fn per_node_answers_must_cover_every_node() {
+        let both = [on_node("w2", 1.0), on_node("w3", 0.5)];
+        assert!(every_node(&both, &["w2", "w3"]).is_ok());
+        let e = every_node(&both[..1], &["w2", "w3"]).unwrap_err();
+        assert!(e.contains("no data for node(s) w3"), "{e}");
+        // A single unlabelled sum cannot be checked per node: taken as it is.
+        assert!(every_node(&series(&[1.5]), &["w2", "w3"]).is_ok());
     }
 
     #[test]

@@ -48,7 +48,8 @@ fn cadvisor(e: &TestEndpoint) {
     c("hotel", "elsewhere", "app", "w9", 5.0);
 }
 
-/// `aefm run` of the fake-cluster experiment with 3 s cases, Prometheus at `url`, and `extra`
+/// `aefm run` of the fake-cluster experiment with 4 s cases (four scrapes each, so a late scrape
+/// on a busy machine still leaves `rate()` two points), Prometheus at `url`, and `extra`
 /// appended to the config; the summary rows and the nodes the app's pods ran on.
 fn run(
     fake: &FakeKube,
@@ -60,7 +61,7 @@ fn run(
 ) {
     let app = aefm_tests::http_server::HttpServer::start(Default::default());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = experiment_config(fake, dir.path(), &app.url("/"), "3s", "");
+    let cfg = experiment_config(fake, dir.path(), &app.url("/"), "4s", "");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
         "collect:\n  prometheus: {{url: \"{url}\", step: 1s, grace: 2s{extra}}}\nvalidity: {{max_other_cpu: 1.0, max_send_lag_p99: 100ms, max_generator_busy: 1.0}}\n"
