@@ -390,6 +390,20 @@ fn run_until_killed(tmp: &Path, cfg: &Path, lines: usize) -> usize {
     journal_lines(&results)
 }
 
+/// `aefm run CONFIG --resume` to its end (within `limit`), which must have run (exit 0, or 3: a
+/// case may be invalid on a busy machine; what ran is for the caller to check).
+fn resume_to_end(cfg: &Path, limit: Duration) -> Output {
+    let mut cmd = Command::new(aefm());
+    cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
+    let out = run_with_deadline(cmd, limit);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "resume failed: {}",
+        text(&out.stderr)
+    );
+    out
+}
+
 fn journal_lines(results: &Path) -> usize {
     std::fs::read_dir(results)
         .ok()
@@ -428,15 +442,7 @@ fn resume_after_kill_skips_finished_cases() {
         "children survived: {kids:?}"
     );
 
-    let mut cmd = Command::new(aefm());
-    cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
-    let out = run_with_deadline(cmd, Duration::from_secs(90));
-    // 3: a case may be invalid on a busy machine; that it ran is checked below.
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "resume failed: {}",
-        text(&out.stderr)
-    );
+    let out = resume_to_end(&cfg, Duration::from_secs(90));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("finished earlier"), "{stdout}");
     let dir = experiment_dir(&results);

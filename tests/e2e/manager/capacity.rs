@@ -67,14 +67,7 @@ fn a_search_finds_the_known_capacity_and_resumes_after_a_kill() {
     let results = tmp.path().join("results");
     assert!(before < PROBES.len(), "the search ended before the kill");
 
-    let mut cmd = Command::new(aefm());
-    cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
-    let out = run_with_deadline(cmd, Duration::from_secs(180));
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "resume failed: {}",
-        text(&out.stderr)
-    );
+    resume_to_end(&cfg, Duration::from_secs(180));
     let dir = experiment_dir(&results);
     // Every probe once, in the predicted order: the resumed run went on where the kill left it.
     let rows = summary(&dir);

@@ -77,14 +77,7 @@ fn an_explicit_case_list_runs_in_its_order_and_resumes_after_a_kill() {
     let results = tmp.path().join("results");
     assert!(before < ORDER.len(), "the list ended before the kill");
 
-    let mut cmd = Command::new(aefm());
-    cmd.args(["run", cfg.to_str().unwrap(), "--resume", "--no-progress"]);
-    let out = run_with_deadline(cmd, Duration::from_secs(120));
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "resume failed: {}",
-        text(&out.stderr)
-    );
+    resume_to_end(&cfg, Duration::from_secs(120));
     let dir = experiment_dir(&results);
     let rows = summary(&dir);
     let names: Vec<&str> = rows.iter().map(|r| r["case"].as_str()).collect();
